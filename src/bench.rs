@@ -1,0 +1,373 @@
+//! `lakehouse bench bronze`: bronze throughput and peak memory on mock
+//! Debezium Postgres records with schemas (1–5 KB each, as real ones are).
+//!
+//! Three measurements, each on the same deterministic record stream:
+//! 1. `decode`: the Debezium decoder alone (the ceiling of the decode step).
+//! 2. `ingest`: decode → Arrow → Parquet → Delta commits on local storage, no
+//!    broker. Generation is outside the timed sections.
+//! 3. `kafka` (with `--brokers`): records produced to a broker first (timed
+//!    separately), then `run bronze --until-idle` consumes them end to end.
+//!
+//! Peak RSS is the process's high-water mark, reset before each phase.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lakehouse_mock::{DebeziumEncoder, KafkaRecord, SimConfig, Simulator, jsonl::partition_for};
+
+use crate::bronze::{FlushPolicy, Ingestor, Progress, RecordMeta, StopCondition};
+use crate::cdc::{DecodedRecord, Decoder, TypeHints};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::storage::StorageRoot;
+
+/// Options of `lakehouse bench bronze`.
+#[derive(Debug, Clone)]
+pub struct BronzeBenchOptions {
+    /// Number of Kafka records to generate.
+    pub records: u64,
+    /// Partitions per topic.
+    pub partitions: u32,
+    /// Simulation seed.
+    pub seed: u64,
+    /// Broker for the end-to-end phase (skipped when `None`).
+    pub brokers: Option<String>,
+    /// Scratch folder for the Delta tables.
+    pub dir: PathBuf,
+}
+
+/// One measured phase.
+#[derive(Debug, Clone)]
+pub struct PhaseResult {
+    /// Phase name.
+    pub name: &'static str,
+    /// Records processed.
+    pub records: u64,
+    /// Bytes of key + value processed.
+    pub bytes: u64,
+    /// Time spent in the measured work.
+    pub elapsed: Duration,
+    /// Peak resident memory during the phase, in bytes (0 when unknown).
+    pub peak_rss: u64,
+}
+
+impl PhaseResult {
+    /// Records per second.
+    pub fn records_per_s(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Megabytes (10^6) per second.
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl std::fmt::Display for PhaseResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<8} {:>10} records {:>9.1} MB in {:>7.2}s  {:>9.0} records/s  {:>7.1} MB/s  peak RSS {:>6.0} MiB",
+            self.name,
+            self.records,
+            self.bytes as f64 / 1e6,
+            self.elapsed.as_secs_f64(),
+            self.records_per_s(),
+            self.mb_per_s(),
+            self.peak_rss as f64 / (1024.0 * 1024.0),
+        )
+    }
+}
+
+/// A deterministic stream of mock Debezium records, generated in chunks.
+struct RecordStream {
+    sim: Simulator,
+    encoder: DebeziumEncoder,
+    remaining: u64,
+    snapshot_done: bool,
+}
+
+impl RecordStream {
+    fn new(records: u64, seed: u64) -> Self {
+        let config = SimConfig {
+            seed,
+            ..SimConfig::default()
+        };
+        let encoder = DebeziumEncoder::new(&config.topic_prefix);
+        Self {
+            sim: Simulator::new(config),
+            encoder,
+            remaining: records,
+            snapshot_done: false,
+        }
+    }
+
+    /// Fills `out` with the next chunk of at least `chunk` records (fewer at the end).
+    fn next_chunk(&mut self, chunk: usize, out: &mut Vec<KafkaRecord>) -> bool {
+        out.clear();
+        if self.remaining == 0 {
+            return false;
+        }
+        if !self.snapshot_done {
+            self.snapshot_done = true;
+            let snapshot = self.sim.snapshot();
+            self.encoder.encode_snapshot(&snapshot, out);
+        }
+        while out.len() < chunk && (out.len() as u64) < self.remaining {
+            let tx = self.sim.next_transaction();
+            self.encoder.encode_transaction(&tx, out);
+        }
+        out.truncate(self.remaining.min(out.len() as u64) as usize);
+        self.remaining -= out.len() as u64;
+        !out.is_empty()
+    }
+}
+
+const CHUNK: usize = 20_000;
+
+fn record_bytes(record: &KafkaRecord) -> u64 {
+    (record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len)) as u64
+}
+
+/// Resets the process's peak-RSS counter (Linux); best effort.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak RSS in bytes since the last reset (Linux), or 0.
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Decoder alone.
+fn bench_decode(options: &BronzeBenchOptions) -> PhaseResult {
+    reset_peak_rss();
+    let mut stream = RecordStream::new(options.records, options.seed);
+    let mut decoder = Decoder::new(TypeHints::default());
+    let mut decoded = DecodedRecord::default();
+    let mut chunk = Vec::new();
+    let (mut records, mut bytes, mut elapsed, mut failures) = (0u64, 0u64, Duration::ZERO, 0u64);
+    while stream.next_chunk(CHUNK, &mut chunk) {
+        let started = Instant::now();
+        for record in &chunk {
+            if decoder
+                .decode(&record.topic, record.key.as_deref(), record.value.as_deref(), &mut decoded)
+                .is_err()
+            {
+                failures += 1;
+            }
+        }
+        elapsed += started.elapsed();
+        records += chunk.len() as u64;
+        bytes += chunk.iter().map(record_bytes).sum::<u64>();
+    }
+    if failures > 0 {
+        tracing::warn!(failures, "mock records failed to decode");
+    }
+    PhaseResult {
+        name: "decode",
+        records,
+        bytes,
+        elapsed,
+        peak_rss: peak_rss(),
+    }
+}
+
+/// Decode → Arrow → Parquet → Delta on local storage.
+async fn bench_ingest(options: &BronzeBenchOptions, config: &Config) -> Result<PhaseResult> {
+    let dir = options.dir.join("ingest");
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = StorageRoot::local(&dir)?;
+    reset_peak_rss();
+    let mut ingestor = Ingestor::open(&root, &config.bronze, TypeHints::default(), Progress::quiet())
+        .await?
+        .with_policy(FlushPolicy::from_config(&config.bronze));
+    let mut stream = RecordStream::new(options.records, options.seed);
+    let mut chunk = Vec::new();
+    let mut offsets: std::collections::HashMap<(String, u32), (usize, i64)> = Default::default();
+    let (mut records, mut bytes, mut elapsed) = (0u64, 0u64, Duration::ZERO);
+    while stream.next_chunk(CHUNK, &mut chunk) {
+        let started = Instant::now();
+        for record in &chunk {
+            let partition = partition_for(record.key.as_deref(), options.partitions);
+            let slot = offsets
+                .entry((record.topic.clone(), partition))
+                .or_insert_with(|| (ingestor.set_position(&crate::bronze::kafka::app_id(&record.topic, partition as i32), None), -1));
+            slot.1 += 1;
+            let meta = RecordMeta {
+                stream: slot.0,
+                position: slot.1,
+                topic: &record.topic,
+                partition: partition as i32,
+                offset: slot.1,
+                timestamp_ms: None,
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+            };
+            ingestor.ingest(&meta)?;
+            if ingestor.should_flush() {
+                ingestor.flush().await?;
+            }
+        }
+        elapsed += started.elapsed();
+        records += chunk.len() as u64;
+        bytes += chunk.iter().map(record_bytes).sum::<u64>();
+    }
+    let started = Instant::now();
+    let summary = ingestor.finish().await?;
+    elapsed += started.elapsed();
+    if summary.counts.records != records {
+        return Err(Error::Other(format!(
+            "ingested {} of {records} records",
+            summary.counts.records
+        )));
+    }
+    Ok(PhaseResult {
+        name: "ingest",
+        records,
+        bytes,
+        elapsed,
+        peak_rss: peak_rss(),
+    })
+}
+
+/// Produce to a broker, then consume with `run bronze --until-idle`.
+async fn bench_kafka(options: &BronzeBenchOptions, config: &Config, brokers: &str) -> Result<(PhaseResult, PhaseResult)> {
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("bench{}", &run_id[..8]);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| Error::kafka("admin client", e))?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.kbytes", "262144")
+        .create()
+        .map_err(|e| Error::kafka("producer", e))?;
+
+    // Produce (timed on its own).
+    reset_peak_rss();
+    let mut stream = RecordStream::new(options.records, options.seed);
+    let mut chunk = Vec::new();
+    let mut topics = std::collections::BTreeSet::new();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let started = Instant::now();
+    while stream.next_chunk(CHUNK, &mut chunk) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for record in &chunk {
+            let topic = record.topic.replacen(&stream.encoder.prefix().to_string(), &prefix, 1);
+            if topics.insert(topic.clone()) {
+                let new = NewTopic::new(&topic, options.partitions as i32, TopicReplication::Fixed(1));
+                admin
+                    .create_topics([&new], &AdminOptions::new())
+                    .await
+                    .map_err(|e| Error::kafka(format!("create topic {topic}"), e))?;
+            }
+            let partition = partition_for(record.key.as_deref(), options.partitions) as i32;
+            let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).partition(partition);
+            if let Some(k) = &record.key {
+                out = out.key(k.as_slice());
+            }
+            if let Some(v) = &record.value {
+                out = out.payload(v.as_slice());
+            }
+            pending.push(producer.send_result(out).map_err(|(e, _)| Error::kafka("produce", e))?);
+        }
+        for delivery in pending {
+            delivery
+                .await
+                .map_err(|_| Error::Other("producer dropped a delivery".into()))?
+                .map_err(|(e, _)| Error::kafka("delivery", e))?;
+        }
+        records += chunk.len() as u64;
+        bytes += chunk.iter().map(record_bytes).sum::<u64>();
+    }
+    let produce = PhaseResult {
+        name: "produce",
+        records,
+        bytes,
+        elapsed: started.elapsed(),
+        peak_rss: peak_rss(),
+    };
+
+    // Consume end to end.
+    let dir = options.dir.join("kafka");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut consume_config = config.clone();
+    consume_config.storage.root = dir.display().to_string();
+    consume_config.kafka.brokers = Some(brokers.to_string());
+    consume_config.kafka.group_id = format!("bench-{run_id}");
+    consume_config.kafka.topics = topics.into_iter().collect();
+    consume_config.kafka.topic_pattern = None;
+    reset_peak_rss();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let summary = crate::bronze::run(
+        &consume_config,
+        crate::bronze::BronzeSource::Kafka,
+        StopCondition {
+            until_idle: true,
+            max_records: None,
+        },
+        rx,
+    )
+    .await?;
+    let consume = PhaseResult {
+        name: "kafka",
+        records: summary.counts.records,
+        bytes: summary.counts.bytes,
+        elapsed: started.elapsed(),
+        peak_rss: peak_rss(),
+    };
+    if summary.counts.records != records {
+        return Err(Error::Other(format!(
+            "consumed {} of {records} produced records",
+            summary.counts.records
+        )));
+    }
+    Ok((produce, consume))
+}
+
+/// Runs the bronze benchmark and returns the measured phases.
+pub async fn bench_bronze(options: &BronzeBenchOptions, config: &Config) -> Result<Vec<PhaseResult>> {
+    std::fs::create_dir_all(&options.dir).map_err(|e| Error::io(&options.dir, e))?;
+    let mut results = vec![bench_decode(options)];
+    tracing::info!("{}", results[0]);
+    results.push(bench_ingest(options, config).await?);
+    tracing::info!("{}", results[1]);
+    if let Some(brokers) = &options.brokers {
+        let (produce, consume) = bench_kafka(options, config, brokers).await?;
+        tracing::info!("{produce}");
+        tracing::info!("{consume}");
+        results.push(produce);
+        results.push(consume);
+    }
+    Ok(results)
+}
+
+/// Default scratch folder of the benchmark.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("lakehouse-bench")
+}
+
+/// Removes the benchmark's scratch folder.
+pub fn cleanup(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}

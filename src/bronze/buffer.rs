@@ -1,0 +1,485 @@
+//! The in-memory batch: decoded records appended straight into Arrow builders.
+//!
+//! Each record is decoded once ([`crate::cdc::Decoder`]) and its fields are
+//! appended column by column; nothing is parsed or copied twice. The buffer
+//! also tracks, per *stream* (a Kafka topic-partition or an input file), the
+//! first and last position it holds, which the sink turns into Delta `txn`
+//! actions.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Decimal128Builder, Int32Builder, Int64Builder, MapBuilder,
+    MapFieldNames, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+};
+
+use super::schema::{dead_letters_schema, events_schema};
+use crate::cdc::{DecodeError, DecodedRecord, RecordKind, Row};
+use crate::error::Result;
+
+/// Where one record came from.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordMeta<'a> {
+    /// Index of the stream (see [`BronzeBuffer::stream`]).
+    pub stream: usize,
+    /// Position within the stream that the commit protocol tracks (the Kafka
+    /// offset, or the line number of an input file).
+    pub position: i64,
+    /// Kafka topic.
+    pub topic: &'a str,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset.
+    pub offset: i64,
+    /// Kafka timestamp in milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// Raw key bytes.
+    pub key: Option<&'a [u8]>,
+    /// Raw value bytes.
+    pub value: Option<&'a [u8]>,
+}
+
+/// The range of positions of one stream held in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRange {
+    /// The Delta `txn` application id of the stream.
+    pub app_id: String,
+    /// First position buffered in this batch, if any.
+    pub first: Option<i64>,
+    /// Last position buffered in this batch, if any.
+    pub last: Option<i64>,
+}
+
+/// Counts of what a batch holds, for progress reporting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Records consumed (all kinds).
+    pub records: u64,
+    /// Bytes of key + value consumed.
+    pub bytes: u64,
+    /// Rows for `bronze_events`.
+    pub rows: u64,
+    /// Rows for `bronze_dead_letters`.
+    pub dead_letters: u64,
+    /// Recognised records that are not table rows (transactions, heartbeats, DDL).
+    pub skipped: u64,
+}
+
+impl BatchCounts {
+    /// Adds another batch's counts.
+    pub fn add(&mut self, other: &BatchCounts) {
+        self.records += other.records;
+        self.bytes += other.bytes;
+        self.rows += other.rows;
+        self.dead_letters += other.dead_letters;
+        self.skipped += other.skipped;
+    }
+}
+
+/// A finished batch, ready for the sink.
+#[derive(Debug)]
+pub struct FinishedBatch {
+    /// Rows for `bronze_events`.
+    pub events: RecordBatch,
+    /// Stream index of every row of `events`.
+    pub event_streams: Vec<u32>,
+    /// Rows for `bronze_dead_letters`.
+    pub dead_letters: RecordBatch,
+    /// Stream index and position of every row of `dead_letters`.
+    pub dead_letter_positions: Vec<(u32, i64)>,
+    /// Position ranges per stream (indexed like the buffer's streams).
+    pub streams: Vec<StreamRange>,
+    /// What the batch holds.
+    pub counts: BatchCounts,
+    /// Id of the batch, also written in the `batch_id` column.
+    pub batch_id: String,
+}
+
+fn string_map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
+    MapBuilder::new(
+        Some(MapFieldNames {
+            entry: "key_value".into(),
+            key: "key".into(),
+            value: "value".into(),
+        }),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    )
+}
+
+fn utc_micros() -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::new().with_timezone("UTC")
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Builders of the `bronze_events` columns, in schema order.
+struct EventColumns {
+    topic: StringBuilder,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+    kafka_timestamp: TimestampMicrosecondBuilder,
+    record_kind: StringBuilder,
+    op: StringBuilder,
+    connector: StringBuilder,
+    source_name: StringBuilder,
+    source_db: StringBuilder,
+    source_schema: StringBuilder,
+    source_table: StringBuilder,
+    source_lsn: Int64Builder,
+    source_tx_id: Int64Builder,
+    source_sequence: StringBuilder,
+    binlog_file: StringBuilder,
+    binlog_pos: Int64Builder,
+    binlog_row: Int32Builder,
+    server_id: Int64Builder,
+    gtid: StringBuilder,
+    source_position: Decimal128Builder,
+    source_ts_ms: Int64Builder,
+    event_ts_ms: Int64Builder,
+    snapshot: StringBuilder,
+    tx_id: StringBuilder,
+    tx_total_order: Int64Builder,
+    tx_collection_order: Int64Builder,
+    key: MapBuilder<StringBuilder, StringBuilder>,
+    before: MapBuilder<StringBuilder, StringBuilder>,
+    after: MapBuilder<StringBuilder, StringBuilder>,
+    raw_key: BinaryBuilder,
+    raw_value: BinaryBuilder,
+    ingested_at: TimestampMicrosecondBuilder,
+}
+
+impl EventColumns {
+    fn new() -> Self {
+        Self {
+            topic: StringBuilder::new(),
+            kafka_partition: Int32Builder::new(),
+            kafka_offset: Int64Builder::new(),
+            kafka_timestamp: utc_micros(),
+            record_kind: StringBuilder::new(),
+            op: StringBuilder::new(),
+            connector: StringBuilder::new(),
+            source_name: StringBuilder::new(),
+            source_db: StringBuilder::new(),
+            source_schema: StringBuilder::new(),
+            source_table: StringBuilder::new(),
+            source_lsn: Int64Builder::new(),
+            source_tx_id: Int64Builder::new(),
+            source_sequence: StringBuilder::new(),
+            binlog_file: StringBuilder::new(),
+            binlog_pos: Int64Builder::new(),
+            binlog_row: Int32Builder::new(),
+            server_id: Int64Builder::new(),
+            gtid: StringBuilder::new(),
+            source_position: Decimal128Builder::new(),
+            source_ts_ms: Int64Builder::new(),
+            event_ts_ms: Int64Builder::new(),
+            snapshot: StringBuilder::new(),
+            tx_id: StringBuilder::new(),
+            tx_total_order: Int64Builder::new(),
+            tx_collection_order: Int64Builder::new(),
+            key: string_map_builder(),
+            before: string_map_builder(),
+            after: string_map_builder(),
+            raw_key: BinaryBuilder::new(),
+            raw_value: BinaryBuilder::new(),
+            ingested_at: utc_micros(),
+        }
+    }
+
+    fn append(&mut self, meta: &RecordMeta<'_>, kind: RecordKind, record: &DecodedRecord) -> Result<()> {
+        let source = &record.source;
+        let tx = &record.transaction;
+        self.topic.append_value(meta.topic);
+        self.kafka_partition.append_value(meta.partition);
+        self.kafka_offset.append_value(meta.offset);
+        self.kafka_timestamp
+            .append_option(meta.timestamp_ms.map(|ms| ms.saturating_mul(1000)));
+        self.record_kind.append_value(kind.as_str());
+        self.op.append_option(record.op.map(|op| op.code()));
+        self.connector.append_option(source.connector.as_deref());
+        self.source_name.append_option(source.name.as_deref());
+        self.source_db.append_option(source.db.as_deref());
+        self.source_schema.append_option(source.schema.as_deref());
+        self.source_table.append_option(source.table.as_deref());
+        self.source_lsn.append_option(source.lsn);
+        self.source_tx_id.append_option(source.tx_id);
+        self.source_sequence.append_option(source.sequence.as_deref());
+        self.binlog_file.append_option(source.binlog_file.as_deref());
+        self.binlog_pos.append_option(source.binlog_pos);
+        self.binlog_row.append_option(source.binlog_row);
+        self.server_id.append_option(source.server_id);
+        self.gtid.append_option(source.gtid.as_deref());
+        self.source_position.append_option(source.position());
+        self.source_ts_ms.append_option(source.ts_ms);
+        self.event_ts_ms.append_option(record.event_ts_ms);
+        self.snapshot.append_option(source.snapshot.as_deref());
+        self.tx_id.append_option(tx.id.as_deref());
+        self.tx_total_order.append_option(tx.total_order);
+        self.tx_collection_order.append_option(tx.data_collection_order);
+        append_row(&mut self.key, record.key.as_ref())?;
+        append_row(&mut self.before, record.before.as_ref())?;
+        append_row(&mut self.after, record.after.as_ref())?;
+        self.raw_key.append_option(meta.key);
+        self.raw_value.append_option(meta.value);
+        self.ingested_at.append_value(now_micros());
+        Ok(())
+    }
+
+    fn finish(&mut self, batch_id: &str) -> Result<RecordBatch> {
+        let rows = self.topic.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.topic.finish()),
+            Arc::new(self.kafka_partition.finish()),
+            Arc::new(self.kafka_offset.finish()),
+            Arc::new(self.kafka_timestamp.finish()),
+            Arc::new(self.record_kind.finish()),
+            Arc::new(self.op.finish()),
+            Arc::new(self.connector.finish()),
+            Arc::new(self.source_name.finish()),
+            Arc::new(self.source_db.finish()),
+            Arc::new(self.source_schema.finish()),
+            Arc::new(self.source_table.finish()),
+            Arc::new(self.source_lsn.finish()),
+            Arc::new(self.source_tx_id.finish()),
+            Arc::new(self.source_sequence.finish()),
+            Arc::new(self.binlog_file.finish()),
+            Arc::new(self.binlog_pos.finish()),
+            Arc::new(self.binlog_row.finish()),
+            Arc::new(self.server_id.finish()),
+            Arc::new(self.gtid.finish()),
+            Arc::new(
+                self.source_position
+                    .finish()
+                    .with_precision_and_scale(38, 0)?,
+            ),
+            Arc::new(self.source_ts_ms.finish()),
+            Arc::new(self.event_ts_ms.finish()),
+            Arc::new(self.snapshot.finish()),
+            Arc::new(self.tx_id.finish()),
+            Arc::new(self.tx_total_order.finish()),
+            Arc::new(self.tx_collection_order.finish()),
+            Arc::new(self.key.finish()),
+            Arc::new(self.before.finish()),
+            Arc::new(self.after.finish()),
+            Arc::new(self.raw_key.finish()),
+            Arc::new(self.raw_value.finish()),
+            Arc::new(self.ingested_at.finish()),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(batch_id, rows))),
+        ];
+        Ok(RecordBatch::try_new(events_schema(), columns)?)
+    }
+}
+
+fn append_row(builder: &mut MapBuilder<StringBuilder, StringBuilder>, row: Option<&Row>) -> Result<()> {
+    match row {
+        Some(row) => {
+            for (name, value) in row.iter() {
+                builder.keys().append_value(name);
+                builder.values().append_option(value);
+            }
+            builder.append(true)?;
+        }
+        None => builder.append(false)?,
+    }
+    Ok(())
+}
+
+/// Builders of the `bronze_dead_letters` columns.
+struct DeadLetterColumns {
+    topic: StringBuilder,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+    kafka_timestamp: TimestampMicrosecondBuilder,
+    raw_key: BinaryBuilder,
+    raw_value: BinaryBuilder,
+    error_kind: StringBuilder,
+    error: StringBuilder,
+    failed_at: TimestampMicrosecondBuilder,
+}
+
+impl DeadLetterColumns {
+    fn new() -> Self {
+        Self {
+            topic: StringBuilder::new(),
+            kafka_partition: Int32Builder::new(),
+            kafka_offset: Int64Builder::new(),
+            kafka_timestamp: utc_micros(),
+            raw_key: BinaryBuilder::new(),
+            raw_value: BinaryBuilder::new(),
+            error_kind: StringBuilder::new(),
+            error: StringBuilder::new(),
+            failed_at: utc_micros(),
+        }
+    }
+
+    fn append(&mut self, meta: &RecordMeta<'_>, kind: &str, message: &str) {
+        self.topic.append_value(meta.topic);
+        self.kafka_partition.append_value(meta.partition);
+        self.kafka_offset.append_value(meta.offset);
+        self.kafka_timestamp
+            .append_option(meta.timestamp_ms.map(|ms| ms.saturating_mul(1000)));
+        self.raw_key.append_option(meta.key);
+        self.raw_value.append_option(meta.value);
+        self.error_kind.append_value(kind);
+        self.error.append_value(message);
+        self.failed_at.append_value(now_micros());
+    }
+
+    fn finish(&mut self, batch_id: &str) -> Result<RecordBatch> {
+        let rows = self.topic.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.topic.finish()),
+            Arc::new(self.kafka_partition.finish()),
+            Arc::new(self.kafka_offset.finish()),
+            Arc::new(self.kafka_timestamp.finish()),
+            Arc::new(self.raw_key.finish()),
+            Arc::new(self.raw_value.finish()),
+            Arc::new(self.error_kind.finish()),
+            Arc::new(self.error.finish()),
+            Arc::new(self.failed_at.finish()),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(batch_id, rows))),
+        ];
+        Ok(RecordBatch::try_new(dead_letters_schema(), columns)?)
+    }
+}
+
+/// Accumulates one batch of decoded records.
+pub struct BronzeBuffer {
+    events: EventColumns,
+    event_streams: Vec<u32>,
+    dead_letters: DeadLetterColumns,
+    dead_letter_positions: Vec<(u32, i64)>,
+    streams: Vec<StreamRange>,
+    counts: BatchCounts,
+}
+
+impl Default for BronzeBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BronzeBuffer {
+    /// An empty buffer with no streams.
+    pub fn new() -> Self {
+        Self {
+            events: EventColumns::new(),
+            event_streams: Vec::new(),
+            dead_letters: DeadLetterColumns::new(),
+            dead_letter_positions: Vec::new(),
+            streams: Vec::new(),
+            counts: BatchCounts::default(),
+        }
+    }
+
+    /// Registers a stream by its Delta application id and returns its index.
+    /// Registering the same id again returns the existing index.
+    pub fn stream(&mut self, app_id: &str) -> usize {
+        if let Some(index) = self.streams.iter().position(|s| s.app_id == app_id) {
+            return index;
+        }
+        self.streams.push(StreamRange {
+            app_id: app_id.to_string(),
+            first: None,
+            last: None,
+        });
+        self.streams.len() - 1
+    }
+
+    /// The streams registered so far.
+    pub fn streams(&self) -> &[StreamRange] {
+        &self.streams
+    }
+
+    /// What the buffer holds.
+    pub fn counts(&self) -> BatchCounts {
+        self.counts
+    }
+
+    /// Whether the buffer holds no record at all.
+    pub fn is_empty(&self) -> bool {
+        self.counts.records == 0
+    }
+
+    fn track(&mut self, meta: &RecordMeta<'_>) {
+        let bytes = meta.key.map_or(0, <[u8]>::len) + meta.value.map_or(0, <[u8]>::len);
+        self.counts.records += 1;
+        self.counts.bytes += bytes as u64;
+        if let Some(stream) = self.streams.get_mut(meta.stream) {
+            stream.first.get_or_insert(meta.position);
+            stream.last = Some(meta.position);
+        }
+    }
+
+    /// Appends the outcome of decoding one record: a table row, a recognised
+    /// non-row record (only its position is tracked), or a dead letter.
+    pub fn push(
+        &mut self,
+        meta: &RecordMeta<'_>,
+        decoded: std::result::Result<RecordKind, &DecodeError>,
+        record: &DecodedRecord,
+    ) -> Result<()> {
+        match decoded {
+            Ok(kind) if kind.is_table_row() => {
+                self.events.append(meta, kind, record)?;
+                self.event_streams.push(meta.stream as u32);
+                self.counts.rows += 1;
+            }
+            Ok(_) => self.counts.skipped += 1,
+            Err(error) => {
+                let message = format!(
+                    "topic {} partition {} offset {}: {error}",
+                    meta.topic, meta.partition, meta.offset
+                );
+                self.push_dead_letter(meta, error.kind(), &message);
+                return Ok(());
+            }
+        }
+        self.track(meta);
+        Ok(())
+    }
+
+    /// Appends a dead letter for a record that could not be read at all
+    /// (`message` says what was wrong and where).
+    pub fn push_dead_letter(&mut self, meta: &RecordMeta<'_>, kind: &str, message: &str) {
+        self.dead_letters.append(meta, kind, message);
+        self.dead_letter_positions
+            .push((meta.stream as u32, meta.position));
+        self.counts.dead_letters += 1;
+        self.track(meta);
+    }
+
+    /// The last position buffered for `stream` in the current batch.
+    pub fn last_position(&self, stream: usize) -> Option<i64> {
+        self.streams.get(stream).and_then(|s| s.last)
+    }
+
+    /// Finishes the batch and resets the buffer (streams are kept, their ranges cleared).
+    pub fn finish(&mut self) -> Result<FinishedBatch> {
+        let batch_id = uuid::Uuid::new_v4().to_string();
+        let events = self.events.finish(&batch_id)?;
+        let dead_letters = self.dead_letters.finish(&batch_id)?;
+        let streams = self.streams.clone();
+        for stream in &mut self.streams {
+            stream.first = None;
+            stream.last = None;
+        }
+        Ok(FinishedBatch {
+            events,
+            event_streams: std::mem::take(&mut self.event_streams),
+            dead_letters,
+            dead_letter_positions: std::mem::take(&mut self.dead_letter_positions),
+            streams,
+            counts: std::mem::take(&mut self.counts),
+            batch_id,
+        })
+    }
+
+    /// Drops everything buffered (after a rebalance), keeping the builders.
+    pub fn discard(&mut self) -> Result<()> {
+        self.finish().map(|_| ())
+    }
+}

@@ -1,0 +1,205 @@
+//! `lakehouse run bronze --from-file F.jsonl`: Debezium records exported as JSON lines.
+//!
+//! Each line is `{"topic": ..., "partition"?: N, "offset"?: N, "key": K, "value": V}`
+//! where K and V are a JSON string holding the record's bytes, embedded JSON
+//! (taken byte for byte from the line), or null. Other fields are ignored, so the
+//! conformance corpus format (`topic_source`, `key_captured`) is accepted too.
+//! The file is one stream whose position is the line number: a rerun skips the
+//! lines already committed, so each line lands once. A line that cannot be framed
+//! goes to the dead letters with `file:line` in its error.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use jiter::{Jiter, Peek};
+
+use super::{Ingestor, RecordMeta, RunSummary, StopCondition};
+use crate::error::{Error, Result};
+
+/// The Delta application id of a file: its canonical path.
+pub fn app_id(path: &Path) -> Result<String> {
+    let canonical = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    Ok(format!("lakehouse-file:{}", canonical.display()))
+}
+
+/// One framed line. Borrowed slices point into the line; owned ones hold
+/// unescaped JSON strings.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FramedLine {
+    /// Kafka topic.
+    pub topic: String,
+    /// Kafka partition (0 when absent).
+    pub partition: i32,
+    /// Kafka offset (the line number when absent).
+    pub offset: Option<i64>,
+    /// Record key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Record value bytes.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Frames one line. Errors say what is wrong with it.
+pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine, String> {
+    let mut jiter = Jiter::new(line);
+    let mut framed = FramedLine::default();
+    let mut topic = None;
+    let err = |e: jiter::JiterError| format!("not a JSON object: {e}");
+    let mut key = jiter.next_object().map_err(err)?.map(str::to_owned);
+    while let Some(name) = key {
+        match name.as_str() {
+            "topic" => topic = Some(jiter.next_str().map_err(|e| format!("topic: {e}"))?.to_owned()),
+            "partition" => {
+                let n = next_i64(&mut jiter).map_err(|e| format!("partition: {e}"))?;
+                framed.partition = i32::try_from(n).map_err(|_| format!("partition {n} out of range"))?;
+            }
+            "offset" => framed.offset = Some(next_i64(&mut jiter).map_err(|e| format!("offset: {e}"))?),
+            "key" => framed.key = next_payload(&mut jiter, line).map_err(|e| format!("key: {e}"))?,
+            "value" => framed.value = next_payload(&mut jiter, line).map_err(|e| format!("value: {e}"))?,
+            _ => jiter.next_skip().map_err(err)?,
+        }
+        key = jiter.next_key().map_err(err)?.map(str::to_owned);
+    }
+    jiter.finish().map_err(|e| format!("trailing characters: {e}"))?;
+    framed.topic = topic.ok_or("missing \"topic\"")?;
+    if framed.topic.is_empty() {
+        return Err("empty \"topic\"".into());
+    }
+    Ok(framed)
+}
+
+fn next_i64(jiter: &mut Jiter<'_>) -> std::result::Result<i64, String> {
+    match jiter.next_int().map_err(|e| e.to_string())? {
+        jiter::NumberInt::Int(n) => Ok(n),
+        jiter::NumberInt::BigInt(_) => Err("integer out of range".into()),
+    }
+}
+
+/// A key or value: a string holds the bytes, null is none, anything else is
+/// embedded JSON taken verbatim from the line.
+fn next_payload(jiter: &mut Jiter<'_>, line: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+    let peek = jiter.peek().map_err(|e| e.to_string())?;
+    match peek {
+        Peek::Null => {
+            jiter.known_null().map_err(|e| e.to_string())?;
+            Ok(None)
+        }
+        Peek::String => Ok(Some(jiter.known_str().map_err(|e| e.to_string())?.as_bytes().to_vec())),
+        _ => {
+            // current_index() is before any whitespace preceding the value.
+            let start = jiter.current_index();
+            jiter.known_skip(peek).map_err(|e| e.to_string())?;
+            let end = jiter.current_index();
+            let raw = line.get(start..end).ok_or("value out of bounds")?;
+            Ok(Some(raw.trim_ascii().to_vec()))
+        }
+    }
+}
+
+/// Ingests a JSON-lines file into bronze.
+pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> Result<()> {
+    let app_id = app_id(path)?;
+    let streams = ingestor.open_streams(std::slice::from_ref(&app_id)).await?;
+    let (stream, committed) = streams[0];
+    if let Some(line) = committed {
+        tracing::info!(file = %path.display(), line, "resuming after the last committed line");
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    ingestor.progress().set_total(total_bytes / 1024);
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::new();
+    let mut line_number: i64 = 0;
+    let mut taken: u64 = 0;
+    let fallback_topic = format!("file:{}", path.display());
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(path, e))?;
+        if read == 0 {
+            break;
+        }
+        line_number += 1;
+        if stop.max_records.is_some_and(|max| taken >= max) {
+            break;
+        }
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        if committed.is_some_and(|c| line_number <= c) {
+            continue;
+        }
+        taken += 1;
+        match frame_line(text) {
+            Ok(framed) => {
+                let meta = RecordMeta {
+                    stream,
+                    position: line_number,
+                    topic: &framed.topic,
+                    partition: framed.partition,
+                    offset: framed.offset.unwrap_or(line_number),
+                    timestamp_ms: None,
+                    key: framed.key.as_deref(),
+                    value: framed.value.as_deref(),
+                };
+                ingestor.ingest(&meta)?;
+            }
+            Err(message) => {
+                let meta = RecordMeta {
+                    stream,
+                    position: line_number,
+                    topic: &fallback_topic,
+                    partition: 0,
+                    offset: line_number,
+                    timestamp_ms: None,
+                    key: None,
+                    value: Some(text),
+                };
+                let message = format!("{}:{line_number}: {message}", path.display());
+                tracing::warn!(%message, "bad input line sent to the dead letters");
+                ingestor.dead_letter(&meta, "bad_line", &message);
+            }
+        }
+        if ingestor.should_flush() {
+            ingestor.flush().await?;
+        }
+    }
+    ingestor.flush().await?;
+    Ok(())
+}
+
+/// Ingests several files, one after the other, and returns the run's summary.
+pub async fn run_files(mut ingestor: Ingestor, paths: &[PathBuf], stop: StopCondition) -> Result<RunSummary> {
+    for path in paths {
+        run(&mut ingestor, path, stop).await?;
+    }
+    ingestor.finish().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_string_embedded_and_null_payloads() {
+        let line = br#"{"topic":"a.b.c","partition":2,"offset":7,"key":"{\"id\":1}","value": {"x": [1, 2]} }"#;
+        let framed = frame_line(line).unwrap();
+        assert_eq!(framed.topic, "a.b.c");
+        assert_eq!(framed.partition, 2);
+        assert_eq!(framed.offset, Some(7));
+        assert_eq!(framed.key.as_deref(), Some(&br#"{"id":1}"#[..]));
+        assert_eq!(framed.value.as_deref(), Some(&br#"{"x": [1, 2]}"#[..]));
+        let tombstone = frame_line(br#"{"topic":"t","key":null,"value":null,"key_captured":false}"#).unwrap();
+        assert_eq!(tombstone.value, None);
+        assert_eq!(tombstone.offset, None);
+    }
+
+    #[test]
+    fn framing_errors_say_what_is_wrong() {
+        assert!(frame_line(b"not json").unwrap_err().contains("not a JSON object"));
+        assert!(frame_line(br#"{"value":null}"#).unwrap_err().contains("topic"));
+        assert!(frame_line(br#"{"topic":"t","partition":"x"}"#).unwrap_err().contains("partition"));
+        assert!(frame_line(br#"{"topic":"t"} extra"#).unwrap_err().contains("trailing"));
+    }
+}

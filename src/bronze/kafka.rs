@@ -1,0 +1,403 @@
+//! `lakehouse run bronze`: consume a Kafka consumer group into bronze.
+//!
+//! Positions live in the Delta table, not in the group: on every partition
+//! assignment the rebalance callback reads the `txn` version of each assigned
+//! partition from `bronze_events` and assigns the partition at the next offset
+//! (or the beginning when the table has none). Group offsets are committed
+//! after each Delta commit only so that lag shows in the usual Kafka tools.
+//!
+//! Rebalances use the eager protocol: every revocation drops the in-memory
+//! batch, which the new owner (maybe this process again) re-reads from the
+//! table's positions. The sink's per-stream check makes a late commit by a
+//! process that lost its partitions a no-op for those partitions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use tokio::sync::watch;
+
+use super::schema::{EVENTS_TABLE, LAYER};
+use super::{Ingestor, RecordMeta, RunSummary, StopCondition};
+use crate::config::{Config, KafkaConfig};
+use crate::error::{Error, Result};
+use crate::storage::StorageRoot;
+
+/// The Delta application id of a topic-partition.
+pub fn app_id(topic: &str, partition: i32) -> String {
+    format!("lakehouse-bronze:{topic}:{partition}")
+}
+
+/// One assigned partition as the rebalance callback left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Assigned {
+    topic: String,
+    partition: i32,
+    /// Position committed in the table when assigned.
+    committed: Option<i64>,
+    /// High watermark when assigned (`None` if it could not be fetched).
+    high_watermark: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct AssignmentState {
+    /// Bumped on every assignment change.
+    generation: u64,
+    assigned: Vec<Assigned>,
+    /// An error the callback hit; the run fails with it.
+    error: Option<String>,
+}
+
+/// Consumer context: positions from the Delta table on assignment.
+struct BronzeContext {
+    root: StorageRoot,
+    state: Arc<Mutex<AssignmentState>>,
+}
+
+impl ClientContext for BronzeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+}
+
+impl ConsumerContext for BronzeContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                match read_positions(&self.root, &partitions) {
+                    Ok(positions) => {
+                        let mut assigned = Vec::with_capacity(partitions.len());
+                        for ((topic, partition), committed) in partitions.into_iter().zip(positions) {
+                            let offset = committed.map_or(Offset::Beginning, |c| Offset::Offset(c + 1));
+                            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                                self.fail(format!("cannot set the offset of {topic}/{partition}: {e}"));
+                                return;
+                            }
+                            let high_watermark = consumer
+                                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                                .ok()
+                                .map(|(_, high)| high);
+                            assigned.push(Assigned {
+                                topic,
+                                partition,
+                                committed,
+                                high_watermark,
+                            });
+                        }
+                        if let Err(e) = consumer.assign(tpl) {
+                            self.fail(format!("cannot assign partitions: {e}"));
+                            return;
+                        }
+                        tracing::info!(
+                            partitions = ?assigned.iter().map(|a| format!("{}/{}@{:?}", a.topic, a.partition, a.committed.map(|c| c + 1))).collect::<Vec<_>>(),
+                            "partitions assigned; resuming from the offsets stored in bronze_events"
+                        );
+                        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                        state.generation += 1;
+                        state.assigned = assigned;
+                    }
+                    Err(e) => self.fail(format!("cannot read positions from {EVENTS_TABLE}: {e}")),
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.generation += 1;
+                state.assigned.clear();
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance error");
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.generation += 1;
+                state.assigned.clear();
+            }
+        }
+    }
+}
+
+impl BronzeContext {
+    fn fail(&self, message: String) {
+        tracing::error!(%message, "rebalance failed");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.error = Some(message);
+    }
+}
+
+/// Reads the committed positions of `partitions` from `bronze_events`.
+///
+/// The rebalance callback is synchronous and runs inside the consumer's poll,
+/// so the table is read on a scoped thread with its own small runtime, which
+/// works whatever runtime (if any) the caller is on.
+fn read_positions(root: &StorageRoot, partitions: &[(String, i32)]) -> Result<Vec<Option<i64>>> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Other(format!("cannot start a runtime: {e}")))?;
+                runtime.block_on(async {
+                    let table = root.open_table(LAYER, EVENTS_TABLE).await?;
+                    if table.version().is_none() {
+                        return Ok(vec![None; partitions.len()]);
+                    }
+                    let snapshot = table.snapshot().map_err(|e| Error::delta(EVENTS_TABLE, e))?;
+                    let mut out = Vec::with_capacity(partitions.len());
+                    for (topic, partition) in partitions {
+                        out.push(
+                            snapshot
+                                .transaction_version(table.log_store().as_ref(), app_id(topic, *partition))
+                                .await
+                                .map_err(|e| Error::delta(EVENTS_TABLE, e))?,
+                        );
+                    }
+                    Ok(out)
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("position reader thread panicked".into())))
+    })
+}
+
+/// The librdkafka configuration of the bronze consumer.
+pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // Topics created later that match the pattern are found within this time.
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        .set("partition.assignment.strategy", "range,roundrobin");
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Stream index, committed position and high watermark of an assigned partition.
+#[derive(Debug, Clone, Copy)]
+struct PartitionProgress {
+    stream: usize,
+    high_watermark: Option<i64>,
+}
+
+/// Consumes the configured topics until the stop condition or a shutdown signal.
+pub async fn run(
+    config: &Config,
+    root: &StorageRoot,
+    mut ingestor: Ingestor,
+    stop: StopCondition,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<RunSummary> {
+    let brokers = config.require_brokers()?;
+    let subscription = config.kafka.subscription();
+    if subscription.is_empty() {
+        return Err(Error::Config {
+            file: config.origin(),
+            message: "kafka.topics or kafka.topic_pattern is required to consume from Kafka".into(),
+        });
+    }
+    let state = Arc::new(Mutex::new(AssignmentState::default()));
+    let context = BronzeContext {
+        root: root.clone(),
+        state: state.clone(),
+    };
+    let consumer: StreamConsumer<BronzeContext> = client_config(&config.kafka, brokers)
+        .create_with_context(context)
+        .map_err(|e| Error::kafka("cannot create the consumer", e))?;
+    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| Error::kafka(format!("cannot subscribe to {topics:?}"), e))?;
+    tracing::info!(?topics, group = %config.kafka.group_id, brokers, "bronze consumer started");
+
+    let idle_timeout = Duration::from_millis(config.bronze.idle_timeout_ms);
+    let mut generation = 0;
+    let mut partitions: HashMap<(String, i32), PartitionProgress> = HashMap::new();
+    let mut last_message = Instant::now();
+    let mut taken: u64 = 0;
+    let started = Instant::now();
+    let mut last_lag = Instant::now();
+
+    loop {
+        // Pick up rebalances that happened inside the last poll.
+        {
+            let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(error) = guard.error.take() {
+                return Err(Error::Other(format!("bronze consumer: {error}")));
+            }
+            if guard.generation != generation {
+                generation = guard.generation;
+                let assigned = guard.assigned.clone();
+                drop(guard);
+                ingestor.discard()?;
+                partitions.clear();
+                let mut total = 0;
+                for a in assigned {
+                    let stream = ingestor.set_position(&app_id(&a.topic, a.partition), a.committed);
+                    let start = a.committed.map_or(0, |c| c + 1);
+                    total += a.high_watermark.map_or(0, |h| (h - start).max(0)) as u64;
+                    partitions.insert(
+                        (a.topic, a.partition),
+                        PartitionProgress {
+                            stream,
+                            high_watermark: a.high_watermark,
+                        },
+                    );
+                }
+                ingestor.progress().set_total(ingestor.progress().totals().records + total);
+            }
+        }
+
+        if stop.max_records.is_some_and(|max| taken >= max) {
+            break;
+        }
+        if stop.until_idle && caught_up(&ingestor, &partitions, generation) && last_message.elapsed() >= idle_timeout {
+            tracing::info!("caught up with the high watermarks and idle; stopping");
+            break;
+        }
+
+        let wait = ingestor.time_to_flush().min(idle_timeout).max(Duration::from_millis(10));
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                tracing::info!("shutdown requested; committing what is buffered");
+                break;
+            }
+            received = tokio::time::timeout(wait, consumer.recv()) => match received {
+                Err(_elapsed) => {}
+                Ok(Err(e)) => log_consumer_error(e)?,
+                Ok(Ok(message)) => {
+                    last_message = Instant::now();
+                    // A rebalance inside this poll may have revoked the partition.
+                    let current = state.lock().unwrap_or_else(PoisonError::into_inner).generation;
+                    if current == generation {
+                        let key = (message.topic().to_string(), message.partition());
+                        let stream = match partitions.get(&key) {
+                            Some(p) => p.stream,
+                            None => ingestor.set_position(&app_id(&key.0, key.1), None),
+                        };
+                        let meta = RecordMeta {
+                            stream,
+                            position: message.offset(),
+                            topic: message.topic(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            timestamp_ms: message.timestamp().to_millis(),
+                            key: message.key(),
+                            value: message.payload(),
+                        };
+                        ingestor.ingest(&meta)?;
+                        taken += 1;
+                    }
+                }
+            }
+        }
+
+        if ingestor.should_flush() || stop.max_records.is_some_and(|max| taken >= max) {
+            flush(&mut ingestor, &consumer, &partitions).await?;
+        }
+        if last_lag.elapsed() >= Duration::from_secs(10) {
+            last_lag = Instant::now();
+            let lag: i64 = partitions
+                .values()
+                .filter_map(|p| Some(p.high_watermark? - ingestor.next_position(p.stream).unwrap_or(0)))
+                .map(|l| l.max(0))
+                .sum();
+            ingestor.progress().set_lag(lag as u64);
+        }
+    }
+    let summary = ingestor.finish().await?;
+    tracing::info!(elapsed = ?started.elapsed(), "bronze consumer stopped");
+    Ok(summary)
+}
+
+/// Whether every assigned partition reached the high watermark seen when it
+/// was assigned. Before the first assignment nothing is caught up.
+fn caught_up(ingestor: &Ingestor, partitions: &HashMap<(String, i32), PartitionProgress>, generation: u64) -> bool {
+    generation > 0
+        && partitions.values().all(|p| match p.high_watermark {
+            Some(high) => ingestor.next_position(p.stream).unwrap_or(0) >= high,
+            None => true,
+        })
+}
+
+async fn flush(
+    ingestor: &mut Ingestor,
+    consumer: &StreamConsumer<BronzeContext>,
+    partitions: &HashMap<(String, i32), PartitionProgress>,
+) -> Result<()> {
+    let Some(outcome) = ingestor.flush().await? else {
+        return Ok(());
+    };
+    // Partitions another process wrote: re-read from what it stored.
+    for (stream, stored) in &outcome.lost {
+        if let Some(((topic, partition), _)) = partitions.iter().find(|(_, p)| p.stream == *stream) {
+            let offset = stored.map_or(Offset::Beginning, |s| Offset::Offset(s + 1));
+            if let Err(e) = consumer.seek(topic, *partition, offset, Duration::from_secs(10)) {
+                tracing::warn!(topic, partition, error = %e, "seek after a lost commit failed");
+            }
+        }
+    }
+    // Mirror the positions in the group so that lag shows in Kafka tooling.
+    let mut tpl = TopicPartitionList::new();
+    let by_stream: BTreeMap<usize, i64> = outcome.committed.iter().copied().collect();
+    for ((topic, partition), p) in partitions {
+        if let Some(position) = by_stream.get(&p.stream) {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(position + 1));
+        }
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "group offset commit failed (positions are in Delta)");
+        }
+    }
+    Ok(())
+}
+
+fn log_consumer_error(error: KafkaError) -> Result<()> {
+    match &error {
+        KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code) => {
+            tracing::warn!(error = %error, code = ?code, "consumer error");
+            if matches!(error, KafkaError::MessageConsumptionFatal(_)) {
+                return Err(Error::kafka("fatal consumer error", error));
+            }
+            Ok(())
+        }
+        _ => {
+            tracing::warn!(error = %error, "consumer error");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Configuration: one `lakehouse.toml`, overridable from the environment.
+//!
+//! Every section has defaults, so an empty (or missing default) file runs the
+//! embedded local setup. Unknown keys and wrong types are errors that name the
+//! key and the file. Environment overrides use `LAKEHOUSE_<SECTION>__<KEY>`
+//! (double underscore between path segments, case-insensitive), e.g.
+//! `LAKEHOUSE_KAFKA__BROKERS=127.0.0.1:9092` or
+//! `LAKEHOUSE_BRONZE__FLUSH_ROWS=50000`; the value is read as a TOML value when
+//! it parses as one (numbers, booleans, arrays) and as a string otherwise.
+//! Storage credentials also come from the usual `AWS_*` / `AZURE_*` variables
+//! (see [`crate::storage`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cdc::{FieldType, TypeHints};
+use crate::error::{Error, Result};
+
+/// Name of the file read when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "lakehouse.toml";
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "LAKEHOUSE_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the Delta tables live.
+    pub storage: StorageConfig,
+    /// The Kafka cluster bronze consumes from.
+    pub kafka: KafkaConfig,
+    /// Bronze ingestion.
+    pub bronze: BronzeConfig,
+    /// Where the configuration was read from (not a key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[storage]`: the storage root of every layer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// A local path, `file://`, `s3://bucket/prefix`, `az://container/prefix` or
+    /// `abfss://container@account.dfs.core.windows.net/prefix`.
+    pub root: String,
+    /// Options passed to object_store / deltalake (e.g. `aws_endpoint_url`).
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            root: "./lakehouse-data".to_string(),
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[kafka]`: brokers, consumer group and topics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: Option<String>,
+    /// Consumer group id shared by all bronze processes.
+    pub group_id: String,
+    /// Topics to consume, by name.
+    pub topics: Vec<String>,
+    /// Topics to consume, by regular expression (librdkafka syntax, without the
+    /// leading `^`, which is added). Topics created later that match are picked up.
+    pub topic_pattern: Option<String>,
+    /// Extra librdkafka properties, passed through verbatim.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            group_id: "lakehouse-bronze".to_string(),
+            topics: Vec::new(),
+            topic_pattern: None,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The subscription as librdkafka understands it: names, plus `^pattern`.
+    pub fn subscription(&self) -> Vec<String> {
+        let mut topics = self.topics.clone();
+        if let Some(pattern) = &self.topic_pattern {
+            let pattern = pattern.trim_start_matches('^');
+            topics.push(format!("^{pattern}"));
+        }
+        topics
+    }
+}
+
+/// `[bronze]`: batching and decoding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BronzeConfig {
+    /// Flush once this many records are buffered.
+    pub flush_rows: usize,
+    /// Flush once this many bytes of Kafka payload are buffered.
+    pub flush_bytes: usize,
+    /// Flush at least this often (milliseconds) while records arrive.
+    pub flush_interval_ms: u64,
+    /// `--until-idle`: how long a poll must return nothing, after the high
+    /// watermarks seen at start are reached, before the run ends.
+    pub idle_timeout_ms: u64,
+    /// Target Parquet file size in bytes.
+    pub target_file_size: u64,
+    /// Types of columns in schemaless (`schemas.enable=false`) topics, which
+    /// carry no types on the wire: `topic -> column -> type`, e.g.
+    /// `"shop.public.orders" = { total = "decimal(2)", created = "timestamp_us" }`.
+    /// The topic `*` applies to every topic.
+    pub schemaless_types: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Default for BronzeConfig {
+    fn default() -> Self {
+        Self {
+            flush_rows: 100_000,
+            flush_bytes: 128 * 1024 * 1024,
+            flush_interval_ms: 5_000,
+            idle_timeout_ms: 2_000,
+            target_file_size: 128 * 1024 * 1024,
+            schemaless_types: BTreeMap::new(),
+        }
+    }
+}
+
+impl BronzeConfig {
+    /// The schemaless type hints, parsed.
+    pub fn type_hints(&self, file: &Path) -> Result<TypeHints> {
+        let mut hints = TypeHints::default();
+        for (topic, columns) in &self.schemaless_types {
+            for (column, spec) in columns {
+                let ty = FieldType::from_hint(spec).map_err(|e| Error::Config {
+                    file: file.to_path_buf(),
+                    message: format!("bronze.schemaless_types.\"{topic}\".{column}: {e}"),
+                })?;
+                hints.insert(topic, column, ty);
+            }
+        }
+        Ok(hints)
+    }
+}
+
+impl Config {
+    /// Loads the configuration.
+    ///
+    /// `explicit` is the `--config` argument: when given, the file must exist.
+    /// Without it, `./lakehouse.toml` is read when present and the defaults are
+    /// used otherwise. Environment overrides from `env` are applied last.
+    pub fn load(
+        explicit: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let (path, text) = match explicit {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+                    file: path.to_path_buf(),
+                    message: format!("cannot read the configuration file: {e}"),
+                })?;
+                (Some(path.to_path_buf()), text)
+            }
+            None => {
+                let path = PathBuf::from(DEFAULT_CONFIG_FILE);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (Some(path), text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, String::new()),
+                    Err(e) => {
+                        return Err(Error::Config {
+                            file: path,
+                            message: format!("cannot read the configuration file: {e}"),
+                        });
+                    }
+                }
+            }
+        };
+        let display_path = path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<defaults>"));
+        Self::parse(&text, &display_path, env).map(|mut config| {
+            config.source = path;
+            config
+        })
+    }
+
+    /// Parses configuration text, then applies environment overrides.
+    /// `file` is only used in error messages.
+    pub fn parse(
+        text: &str,
+        file: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let mut document: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut overridden = Vec::new();
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if !path.contains("__") {
+                // LAKEHOUSE_LOG and similar are not configuration keys.
+                continue;
+            }
+            let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+            set_path(&mut document, &keys, parse_env_value(&value)).map_err(|message| {
+                Error::Config {
+                    file: PathBuf::from(format!("environment variable {name}")),
+                    message,
+                }
+            })?;
+            overridden.push(name);
+        }
+        let config: Config = Config::deserialize(toml::Value::Table(document)).map_err(|e| {
+            let origin = if overridden.is_empty() {
+                file.display().to_string()
+            } else {
+                format!("{} (with overrides from {})", file.display(), overridden.join(", "))
+            };
+            Error::Config {
+                file: PathBuf::from(origin),
+                message: e.to_string(),
+            }
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &Path) -> Result<()> {
+        let err = |message: String| Error::Config {
+            file: file.to_path_buf(),
+            message,
+        };
+        if self.storage.root.trim().is_empty() {
+            return Err(err("storage.root must not be empty".into()));
+        }
+        if self.bronze.flush_rows == 0 {
+            return Err(err("bronze.flush_rows must be at least 1".into()));
+        }
+        if self.bronze.flush_bytes == 0 {
+            return Err(err("bronze.flush_bytes must be at least 1".into()));
+        }
+        if let Some(pattern) = &self.kafka.topic_pattern {
+            regex::Regex::new(pattern)
+                .map_err(|e| err(format!("kafka.topic_pattern is not a valid regex: {e}")))?;
+        }
+        self.bronze.type_hints(file)?;
+        Ok(())
+    }
+
+    /// The file the configuration came from, for error messages.
+    pub fn origin(&self) -> PathBuf {
+        self.source
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<defaults>"))
+    }
+
+    /// Kafka brokers, or an error naming the key when they are required but unset.
+    pub fn require_brokers(&self) -> Result<&str> {
+        self.kafka.brokers.as_deref().ok_or_else(|| Error::Config {
+            file: self.origin(),
+            message: "kafka.brokers is required to consume from Kafka \
+                      (set it in the file or LAKEHOUSE_KAFKA__BROKERS)"
+                .into(),
+        })
+    }
+}
+
+/// Reads an override as TOML when it is a TOML value, else as a string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&probe) {
+        Ok(mut table) => table
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(
+    table: &mut toml::Table,
+    keys: &[String],
+    value: toml::Value,
+) -> std::result::Result<(), String> {
+    let Some((last, parents)) = keys.split_last() else {
+        return Err("empty key".into());
+    };
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{key}` is not a table, cannot set `{}`", keys.join(".")))?;
+    }
+    // A comma-separated override of a list key (e.g. topics) becomes a list.
+    let value = match (current.get(last), value) {
+        (Some(toml::Value::Array(_)), toml::Value::String(s)) | (None, toml::Value::String(s))
+            if last == "topics" =>
+        {
+            toml::Value::Array(
+                s.split(',')
+                    .map(|t| toml::Value::String(t.trim().to_string()))
+                    .filter(|v| v.as_str().is_some_and(|t| !t.is_empty()))
+                    .collect(),
+            )
+        }
+        (_, value) => value,
+    };
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        Config::parse(
+            text,
+            Path::new("test.toml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let config = parse("", &[]).unwrap();
+        assert_eq!(config.storage.root, "./lakehouse-data");
+        assert_eq!(config.kafka.group_id, "lakehouse-bronze");
+        assert_eq!(config.bronze.flush_rows, 100_000);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = parse("[kafka]\nbrokerz = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("brokerz"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = parse("[bronze]\nflush_rows = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("flush_rows"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let config = parse(
+            "[kafka]\nbrokers = \"a:1\"\n",
+            &[
+                ("LAKEHOUSE_KAFKA__BROKERS", "b:2"),
+                ("LAKEHOUSE_KAFKA__TOPICS", "x, y"),
+                ("LAKEHOUSE_BRONZE__FLUSH_ROWS", "7"),
+                ("LAKEHOUSE_LOG", "debug"),
+                ("OTHER", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.kafka.brokers.as_deref(), Some("b:2"));
+        assert_eq!(config.kafka.topics, vec!["x", "y"]);
+        assert_eq!(config.bronze.flush_rows, 7);
+    }
+
+    #[test]
+    fn env_override_with_wrong_type_names_variable() {
+        let err = parse("", &[("LAKEHOUSE_BRONZE__FLUSH_ROWS", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LAKEHOUSE_BRONZE__FLUSH_ROWS"), "{err}");
+        assert!(err.contains("flush_rows"), "{err}");
+    }
+
+    #[test]
+    fn missing_brokers_is_reported_when_required() {
+        let config = parse("", &[]).unwrap();
+        let err = config.require_brokers().unwrap_err().to_string();
+        assert!(err.contains("kafka.brokers"), "{err}");
+    }
+
+    #[test]
+    fn bad_type_hint_names_topic_and_column() {
+        let err = parse(
+            "[bronze.schemaless_types.\"t.public.orders\"]\ntotal = \"decimal(x)\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("t.public.orders"), "{err}");
+        assert!(err.contains("total"), "{err}");
+    }
+
+    #[test]
+    fn pattern_subscription_is_anchored() {
+        let config = parse("[kafka]\ntopic_pattern = \"shop\\\\..*\"\n", &[]).unwrap();
+        assert_eq!(config.kafka.subscription(), vec!["^shop\\..*".to_string()]);
+        let err = parse("[kafka]\ntopic_pattern = \"(\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("topic_pattern"));
+    }
+}

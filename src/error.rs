@@ -1,0 +1,107 @@
+//! The library's error type and `Result` alias.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `lakehouse`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file or an environment override is invalid.
+    #[error("configuration error in {file}: {message}")]
+    Config {
+        /// The file (or `environment`) the problem is in.
+        file: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+
+    /// A storage location could not be resolved or reached.
+    #[error("storage error at {location}: {message}")]
+    Storage {
+        /// The table or root URL.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A Delta Lake operation failed.
+    #[error("delta table {table}: {source}")]
+    Delta {
+        /// The table the operation was on.
+        table: String,
+        /// The underlying error.
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+
+    /// A Kafka client operation failed.
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        /// What we were doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// Building or transforming Arrow data failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    /// An input file could not be read or parsed.
+    #[error("{path}:{line}: {message}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number (0 when the whole file is at fault).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// An I/O error with the path it happened on.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A DataFusion query failed.
+    #[error("query: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    /// Any other invariant failure, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Wraps a Delta error with the table it concerns.
+    pub fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
+        Error::Delta {
+            table: table.into(),
+            source,
+        }
+    }
+
+    /// Wraps a Kafka error with what we were doing.
+    pub fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Error::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! `lakehouse`: a medallion lakehouse ETL engine.
+//!
+//! Debezium change events flow from Kafka into a **bronze** Delta table
+//! ([`bronze`]), exactly once, with every Debezium logical type resolved by the
+//! [`cdc`] decoder. Later layers (silver, gold) read the Delta tables that
+//! earlier layers commit; layers never share in-memory state.
+//!
+//! Module map:
+//! - [`config`]: `lakehouse.toml` and environment overrides.
+//! - [`cdc`]: Debezium JSON decoding (no dependency on the rest of the crate).
+//! - [`storage`]: storage root URLs and Delta table locations.
+//! - [`bronze`]: Kafka / JSON-lines ingestion into the bronze tables.
+//! - [`bench`]: `lakehouse bench` throughput and memory measurements.
+//! - [`query`]: DataFusion sessions over the Delta tables.
+//! - [`embedded_kafka`]: an in-process Kafka-protocol broker for the demo and tests.
+
+pub mod bench;
+pub mod bronze;
+pub mod cdc;
+pub mod config;
+pub mod embedded_kafka;
+pub mod error;
+pub mod query;
+pub mod storage;
+
+pub use error::{Error, Result};

@@ -1,0 +1,134 @@
+//! The `lakehouse` command line. Parsing and wiring only; the work is in the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lakehouse::bronze::{self, BronzeSource, StopCondition};
+use lakehouse::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "lakehouse", version, about = "Medallion lakehouse ETL: Debezium CDC from Kafka into bronze/silver/gold Delta tables")]
+struct Cli {
+    /// Configuration file (default: ./lakehouse.toml when present, else built-in defaults).
+    #[arg(long, global = true, env = "LAKEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one layer's job.
+    Run {
+        #[command(subcommand)]
+        layer: Layer,
+    },
+    /// Measure a layer's throughput and peak memory (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        layer: BenchLayer,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchLayer {
+    /// Bronze: decoder alone, decode→Arrow→Parquet→Delta, and (with --brokers) Kafka end to end.
+    Bronze {
+        /// Kafka records to generate (mock Debezium Postgres records with schemas).
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Partitions per topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Simulation seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Broker for the end-to-end phase (e.g. a tansu on 127.0.0.1:9092).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Scratch folder (removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Layer {
+    /// Ingest Debezium change events into the bronze Delta tables.
+    Bronze {
+        /// Stop once caught up with the high watermarks seen at start (for scheduled runs).
+        #[arg(long)]
+        until_idle: bool,
+        /// Stop after this many records.
+        #[arg(long)]
+        max_records: Option<u64>,
+        /// Ingest Debezium records exported as JSON lines instead of consuming Kafka.
+        #[arg(long = "from-file", value_name = "F.jsonl")]
+        from_file: Vec<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEHOUSE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A channel that turns SIGINT/SIGTERM into a shutdown request.
+fn shutdown_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    match cli.command {
+        Command::Run {
+            layer: Layer::Bronze { until_idle, max_records, from_file },
+        } => {
+            let source = if from_file.is_empty() { BronzeSource::Kafka } else { BronzeSource::Files(from_file) };
+            let stop = StopCondition { until_idle, max_records };
+            let summary = bronze::run(&config, source, stop, shutdown_signal()?).await?;
+            println!(
+                "bronze: {} records ({} rows, {} dead letters, {} non-row, {} already committed) in {:.2}s, {} batches, table version {}",
+                summary.counts.records,
+                summary.counts.rows,
+                summary.counts.dead_letters,
+                summary.counts.skipped,
+                summary.already_committed,
+                summary.elapsed.as_secs_f64(),
+                summary.batches,
+                summary.events_version.map_or("unchanged".to_string(), |v| v.to_string()),
+            );
+        }
+        Command::Bench {
+            layer: BenchLayer::Bronze { records, partitions, seed, brokers, dir },
+        } => {
+            let dir = dir.unwrap_or_else(lakehouse::bench::default_dir);
+            let options = lakehouse::bench::BronzeBenchOptions { records, partitions, seed, brokers, dir: dir.clone() };
+            let results = lakehouse::bench::bench_bronze(&options, &config).await;
+            lakehouse::bench::cleanup(&dir);
+            for phase in results? {
+                println!("{phase}");
+            }
+        }
+    }
+    Ok(())
+}

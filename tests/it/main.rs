@@ -1,0 +1,8 @@
+//! Integration tests, one binary (each file directly under tests/ would link
+//! DataFusion again). Run with `scripts/test.sh`, which starts the external
+//! services; `cargo test` alone runs everything that needs no external service.
+
+mod bronze_file;
+mod bronze_kafka;
+mod e2e;
+mod support;
