@@ -160,7 +160,12 @@ fn bench_decode(options: &BronzeBenchOptions) -> PhaseResult {
         let started = Instant::now();
         for record in &chunk {
             if decoder
-                .decode(&record.topic, record.key.as_deref(), record.value.as_deref(), &mut decoded)
+                .decode(
+                    &record.topic,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                    &mut decoded,
+                )
                 .is_err()
             {
                 failures += 1;
@@ -188,9 +193,14 @@ async fn bench_ingest(options: &BronzeBenchOptions, config: &Config) -> Result<P
     let _ = std::fs::remove_dir_all(&dir);
     let root = StorageRoot::local(&dir)?;
     reset_peak_rss();
-    let mut ingestor = Ingestor::open(&root, &config.bronze, TypeHints::default(), Progress::quiet())
-        .await?
-        .with_policy(FlushPolicy::from_config(&config.bronze));
+    let mut ingestor = Ingestor::open(
+        &root,
+        &config.bronze,
+        TypeHints::default(),
+        Progress::quiet(),
+    )
+    .await?
+    .with_policy(FlushPolicy::from_config(&config.bronze));
     let mut stream = RecordStream::new(options.records, options.seed);
     let mut chunk = Vec::new();
     let mut offsets: std::collections::HashMap<(String, u32), (usize, i64)> = Default::default();
@@ -201,7 +211,15 @@ async fn bench_ingest(options: &BronzeBenchOptions, config: &Config) -> Result<P
             let partition = partition_for(record.key.as_deref(), options.partitions);
             let slot = offsets
                 .entry((record.topic.clone(), partition))
-                .or_insert_with(|| (ingestor.set_position(&crate::bronze::kafka::app_id(&record.topic, partition as i32), None), -1));
+                .or_insert_with(|| {
+                    (
+                        ingestor.set_position(
+                            &crate::bronze::kafka::app_id(&record.topic, partition as i32),
+                            None,
+                        ),
+                        -1,
+                    )
+                });
             slot.1 += 1;
             let meta = RecordMeta {
                 stream: slot.0,
@@ -241,7 +259,11 @@ async fn bench_ingest(options: &BronzeBenchOptions, config: &Config) -> Result<P
 }
 
 /// Produce to a broker, then consume with `run bronze --until-idle`.
-async fn bench_kafka(options: &BronzeBenchOptions, config: &Config, brokers: &str) -> Result<(PhaseResult, PhaseResult)> {
+async fn bench_kafka(
+    options: &BronzeBenchOptions,
+    config: &Config,
+    brokers: &str,
+) -> Result<(PhaseResult, PhaseResult)> {
     use rdkafka::ClientConfig;
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
@@ -272,23 +294,34 @@ async fn bench_kafka(options: &BronzeBenchOptions, config: &Config, brokers: &st
     while stream.next_chunk(CHUNK, &mut chunk) {
         let mut pending = Vec::with_capacity(chunk.len());
         for record in &chunk {
-            let topic = record.topic.replacen(&stream.encoder.prefix().to_string(), &prefix, 1);
+            let topic = record
+                .topic
+                .replacen(&stream.encoder.prefix().to_string(), &prefix, 1);
             if topics.insert(topic.clone()) {
-                let new = NewTopic::new(&topic, options.partitions as i32, TopicReplication::Fixed(1));
+                let new = NewTopic::new(
+                    &topic,
+                    options.partitions as i32,
+                    TopicReplication::Fixed(1),
+                );
                 admin
                     .create_topics([&new], &AdminOptions::new())
                     .await
                     .map_err(|e| Error::kafka(format!("create topic {topic}"), e))?;
             }
             let partition = partition_for(record.key.as_deref(), options.partitions) as i32;
-            let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).partition(partition);
+            let mut out: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&topic).partition(partition);
             if let Some(k) = &record.key {
                 out = out.key(k.as_slice());
             }
             if let Some(v) = &record.value {
                 out = out.payload(v.as_slice());
             }
-            pending.push(producer.send_result(out).map_err(|(e, _)| Error::kafka("produce", e))?);
+            pending.push(
+                producer
+                    .send_result(out)
+                    .map_err(|(e, _)| Error::kafka("produce", e))?,
+            );
         }
         for delivery in pending {
             delivery
@@ -346,7 +379,10 @@ async fn bench_kafka(options: &BronzeBenchOptions, config: &Config, brokers: &st
 }
 
 /// Runs the bronze benchmark and returns the measured phases.
-pub async fn bench_bronze(options: &BronzeBenchOptions, config: &Config) -> Result<Vec<PhaseResult>> {
+pub async fn bench_bronze(
+    options: &BronzeBenchOptions,
+    config: &Config,
+) -> Result<Vec<PhaseResult>> {
     std::fs::create_dir_all(&options.dir).map_err(|e| Error::io(&options.dir, e))?;
     let mut results = vec![bench_decode(options)];
     tracing::info!("{}", results[0]);

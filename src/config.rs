@@ -34,6 +34,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Bronze ingestion.
     pub bronze: BronzeConfig,
+    /// Silver: table specs, SQL and run limits.
+    pub silver: crate::silver::SilverConfig,
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -113,6 +115,9 @@ pub struct BronzeConfig {
     /// `--until-idle`: how long a poll must return nothing, after the high
     /// watermarks seen at start are reached, before the run ends.
     pub idle_timeout_ms: u64,
+    /// `--until-idle`: how long to wait for the consumer group to assign
+    /// partitions before failing (a stuck group must not hang a scheduled run).
+    pub assignment_timeout_ms: u64,
     /// Target Parquet file size in bytes.
     pub target_file_size: u64,
     /// Types of columns in schemaless (`schemas.enable=false`) topics, which
@@ -129,6 +134,7 @@ impl Default for BronzeConfig {
             flush_bytes: 128 * 1024 * 1024,
             flush_interval_ms: 5_000,
             idle_timeout_ms: 2_000,
+            assignment_timeout_ms: 120_000,
             target_file_size: 128 * 1024 * 1024,
             schemaless_types: BTreeMap::new(),
         }
@@ -184,9 +190,7 @@ impl Config {
                 }
             }
         };
-        let display_path = path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("<defaults>"));
+        let display_path = path.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
         Self::parse(&text, &display_path, env).map(|mut config| {
             config.source = path;
             config
@@ -226,7 +230,11 @@ impl Config {
             let origin = if overridden.is_empty() {
                 file.display().to_string()
             } else {
-                format!("{} (with overrides from {})", file.display(), overridden.join(", "))
+                format!(
+                    "{} (with overrides from {})",
+                    file.display(),
+                    overridden.join(", ")
+                )
             };
             Error::Config {
                 file: PathBuf::from(origin),
@@ -345,7 +353,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_file() {
-        let err = parse("[kafka]\nbrokerz = \"x\"\n", &[]).unwrap_err().to_string();
+        let err = parse("[kafka]\nbrokerz = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("test.toml"), "{err}");
         assert!(err.contains("brokerz"), "{err}");
     }

@@ -10,7 +10,7 @@ use std::ffi::{CStr, CString};
 
 use rdkafka::ClientConfig;
 use rdkafka::bindings as rd;
-use rdkafka::producer::BaseProducer;
+use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::error::{Error, Result};
 
@@ -39,14 +39,17 @@ impl EmbeddedKafka {
             .map_err(|e| Error::kafka("cannot create the mock cluster's client", e))?;
         // SAFETY: the client pointer is valid for the lifetime of `owner`, which
         // this struct keeps alive until after the cluster is destroyed.
-        let cluster = unsafe { rd::rd_kafka_mock_cluster_new(owner.client().native_ptr(), brokers) };
+        let cluster =
+            unsafe { rd::rd_kafka_mock_cluster_new(owner.client().native_ptr(), brokers) };
         if cluster.is_null() {
-            return Err(Error::Other("librdkafka could not start the mock cluster".into()));
+            return Err(Error::Other(
+                "librdkafka could not start the mock cluster".into(),
+            ));
         }
         // SAFETY: `cluster` is a live mock cluster.
         let bootstrap = unsafe {
             rd::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
-            CStr::from_ptr(rd::rd_kafka_mock_cluster_bootstrap_servers(cluster))
+            CStr::from_ptr(rd::rd_kafka_mock_cluster_bootstraps(cluster))
                 .to_string_lossy()
                 .into_owned()
         };
@@ -64,9 +67,11 @@ impl EmbeddedKafka {
 
     /// Creates a topic with `partitions` partitions.
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
-        let c_name = CString::new(name).map_err(|_| Error::Other(format!("topic name {name:?} contains NUL")))?;
+        let c_name = CString::new(name)
+            .map_err(|_| Error::Other(format!("topic name {name:?} contains NUL")))?;
         // SAFETY: `cluster` is live and `c_name` is a valid C string for the call.
-        let err = unsafe { rd::rd_kafka_mock_topic_create(self.cluster, c_name.as_ptr(), partitions, 1) };
+        let err =
+            unsafe { rd::rd_kafka_mock_topic_create(self.cluster, c_name.as_ptr(), partitions, 1) };
         if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             return Err(Error::Other(format!("cannot create topic {name}: {err:?}")));
         }

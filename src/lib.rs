@@ -21,6 +21,7 @@ pub mod config;
 pub mod embedded_kafka;
 pub mod error;
 pub mod query;
+pub mod silver;
 pub mod storage;
 
 pub use error::{Error, Result};

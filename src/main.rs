@@ -8,7 +8,11 @@ use lakehouse::bronze::{self, BronzeSource, StopCondition};
 use lakehouse::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "lakehouse", version, about = "Medallion lakehouse ETL: Debezium CDC from Kafka into bronze/silver/gold Delta tables")]
+#[command(
+    name = "lakehouse",
+    version,
+    about = "Medallion lakehouse ETL: Debezium CDC from Kafka into bronze/silver/gold Delta tables"
+)]
 struct Cli {
     /// Configuration file (default: ./lakehouse.toml when present, else built-in defaults).
     #[arg(long, global = true, env = "LAKEHOUSE_CONFIG")]
@@ -67,12 +71,21 @@ enum Layer {
         #[arg(long = "from-file", value_name = "F.jsonl")]
         from_file: Vec<PathBuf>,
     },
+    /// Apply new bronze changes to the silver tables (layers/silver/*.toml, sql/silver/*.sql).
+    Silver {
+        /// Rebuild from all of bronze: every table, or only TABLE.
+        #[arg(long, value_name = "TABLE", num_args = 0..=1)]
+        full_refresh: Option<Option<String>>,
+        /// Run only this table (repeatable).
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+    },
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEHOUSE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lakehouse=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -101,10 +114,22 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     match cli.command {
         Command::Run {
-            layer: Layer::Bronze { until_idle, max_records, from_file },
+            layer:
+                Layer::Bronze {
+                    until_idle,
+                    max_records,
+                    from_file,
+                },
         } => {
-            let source = if from_file.is_empty() { BronzeSource::Kafka } else { BronzeSource::Files(from_file) };
-            let stop = StopCondition { until_idle, max_records };
+            let source = if from_file.is_empty() {
+                BronzeSource::Kafka
+            } else {
+                BronzeSource::Files(from_file)
+            };
+            let stop = StopCondition {
+                until_idle,
+                max_records,
+            };
             let summary = bronze::run(&config, source, stop, shutdown_signal()?).await?;
             println!(
                 "bronze: {} records ({} rows, {} dead letters, {} non-row, {} already committed) in {:.2}s, {} batches, table version {}",
@@ -115,14 +140,42 @@ async fn main() -> anyhow::Result<()> {
                 summary.already_committed,
                 summary.elapsed.as_secs_f64(),
                 summary.batches,
-                summary.events_version.map_or("unchanged".to_string(), |v| v.to_string()),
+                summary
+                    .events_version
+                    .map_or("unchanged".to_string(), |v| v.to_string()),
             );
         }
+        Command::Run {
+            layer:
+                Layer::Silver {
+                    full_refresh,
+                    tables,
+                },
+        } => {
+            let options = lakehouse::silver::RunOptions {
+                full_refresh: lakehouse::silver::FullRefresh::from_flag(full_refresh),
+                tables,
+            };
+            print!("{}", lakehouse::silver::run(&config, &options).await?);
+        }
         Command::Bench {
-            layer: BenchLayer::Bronze { records, partitions, seed, brokers, dir },
+            layer:
+                BenchLayer::Bronze {
+                    records,
+                    partitions,
+                    seed,
+                    brokers,
+                    dir,
+                },
         } => {
             let dir = dir.unwrap_or_else(lakehouse::bench::default_dir);
-            let options = lakehouse::bench::BronzeBenchOptions { records, partitions, seed, brokers, dir: dir.clone() };
+            let options = lakehouse::bench::BronzeBenchOptions {
+                records,
+                partitions,
+                seed,
+                brokers,
+                dir: dir.clone(),
+            };
             let results = lakehouse::bench::bench_bronze(&options, &config).await;
             lakehouse::bench::cleanup(&dir);
             for phase in results? {

@@ -8,7 +8,12 @@ use crate::storage::StorageRoot;
 
 /// Registers table `name` of `layer` in `ctx` under its own name. Returns
 /// `false` (and registers nothing) when the table does not exist yet.
-pub async fn register_table(ctx: &SessionContext, root: &StorageRoot, layer: &str, name: &str) -> Result<bool> {
+pub async fn register_table(
+    ctx: &SessionContext,
+    root: &StorageRoot,
+    layer: &str,
+    name: &str,
+) -> Result<bool> {
     let table = root.open_table(layer, name).await?;
     if table.version().is_none() {
         return Ok(false);
@@ -16,10 +21,7 @@ pub async fn register_table(ctx: &SessionContext, root: &StorageRoot, layer: &st
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| Error::delta(name, e))?;
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(|e| Error::delta(name, e))?;
+    let provider = table.table_provider().await?;
     ctx.register_table(name, provider)?;
     Ok(true)
 }

@@ -68,16 +68,25 @@ impl StorageRoot {
     /// (version `None`) when it does not yet.
     pub async fn open_table(&self, layer: &str, name: &str) -> Result<DeltaTable> {
         let url = self.table_url(layer, name)?;
-        if url.scheme() == "file" {
-            if let Ok(path) = url.to_file_path() {
-                std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-            }
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         }
         let mut table = DeltaTableBuilder::from_url(url.clone())
             .map_err(|e| Error::delta(url.as_str(), e))?
             .with_storage_options(self.options.clone())
             .build()
             .map_err(|e| Error::delta(url.as_str(), e))?;
+        // Probe first: loading a location without a log makes the kernel log
+        // an error, which is noise for a table we are about to create.
+        let exists = table
+            .verify_deltatable_existence()
+            .await
+            .map_err(|e| Error::delta(url.as_str(), e))?;
+        if !exists {
+            return Ok(table);
+        }
         match table.load().await {
             Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => Ok(table),
             Err(e) => Err(Error::delta(url.as_str(), e)),
@@ -86,9 +95,12 @@ impl StorageRoot {
 }
 
 fn parse_root(root: &str) -> Result<Url> {
-    let has_scheme = root
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'));
+    let has_scheme = root.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+    });
     if has_scheme {
         let url = Url::parse(root).map_err(|e| Error::Storage {
             location: root.to_string(),

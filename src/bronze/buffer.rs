@@ -9,8 +9,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, Decimal128Builder, Int32Builder, Int64Builder, MapBuilder,
-    MapFieldNames, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, Decimal128Builder, Int32Builder, Int64Builder,
+    MapBuilder, MapFieldNames, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 
 use super::schema::{dead_letters_schema, events_schema};
@@ -189,7 +190,12 @@ impl EventColumns {
         }
     }
 
-    fn append(&mut self, meta: &RecordMeta<'_>, kind: RecordKind, record: &DecodedRecord) -> Result<()> {
+    fn append(
+        &mut self,
+        meta: &RecordMeta<'_>,
+        kind: RecordKind,
+        record: &DecodedRecord,
+    ) -> Result<()> {
         let source = &record.source;
         let tx = &record.transaction;
         self.topic.append_value(meta.topic);
@@ -206,8 +212,10 @@ impl EventColumns {
         self.source_table.append_option(source.table.as_deref());
         self.source_lsn.append_option(source.lsn);
         self.source_tx_id.append_option(source.tx_id);
-        self.source_sequence.append_option(source.sequence.as_deref());
-        self.binlog_file.append_option(source.binlog_file.as_deref());
+        self.source_sequence
+            .append_option(source.sequence.as_deref());
+        self.binlog_file
+            .append_option(source.binlog_file.as_deref());
         self.binlog_pos.append_option(source.binlog_pos);
         self.binlog_row.append_option(source.binlog_row);
         self.server_id.append_option(source.server_id);
@@ -218,7 +226,8 @@ impl EventColumns {
         self.snapshot.append_option(source.snapshot.as_deref());
         self.tx_id.append_option(tx.id.as_deref());
         self.tx_total_order.append_option(tx.total_order);
-        self.tx_collection_order.append_option(tx.data_collection_order);
+        self.tx_collection_order
+            .append_option(tx.data_collection_order);
         append_row(&mut self.key, record.key.as_ref())?;
         append_row(&mut self.before, record.before.as_ref())?;
         append_row(&mut self.after, record.after.as_ref())?;
@@ -229,7 +238,7 @@ impl EventColumns {
     }
 
     fn finish(&mut self, batch_id: &str) -> Result<RecordBatch> {
-        let rows = self.topic.len();
+        let rows = self.kafka_partition.len();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.topic.finish()),
             Arc::new(self.kafka_partition.finish()),
@@ -267,13 +276,18 @@ impl EventColumns {
             Arc::new(self.raw_key.finish()),
             Arc::new(self.raw_value.finish()),
             Arc::new(self.ingested_at.finish()),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(batch_id, rows))),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                batch_id, rows,
+            ))),
         ];
         Ok(RecordBatch::try_new(events_schema(), columns)?)
     }
 }
 
-fn append_row(builder: &mut MapBuilder<StringBuilder, StringBuilder>, row: Option<&Row>) -> Result<()> {
+fn append_row(
+    builder: &mut MapBuilder<StringBuilder, StringBuilder>,
+    row: Option<&Row>,
+) -> Result<()> {
     match row {
         Some(row) => {
             for (name, value) in row.iter() {
@@ -329,7 +343,7 @@ impl DeadLetterColumns {
     }
 
     fn finish(&mut self, batch_id: &str) -> Result<RecordBatch> {
-        let rows = self.topic.len();
+        let rows = self.kafka_partition.len();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.topic.finish()),
             Arc::new(self.kafka_partition.finish()),
@@ -340,7 +354,9 @@ impl DeadLetterColumns {
             Arc::new(self.error_kind.finish()),
             Arc::new(self.error.finish()),
             Arc::new(self.failed_at.finish()),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(batch_id, rows))),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                batch_id, rows,
+            ))),
         ];
         Ok(RecordBatch::try_new(dead_letters_schema(), columns)?)
     }

@@ -47,19 +47,35 @@ pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine, String> {
     let mut key = jiter.next_object().map_err(err)?.map(str::to_owned);
     while let Some(name) = key {
         match name.as_str() {
-            "topic" => topic = Some(jiter.next_str().map_err(|e| format!("topic: {e}"))?.to_owned()),
+            "topic" => {
+                topic = Some(
+                    jiter
+                        .next_str()
+                        .map_err(|e| format!("topic: {e}"))?
+                        .to_owned(),
+                )
+            }
             "partition" => {
                 let n = next_i64(&mut jiter).map_err(|e| format!("partition: {e}"))?;
-                framed.partition = i32::try_from(n).map_err(|_| format!("partition {n} out of range"))?;
+                framed.partition =
+                    i32::try_from(n).map_err(|_| format!("partition {n} out of range"))?;
             }
-            "offset" => framed.offset = Some(next_i64(&mut jiter).map_err(|e| format!("offset: {e}"))?),
-            "key" => framed.key = next_payload(&mut jiter, line).map_err(|e| format!("key: {e}"))?,
-            "value" => framed.value = next_payload(&mut jiter, line).map_err(|e| format!("value: {e}"))?,
+            "offset" => {
+                framed.offset = Some(next_i64(&mut jiter).map_err(|e| format!("offset: {e}"))?)
+            }
+            "key" => {
+                framed.key = next_payload(&mut jiter, line).map_err(|e| format!("key: {e}"))?
+            }
+            "value" => {
+                framed.value = next_payload(&mut jiter, line).map_err(|e| format!("value: {e}"))?
+            }
             _ => jiter.next_skip().map_err(err)?,
         }
         key = jiter.next_key().map_err(err)?.map(str::to_owned);
     }
-    jiter.finish().map_err(|e| format!("trailing characters: {e}"))?;
+    jiter
+        .finish()
+        .map_err(|e| format!("trailing characters: {e}"))?;
     framed.topic = topic.ok_or("missing \"topic\"")?;
     if framed.topic.is_empty() {
         return Err("empty \"topic\"".into());
@@ -76,14 +92,23 @@ fn next_i64(jiter: &mut Jiter<'_>) -> std::result::Result<i64, String> {
 
 /// A key or value: a string holds the bytes, null is none, anything else is
 /// embedded JSON taken verbatim from the line.
-fn next_payload(jiter: &mut Jiter<'_>, line: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+fn next_payload(
+    jiter: &mut Jiter<'_>,
+    line: &[u8],
+) -> std::result::Result<Option<Vec<u8>>, String> {
     let peek = jiter.peek().map_err(|e| e.to_string())?;
     match peek {
         Peek::Null => {
             jiter.known_null().map_err(|e| e.to_string())?;
             Ok(None)
         }
-        Peek::String => Ok(Some(jiter.known_str().map_err(|e| e.to_string())?.as_bytes().to_vec())),
+        Peek::String => Ok(Some(
+            jiter
+                .known_str()
+                .map_err(|e| e.to_string())?
+                .as_bytes()
+                .to_vec(),
+        )),
         _ => {
             // current_index() is before any whitespace preceding the value.
             let start = jiter.current_index();
@@ -170,7 +195,11 @@ pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> R
 }
 
 /// Ingests several files, one after the other, and returns the run's summary.
-pub async fn run_files(mut ingestor: Ingestor, paths: &[PathBuf], stop: StopCondition) -> Result<RunSummary> {
+pub async fn run_files(
+    mut ingestor: Ingestor,
+    paths: &[PathBuf],
+    stop: StopCondition,
+) -> Result<RunSummary> {
     for path in paths {
         run(&mut ingestor, path, stop).await?;
     }
@@ -190,16 +219,33 @@ mod tests {
         assert_eq!(framed.offset, Some(7));
         assert_eq!(framed.key.as_deref(), Some(&br#"{"id":1}"#[..]));
         assert_eq!(framed.value.as_deref(), Some(&br#"{"x": [1, 2]}"#[..]));
-        let tombstone = frame_line(br#"{"topic":"t","key":null,"value":null,"key_captured":false}"#).unwrap();
+        let tombstone =
+            frame_line(br#"{"topic":"t","key":null,"value":null,"key_captured":false}"#).unwrap();
         assert_eq!(tombstone.value, None);
         assert_eq!(tombstone.offset, None);
     }
 
     #[test]
     fn framing_errors_say_what_is_wrong() {
-        assert!(frame_line(b"not json").unwrap_err().contains("not a JSON object"));
-        assert!(frame_line(br#"{"value":null}"#).unwrap_err().contains("topic"));
-        assert!(frame_line(br#"{"topic":"t","partition":"x"}"#).unwrap_err().contains("partition"));
-        assert!(frame_line(br#"{"topic":"t"} extra"#).unwrap_err().contains("trailing"));
+        assert!(
+            frame_line(b"not json")
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+        assert!(
+            frame_line(br#"{"value":null}"#)
+                .unwrap_err()
+                .contains("topic")
+        );
+        assert!(
+            frame_line(br#"{"topic":"t","partition":"x"}"#)
+                .unwrap_err()
+                .contains("partition")
+        );
+        assert!(
+            frame_line(br#"{"topic":"t"} extra"#)
+                .unwrap_err()
+                .contains("trailing")
+        );
     }
 }

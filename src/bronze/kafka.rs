@@ -24,6 +24,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::watch;
 
+use super::backlog::Backlog;
 use super::schema::{EVENTS_TABLE, LAYER};
 use super::{Ingestor, RecordMeta, RunSummary, StopCondition};
 use crate::config::{Config, KafkaConfig};
@@ -64,7 +65,10 @@ struct BronzeContext {
 impl ClientContext for BronzeContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", fac, "{log_message}")
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
@@ -77,7 +81,12 @@ impl ClientContext for BronzeContext {
 }
 
 impl ConsumerContext for BronzeContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions: Vec<(String, i32)> = tpl
@@ -88,10 +97,14 @@ impl ConsumerContext for BronzeContext {
                 match read_positions(&self.root, &partitions) {
                     Ok(positions) => {
                         let mut assigned = Vec::with_capacity(partitions.len());
-                        for ((topic, partition), committed) in partitions.into_iter().zip(positions) {
-                            let offset = committed.map_or(Offset::Beginning, |c| Offset::Offset(c + 1));
+                        for ((topic, partition), committed) in partitions.into_iter().zip(positions)
+                        {
+                            let offset =
+                                committed.map_or(Offset::Beginning, |c| Offset::Offset(c + 1));
                             if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
-                                self.fail(format!("cannot set the offset of {topic}/{partition}: {e}"));
+                                self.fail(format!(
+                                    "cannot set the offset of {topic}/{partition}: {e}"
+                                ));
                                 return;
                             }
                             let high_watermark = consumer
@@ -159,7 +172,10 @@ fn read_positions(root: &StorageRoot, partitions: &[(String, i32)]) -> Result<Ve
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                // Multi-threaded: the Delta kernel blocks on its own futures
+                // and warns about possible deadlocks on a current-thread runtime.
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
                     .enable_all()
                     .build()
                     .map_err(|e| Error::Other(format!("cannot start a runtime: {e}")))?;
@@ -168,12 +184,17 @@ fn read_positions(root: &StorageRoot, partitions: &[(String, i32)]) -> Result<Ve
                     if table.version().is_none() {
                         return Ok(vec![None; partitions.len()]);
                     }
-                    let snapshot = table.snapshot().map_err(|e| Error::delta(EVENTS_TABLE, e))?;
+                    let snapshot = table
+                        .snapshot()
+                        .map_err(|e| Error::delta(EVENTS_TABLE, e))?;
                     let mut out = Vec::with_capacity(partitions.len());
                     for (topic, partition) in partitions {
                         out.push(
                             snapshot
-                                .transaction_version(table.log_store().as_ref(), app_id(topic, *partition))
+                                .transaction_version(
+                                    table.log_store().as_ref(),
+                                    app_id(topic, *partition),
+                                )
                                 .await
                                 .map_err(|e| Error::delta(EVENTS_TABLE, e))?,
                         );
@@ -243,52 +264,63 @@ pub async fn run(
     tracing::info!(?topics, group = %config.kafka.group_id, brokers, "bronze consumer started");
 
     let idle_timeout = Duration::from_millis(config.bronze.idle_timeout_ms);
+    let assignment_timeout = Duration::from_millis(config.bronze.assignment_timeout_ms);
     let mut generation = 0;
     let mut partitions: HashMap<(String, i32), PartitionProgress> = HashMap::new();
     let mut last_message = Instant::now();
     let mut taken: u64 = 0;
     let started = Instant::now();
     let mut last_lag = Instant::now();
+    let mut backlog: Option<Backlog> = None;
+    let mut next_backlog_check = Instant::now();
 
     loop {
         // Pick up rebalances that happened inside the last poll.
-        {
-            let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(error) = guard.error.take() {
-                return Err(Error::Other(format!("bronze consumer: {error}")));
-            }
-            if guard.generation != generation {
-                generation = guard.generation;
-                let assigned = guard.assigned.clone();
-                drop(guard);
-                ingestor.discard()?;
-                partitions.clear();
-                let mut total = 0;
-                for a in assigned {
-                    let stream = ingestor.set_position(&app_id(&a.topic, a.partition), a.committed);
-                    let start = a.committed.map_or(0, |c| c + 1);
-                    total += a.high_watermark.map_or(0, |h| (h - start).max(0)) as u64;
-                    partitions.insert(
-                        (a.topic, a.partition),
-                        PartitionProgress {
-                            stream,
-                            high_watermark: a.high_watermark,
-                        },
-                    );
-                }
-                ingestor.progress().set_total(ingestor.progress().totals().records + total);
-            }
-        }
+        sync_assignment(&state, &mut generation, &mut ingestor, &mut partitions)?;
 
         if stop.max_records.is_some_and(|max| taken >= max) {
             break;
         }
-        if stop.until_idle && caught_up(&ingestor, &partitions, generation) && last_message.elapsed() >= idle_timeout {
-            tracing::info!("caught up with the high watermarks and idle; stopping");
-            break;
+        if stop.until_idle && generation == 0 && started.elapsed() >= assignment_timeout {
+            return Err(Error::Other(format!(
+                "no partitions were assigned to consumer group {} within {:?}; \
+                 is the group stuck or are the topics missing? ({topics:?})",
+                config.kafka.group_id, assignment_timeout
+            )));
+        }
+        if stop.until_idle && generation > 0 && backlog.is_none() {
+            backlog = Some(Backlog::capture(
+                &consumer,
+                &subscription,
+                Duration::from_secs(30),
+            )?);
+        }
+        if stop.until_idle
+            && caught_up(&ingestor, &partitions, generation)
+            && last_message.elapsed() >= idle_timeout
+            && Instant::now() >= next_backlog_check
+            && let Some(backlog) = backlog.as_mut()
+        {
+            // Our partitions are done; the others must be committed by someone.
+            ingestor.flush().await?;
+            let owned = |tp: &(String, i32)| partitions.contains_key(tp);
+            let foreign: Vec<(String, i32)> = backlog.foreign(&owned).cloned().collect();
+            let app_ids: Vec<String> = foreign.iter().map(|(t, p)| app_id(t, *p)).collect();
+            let positions = ingestor.table_positions(&app_ids).await?;
+            let committed = foreign.into_iter().zip(positions).collect();
+            let remaining = backlog.remaining(&committed, assignment_timeout)?;
+            if remaining.is_empty() {
+                tracing::info!("caught up with the high watermarks and idle; stopping");
+                break;
+            }
+            tracing::info!(partitions = ?remaining, "own partitions caught up; waiting for partitions held by other group members");
+            next_backlog_check = Instant::now() + idle_timeout;
         }
 
-        let wait = ingestor.time_to_flush().min(idle_timeout).max(Duration::from_millis(10));
+        let wait = ingestor
+            .time_to_flush()
+            .min(idle_timeout)
+            .max(Duration::from_millis(10));
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
@@ -300,16 +332,14 @@ pub async fn run(
                 Ok(Err(e)) => log_consumer_error(e)?,
                 Ok(Ok(message)) => {
                     last_message = Instant::now();
-                    // A rebalance inside this poll may have revoked the partition.
-                    let current = state.lock().unwrap_or_else(PoisonError::into_inner).generation;
-                    if current == generation {
-                        let key = (message.topic().to_string(), message.partition());
-                        let stream = match partitions.get(&key) {
-                            Some(p) => p.stream,
-                            None => ingestor.set_position(&app_id(&key.0, key.1), None),
-                        };
+                    // The poll that returned this message may also have run a
+                    // rebalance: apply it first, then take the message only if
+                    // its partition is (still) ours.
+                    sync_assignment(&state, &mut generation, &mut ingestor, &mut partitions)?;
+                    let key = (message.topic().to_string(), message.partition());
+                    if let Some(progress) = partitions.get(&key) {
                         let meta = RecordMeta {
-                            stream,
+                            stream: progress.stream,
                             position: message.offset(),
                             topic: message.topic(),
                             partition: message.partition(),
@@ -332,7 +362,9 @@ pub async fn run(
             last_lag = Instant::now();
             let lag: i64 = partitions
                 .values()
-                .filter_map(|p| Some(p.high_watermark? - ingestor.next_position(p.stream).unwrap_or(0)))
+                .filter_map(|p| {
+                    Some(p.high_watermark? - ingestor.next_position(p.stream).unwrap_or(0))
+                })
                 .map(|l| l.max(0))
                 .sum();
             ingestor.progress().set_lag(lag as u64);
@@ -343,9 +375,52 @@ pub async fn run(
     Ok(summary)
 }
 
+/// Applies the latest assignment left by the rebalance callback: a changed
+/// assignment drops the buffered batch and restarts every partition from the
+/// position the callback read from the table.
+fn sync_assignment(
+    state: &Mutex<AssignmentState>,
+    generation: &mut u64,
+    ingestor: &mut Ingestor,
+    partitions: &mut HashMap<(String, i32), PartitionProgress>,
+) -> Result<()> {
+    let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(error) = guard.error.take() {
+        return Err(Error::Other(format!("bronze consumer: {error}")));
+    }
+    if guard.generation == *generation {
+        return Ok(());
+    }
+    *generation = guard.generation;
+    let assigned = guard.assigned.clone();
+    drop(guard);
+    ingestor.discard()?;
+    partitions.clear();
+    let mut total = 0;
+    for a in assigned {
+        let stream = ingestor.set_position(&app_id(&a.topic, a.partition), a.committed);
+        let start = a.committed.map_or(0, |c| c + 1);
+        total += a.high_watermark.map_or(0, |h| (h - start).max(0)) as u64;
+        partitions.insert(
+            (a.topic, a.partition),
+            PartitionProgress {
+                stream,
+                high_watermark: a.high_watermark,
+            },
+        );
+    }
+    let committed = ingestor.progress().totals().records;
+    ingestor.progress().set_total(committed + total);
+    Ok(())
+}
+
 /// Whether every assigned partition reached the high watermark seen when it
 /// was assigned. Before the first assignment nothing is caught up.
-fn caught_up(ingestor: &Ingestor, partitions: &HashMap<(String, i32), PartitionProgress>, generation: u64) -> bool {
+fn caught_up(
+    ingestor: &Ingestor,
+    partitions: &HashMap<(String, i32), PartitionProgress>,
+    generation: u64,
+) -> bool {
     generation > 0
         && partitions.values().all(|p| match p.high_watermark {
             Some(high) => ingestor.next_position(p.stream).unwrap_or(0) >= high,
@@ -363,7 +438,8 @@ async fn flush(
     };
     // Partitions another process wrote: re-read from what it stored.
     for (stream, stored) in &outcome.lost {
-        if let Some(((topic, partition), _)) = partitions.iter().find(|(_, p)| p.stream == *stream) {
+        if let Some(((topic, partition), _)) = partitions.iter().find(|(_, p)| p.stream == *stream)
+        {
             let offset = stored.map_or(Offset::Beginning, |s| Offset::Offset(s + 1));
             if let Err(e) = consumer.seek(topic, *partition, offset, Duration::from_secs(10)) {
                 tracing::warn!(topic, partition, error = %e, "seek after a lost commit failed");
@@ -378,10 +454,10 @@ async fn flush(
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(position + 1));
         }
     }
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(error = %e, "group offset commit failed (positions are in Delta)");
-        }
+    if tpl.count() > 0
+        && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+    {
+        tracing::debug!(error = %e, "group offset commit failed (positions are in Delta)");
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! Records that cannot be decoded go to `bronze_dead_letters` and ingestion
 //! goes on.
 
+mod backlog;
 pub mod buffer;
 pub mod file;
 pub mod kafka;
@@ -148,6 +149,12 @@ impl Ingestor {
         index
     }
 
+    /// Positions committed in `bronze_events` for streams this process may not
+    /// own, read from the latest table version.
+    pub async fn table_positions(&mut self, app_ids: &[String]) -> Result<Vec<Option<i64>>> {
+        self.sink.committed_positions(app_ids).await
+    }
+
     /// The position committed for a stream, as far as this process knows.
     pub fn committed(&self, stream: usize) -> Option<i64> {
         self.committed.get(stream).copied().flatten()
@@ -163,7 +170,10 @@ impl Ingestor {
 
     /// Decodes one record into the batch, unless its position was already seen.
     pub fn ingest(&mut self, meta: &RecordMeta<'_>) -> Result<Ingested> {
-        if self.next_position(meta.stream).is_some_and(|next| meta.position < next) {
+        if self
+            .next_position(meta.stream)
+            .is_some_and(|next| meta.position < next)
+        {
             self.summary.already_committed += 1;
             return Ok(Ingested::AlreadyCommitted);
         }
@@ -171,7 +181,8 @@ impl Ingestor {
         let decoded = self
             .decoder
             .decode(meta.topic, meta.key, meta.value, &mut self.record);
-        self.buffer.push(meta, decoded.as_ref().map(|k| *k), &self.record)?;
+        self.buffer
+            .push(meta, decoded.as_ref().map(|k| *k), &self.record)?;
         Ok(Ingested::Buffered)
     }
 
@@ -193,8 +204,9 @@ impl Ingestor {
 
     /// Time until the batch is due by age (for the consumer's poll timeout).
     pub fn time_to_flush(&self) -> Duration {
-        self.batch_started
-            .map_or(self.policy.max_age, |t| self.policy.max_age.saturating_sub(t.elapsed()))
+        self.batch_started.map_or(self.policy.max_age, |t| {
+            self.policy.max_age.saturating_sub(t.elapsed())
+        })
     }
 
     /// What the current batch holds.
@@ -225,7 +237,11 @@ impl Ingestor {
             if let Some(slot) = self.committed.get_mut(*stream) {
                 *slot = *stored;
             }
-            let app_id = batch.streams.get(*stream).map(|s| s.app_id.as_str()).unwrap_or("?");
+            let app_id = batch
+                .streams
+                .get(*stream)
+                .map(|s| s.app_id.as_str())
+                .unwrap_or("?");
             tracing::warn!(
                 stream = app_id,
                 stored = ?stored,

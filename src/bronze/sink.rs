@@ -34,8 +34,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 use super::buffer::FinishedBatch;
 use super::schema::{
-    DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER, PARTITION_COLUMN, dead_letters_schema,
-    events_schema,
+    DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER, PARTITION_COLUMN, dead_letters_schema, events_schema,
 };
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
@@ -72,12 +71,14 @@ pub struct BronzeSink {
 impl BronzeSink {
     /// Opens (creating when missing) `bronze_events` and `bronze_dead_letters`.
     pub async fn open(root: &StorageRoot, target_file_size: u64) -> Result<Self> {
-        let events = ensure_table(root, EVENTS_TABLE, &events_schema(), &[PARTITION_COLUMN]).await?;
-        let dead_letters = ensure_table(root, DEAD_LETTERS_TABLE, &dead_letters_schema(), &[]).await?;
+        let events =
+            ensure_table(root, EVENTS_TABLE, &events_schema(), &[PARTITION_COLUMN]).await?;
+        let dead_letters =
+            ensure_table(root, DEAD_LETTERS_TABLE, &dead_letters_schema(), &[]).await?;
         let writer_properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| {
-                Error::Other(format!("zstd level: {e}"))
-            })?))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).map_err(|e| Error::Other(format!("zstd level: {e}")))?,
+            ))
             .build();
         Ok(Self {
             events,
@@ -118,12 +119,18 @@ impl BronzeSink {
 
     /// Commits a batch. `expected[i]` is the position the caller believes is
     /// committed for stream `i` (`None`: nothing yet).
-    pub async fn commit(&mut self, batch: &FinishedBatch, expected: &[Option<i64>]) -> Result<CommitOutcome> {
+    pub async fn commit(
+        &mut self,
+        batch: &FinishedBatch,
+        expected: &[Option<i64>],
+    ) -> Result<CommitOutcome> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.try_commit(batch, expected).await {
-                Err(Error::Delta { source, .. }) if is_conflict(&source) && attempt < MAX_CONFLICT_RETRIES => {
+                Err(Error::Delta { source, .. })
+                    if is_conflict(&source) && attempt < MAX_CONFLICT_RETRIES =>
+                {
                     tracing::warn!(attempt, error = %source, "bronze commit conflicted with another writer; re-validating");
                 }
                 other => return other,
@@ -131,7 +138,11 @@ impl BronzeSink {
         }
     }
 
-    async fn try_commit(&mut self, batch: &FinishedBatch, expected: &[Option<i64>]) -> Result<CommitOutcome> {
+    async fn try_commit(
+        &mut self,
+        batch: &FinishedBatch,
+        expected: &[Option<i64>],
+    ) -> Result<CommitOutcome> {
         self.refresh().await?;
         let mut outcome = CommitOutcome::default();
 
@@ -145,7 +156,8 @@ impl BronzeSink {
             if stored == believed {
                 owned[index] = true;
                 outcome.committed.push((index, last));
-                let floor = txn_version(&self.dead_letters, DEAD_LETTERS_TABLE, &stream.app_id).await?;
+                let floor =
+                    txn_version(&self.dead_letters, DEAD_LETTERS_TABLE, &stream.app_id).await?;
                 dead_letter_floor.insert(index, floor);
             } else {
                 outcome.lost.push((index, stored));
@@ -179,7 +191,10 @@ impl BronzeSink {
                     let stream = batch.streams.get(s)?;
                     let last = stream.last?;
                     let floor = dead_letter_floor.get(&s).copied().flatten();
-                    Some(Transaction::new(&stream.app_id, floor.map_or(last, |f| f.max(last))))
+                    Some(Transaction::new(
+                        &stream.app_id,
+                        floor.map_or(last, |f| f.max(last)),
+                    ))
                 })
                 .collect();
             outcome.dead_letters_written = dead_letters.num_rows();
@@ -201,7 +216,12 @@ impl BronzeSink {
         let txns: Vec<Transaction> = outcome
             .committed
             .iter()
-            .filter_map(|(s, last)| batch.streams.get(*s).map(|st| Transaction::new(&st.app_id, *last)))
+            .filter_map(|(s, last)| {
+                batch
+                    .streams
+                    .get(*s)
+                    .map(|st| Transaction::new(&st.app_id, *last))
+            })
             .collect();
         if txns.is_empty() {
             return Ok(outcome);
@@ -269,15 +289,18 @@ async fn write_and_commit(
             .map_err(|e| Error::delta(name, e))?
             .with_writer_properties(writer_properties.clone())
             .with_target_file_size(target_file_size);
-        writer.write(batch).await.map_err(|e| Error::delta(name, e))?;
+        writer
+            .write(batch)
+            .await
+            .map_err(|e| Error::delta(name, e))?;
         let adds = writer.flush().await.map_err(|e| Error::delta(name, e))?;
         actions.extend(adds.into_iter().map(Action::Add));
     }
     let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-    let partition_by = snapshot.metadata().partition_columns().clone();
+    let partition_by = snapshot.metadata().partition_columns();
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
-        partition_by: (!partition_by.is_empty()).then_some(partition_by),
+        partition_by: (!partition_by.is_empty()).then(|| partition_by.to_vec()),
         predicate: None,
     };
     let properties = CommitProperties::default()
@@ -292,7 +315,8 @@ async fn write_and_commit(
         .build(Some(snapshot), table.log_store(), operation)
         .await
         .map_err(|e| Error::delta(name, e))?;
-    let version = finalized.version();
+    let version = i64::try_from(finalized.version())
+        .map_err(|_| Error::Other(format!("{name}: version out of range")))?;
     table
         .update_state()
         .await
@@ -329,4 +353,3 @@ pub async fn ensure_table(
         Err(e) => Err(Error::delta(name, e)),
     }
 }
-

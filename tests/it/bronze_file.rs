@@ -47,20 +47,39 @@ async fn conformance_corpus_lands_once_with_bad_lines_in_dead_letters() {
     let corpus_lines = lines.iter().filter(|b| **b == b'\n').count();
     lines.extend_from_slice(b"this is not json\n");
     lines.extend_from_slice(b"{\"partition\":1,\"value\":null}\n");
-    lines.extend_from_slice(b"{\"topic\":\"x.public.t\",\"value\":\"{\\\"op\\\":\\\"z\\\",\\\"after\\\":{}}\"}\n");
-    std::fs::File::create(&input).unwrap().write_all(&lines).unwrap();
+    lines.extend_from_slice(
+        b"{\"topic\":\"x.public.t\",\"value\":\"{\\\"op\\\":\\\"z\\\",\\\"after\\\":{}}\"}\n",
+    );
+    std::fs::File::create(&input)
+        .unwrap()
+        .write_all(&lines)
+        .unwrap();
 
     let mut config = Config::default();
     config.storage.root = dir.path().join("lake").display().to_string();
     config.bronze.flush_rows = 13;
     let once = StopCondition::default();
-    let summary = bronze::run(&config, BronzeSource::Files(vec![input.clone()]), once, no_shutdown()).await.unwrap();
+    let summary = bronze::run(
+        &config,
+        BronzeSource::Files(vec![input.clone()]),
+        once,
+        no_shutdown(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.counts.records as usize, corpus_lines + 3);
     // 114 corpus records: 1 schema change is not a row; the 3 junk lines are dead letters.
-    assert_eq!(summary.counts.skipped, 1, "the MySQL schema change is recognised and not written");
+    assert_eq!(
+        summary.counts.skipped, 1,
+        "the MySQL schema change is recognised and not written"
+    );
     assert_eq!(summary.counts.dead_letters, 3);
     assert_eq!(summary.counts.rows as usize, corpus_lines - 1);
-    let errors = query(&config, "SELECT error FROM bronze_dead_letters ORDER BY kafka_offset").await;
+    let errors = query(
+        &config,
+        "SELECT error FROM bronze_dead_letters ORDER BY kafka_offset",
+    )
+    .await;
     let text = format!("{errors:?}");
     assert!(text.contains("corpus.jsonl:115"), "{text}");
     assert!(text.contains("missing \\\"topic\\\""), "{text}");
@@ -71,15 +90,34 @@ async fn conformance_corpus_lands_once_with_bad_lines_in_dead_letters() {
     assert_eq!(exact, 1);
 
     // Rerun: every line was committed once, nothing is added.
-    let again = bronze::run(&config, BronzeSource::Files(vec![input.clone()]), once, no_shutdown()).await.unwrap();
+    let again = bronze::run(
+        &config,
+        BronzeSource::Files(vec![input.clone()]),
+        once,
+        no_shutdown(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.counts.records, 0);
     assert_eq!(again.events_version, None);
     let rows = bronze_positions(&config, "bronze_events").await;
     assert_eq!(rows.values().sum::<usize>(), corpus_lines - 1);
 
     // Appended lines are picked up on the next run, once.
-    std::fs::OpenOptions::new().append(true).open(&input).unwrap().write_all(&lines[..lines.iter().position(|b| *b == b'\n').unwrap() + 1]).unwrap();
-    let third = bronze::run(&config, BronzeSource::Files(vec![input]), once, no_shutdown()).await.unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap()
+        .write_all(&lines[..lines.iter().position(|b| *b == b'\n').unwrap() + 1])
+        .unwrap();
+    let third = bronze::run(
+        &config,
+        BronzeSource::Files(vec![input]),
+        once,
+        no_shutdown(),
+    )
+    .await
+    .unwrap();
     assert_eq!(third.counts.records, 1);
     assert_eq!(third.counts.rows, 1);
 }
@@ -88,12 +126,33 @@ async fn conformance_corpus_lands_once_with_bad_lines_in_dead_letters() {
 async fn max_records_stops_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("pg.jsonl");
-    std::fs::copy(format!("{FIXTURES}/postgres/pg-1.2.1-products-replica-full-schema.jsonl"), &input).unwrap();
+    std::fs::copy(
+        format!("{FIXTURES}/postgres/pg-1.2.1-products-replica-full-schema.jsonl"),
+        &input,
+    )
+    .unwrap();
     let mut config = Config::default();
     config.storage.root = dir.path().join("lake").display().to_string();
-    let first = bronze::run(&config, BronzeSource::Files(vec![input.clone()]), StopCondition { until_idle: false, max_records: Some(5) }, no_shutdown()).await.unwrap();
+    let first = bronze::run(
+        &config,
+        BronzeSource::Files(vec![input.clone()]),
+        StopCondition {
+            until_idle: false,
+            max_records: Some(5),
+        },
+        no_shutdown(),
+    )
+    .await
+    .unwrap();
     assert_eq!(first.counts.rows, 5);
-    let rest = bronze::run(&config, BronzeSource::Files(vec![input]), StopCondition::default(), no_shutdown()).await.unwrap();
+    let rest = bronze::run(
+        &config,
+        BronzeSource::Files(vec![input]),
+        StopCondition::default(),
+        no_shutdown(),
+    )
+    .await
+    .unwrap();
     assert_eq!(rest.counts.rows, 11);
     let rows = bronze_positions(&config, "bronze_events").await;
     assert_eq!(rows.len(), 16);

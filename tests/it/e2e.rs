@@ -7,19 +7,25 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use crate::bronze_kafka::{Produced, assert_exactly_once, many_topics_scenario, produce_mix, two_consumers_scenario};
+use crate::bronze_kafka::{
+    Produced, assert_exactly_once, many_topics_scenario, produce_mix, two_consumers_scenario,
+};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_many_topics_and_partitions_exactly_once() {
-    let Some(broker) = Broker::external() else { return };
-    many_topics_scenario(broker, "emt").await;
+    let Some(broker) = Broker::external() else {
+        return;
+    };
+    many_topics_scenario(broker, &unique("emt")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_two_consumers_in_one_group() {
-    let Some(broker) = Broker::external() else { return };
-    two_consumers_scenario(broker, "etc").await;
+    let Some(broker) = Broker::external() else {
+        return;
+    };
+    two_consumers_scenario(broker, &unique("etc")).await;
 }
 
 fn write_config(dir: &std::path::Path, config: &lakehouse::config::Config) -> std::path::PathBuf {
@@ -60,19 +66,34 @@ fn spawn_bronze(config_file: &std::path::Path, args: &[&str]) -> Child {
 /// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
-    let Some(broker) = Broker::external() else { return };
+    let Some(broker) = Broker::external() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let topics = [("crash.public.orders", 3), ("crash.public.customers", 2)];
-    for (t, p) in topics {
-        broker.create_topic(t, p).await;
+    let prefix = unique("crash");
+    let topics = vec![
+        (format!("{prefix}.public.orders"), 3),
+        (format!("{prefix}.public.customers"), 2),
+    ];
+    for (t, p) in &topics {
+        broker.create_topic(t, *p).await;
     }
-    let names: Vec<&str> = topics.iter().map(|(t, _)| *t).collect();
-    let mut config = config(dir.path(), &broker, "crash-group", &names, None);
+    let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
+    let mut config = config(
+        dir.path(),
+        &broker,
+        &format!("{prefix}-group"),
+        &names,
+        None,
+    );
     config.bronze.flush_rows = 30;
     config.bronze.flush_interval_ms = 200;
     let config_file = write_config(dir.path(), &config);
 
-    let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("crash test seed: {seed} (set CRASH_SEED to replay)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
@@ -80,6 +101,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let producer_broker = Broker::External(broker.bootstrap());
     let producer = tokio::spawn(async move {
         let mut produced = Produced::default();
+        let topics: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
         for _ in 0..12 {
             produce_mix(&producer_broker, &topics, 12, &mut produced).await;
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -99,7 +121,9 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let produced = producer.await.unwrap();
 
     let started = Instant::now();
-    let status = spawn_bronze(&config_file, &["--until-idle"]).wait().unwrap();
+    let status = spawn_bronze(&config_file, &["--until-idle"])
+        .wait()
+        .unwrap();
     assert!(status.success(), "final run failed: {status}");
     eprintln!("final catch-up run took {:?}", started.elapsed());
     assert_exactly_once(&config, &produced).await;
@@ -108,22 +132,31 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 /// SIGTERM flushes and commits what is buffered, then exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_buffered_records_and_exits_zero() {
-    let Some(broker) = Broker::external() else { return };
+    let Some(broker) = Broker::external() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    broker.create_topic("term.public.orders", 2).await;
-    let mut config = config(dir.path(), &broker, "term-group", &["term.public.orders"], None);
+    let topic = format!("{}.public.orders", unique("term"));
+    broker.create_topic(&topic, 2).await;
+    let mut config = config(
+        dir.path(),
+        &broker,
+        &format!("{topic}-group"),
+        &[&topic],
+        None,
+    );
     // Never flush by size or time: only the shutdown commits.
     config.bronze.flush_rows = 1_000_000;
     config.bronze.flush_interval_ms = 600_000;
     let config_file = write_config(dir.path(), &config);
     let mut produced = Produced::default();
-    produce_mix(&broker, &[("term.public.orders", 2)], 20, &mut produced).await;
+    produce_mix(&broker, &[(&topic, 2)], 20, &mut produced).await;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_lakehouse"))
         .arg("--config")
         .arg(&config_file)
         .args(["run", "bronze"])
-        .env("LAKEHOUSE_LOG", "info")
+        .env("LAKEHOUSE_LOG", "warn,lakehouse=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -133,16 +166,23 @@ async fn sigterm_commits_buffered_records_and_exits_zero() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             eprintln!("[lakehouse] {line}");
             if line.contains("partitions assigned") {
                 let _ = tx.send(());
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(60)).expect("partitions assigned within 60 s");
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("partitions assigned within 60 s");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");

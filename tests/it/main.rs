@@ -5,4 +5,10 @@
 mod bronze_file;
 mod bronze_kafka;
 mod e2e;
+mod silver_crash;
+mod silver_facts;
+mod silver_mock;
+mod silver_oracle;
+mod silver_scd1;
+mod silver_support;
 mod support;

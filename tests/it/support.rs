@@ -12,10 +12,10 @@ use datafusion::prelude::SessionContext;
 use lakehouse::config::Config;
 use lakehouse::embedded_kafka::EmbeddedKafka;
 use lakehouse::storage::StorageRoot;
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 
 /// A Kafka-protocol broker for a test.
 pub enum Broker {
@@ -25,9 +25,20 @@ pub enum Broker {
     External(String),
 }
 
+/// Logs to the test output, filtered by `RUST_LOG` (default: warnings).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 impl Broker {
     /// The in-process mock cluster.
     pub fn embedded() -> Self {
+        init_tracing();
         Broker::Embedded(EmbeddedKafka::start(1).expect("mock cluster"))
     }
 
@@ -35,6 +46,7 @@ impl Broker {
     /// test is skipped, unless `LAKEHOUSE_TEST_REQUIRE_SERVICES` is set (as
     /// scripts/test.sh and CI do), in which case the test fails.
     pub fn external() -> Option<Self> {
+        init_tracing();
         match std::env::var("LAKEHOUSE_TEST_KAFKA") {
             Ok(brokers) if !brokers.is_empty() => Some(Broker::External(brokers)),
             _ => {
@@ -69,7 +81,10 @@ impl Broker {
                     .expect("admin client");
                 let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
                 let results = admin
-                    .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+                    .create_topics(
+                        [&topic],
+                        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+                    )
                     .await
                     .expect("create topics");
                 for r in results {
@@ -87,6 +102,9 @@ impl Broker {
             p.insert("session.timeout.ms".into(), "6000".into());
             p.insert("heartbeat.interval.ms".into(), "500".into());
             p.insert("fetch.wait.max.ms".into(), "10".into());
+            // tansu keeps members that left in the group until their rebalance
+            // timeout (max.poll.interval.ms) expires, stalling the next join.
+            p.insert("max.poll.interval.ms".into(), "10000".into());
         } else {
             p.insert("session.timeout.ms".into(), "6000".into());
             p.insert("heartbeat.interval.ms".into(), "500".into());
@@ -105,7 +123,13 @@ impl Broker {
 }
 
 /// Produces `(key, value)` to `topic`/`partition` and waits for the ack.
-pub async fn produce(producer: &FutureProducer, topic: &str, partition: i32, key: Option<&[u8]>, value: Option<&[u8]>) {
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition);
     if let Some(k) = key {
         record = record.key(k);
@@ -143,7 +167,13 @@ pub fn pg_change(prefix: &str, table: &str, id: i64, op: &str, lsn: i64) -> (Vec
 }
 
 /// A config for a test: local storage under `dir`, the broker, and `topics`.
-pub fn config(dir: &Path, broker: &Broker, group: &str, topics: &[&str], pattern: Option<&str>) -> Config {
+pub fn config(
+    dir: &Path,
+    broker: &Broker,
+    group: &str,
+    topics: &[&str],
+    pattern: Option<&str>,
+) -> Config {
     let mut config = Config::default();
     config.storage.root = dir.join("lake").display().to_string();
     config.kafka.brokers = Some(broker.bootstrap());
@@ -162,13 +192,20 @@ pub async fn query(config: &Config, sql: &str) -> Vec<RecordBatch> {
     let ctx = SessionContext::new();
     let tables = [
         ("bronze_events", lakehouse::bronze::schema::events_schema()),
-        ("bronze_dead_letters", lakehouse::bronze::schema::dead_letters_schema()),
+        (
+            "bronze_dead_letters",
+            lakehouse::bronze::schema::dead_letters_schema(),
+        ),
     ];
     for (table, schema) in tables {
-        if !lakehouse::query::register_table(&ctx, &root, "bronze", table).await.unwrap() {
+        if !lakehouse::query::register_table(&ctx, &root, "bronze", table)
+            .await
+            .unwrap()
+        {
             // Not created yet: query an empty table of the same shape.
             let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]]).unwrap();
-            ctx.register_table(table, std::sync::Arc::new(empty)).unwrap();
+            ctx.register_table(table, std::sync::Arc::new(empty))
+                .unwrap();
         }
     }
     lakehouse::query::collect(&ctx, sql).await.unwrap()
@@ -184,7 +221,12 @@ pub async fn bronze_positions(config: &Config, table: &str) -> BTreeMap<(String,
         let partitions = batch.column(1).as_primitive::<Int32Type>();
         let offsets = batch.column(2).as_primitive::<Int64Type>();
         for i in 0..batch.num_rows() {
-            *out.entry((topics.value(i).to_string(), partitions.value(i), offsets.value(i))).or_insert(0) += 1;
+            *out.entry((
+                topics.value(i).to_string(),
+                partitions.value(i),
+                offsets.value(i),
+            ))
+            .or_insert(0) += 1;
         }
     }
     out
@@ -202,4 +244,12 @@ pub fn no_shutdown() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     std::mem::forget(tx);
     rx
+}
+
+/// A name unique to this test run, so tests can share one external broker.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }

@@ -1,0 +1,65 @@
+//! `[silver]`: where the table specs and SQL live, and the run's resource limits.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[silver]` section of `lakehouse.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SilverConfig {
+    /// Folder of the table specs (`<table>.toml`).
+    pub layers_dir: PathBuf,
+    /// Folder of the table SQL (`<table>.sql`).
+    pub sql_dir: PathBuf,
+    /// DataFusion memory pool size in bytes; sorts and windows spill to disk
+    /// beyond it.
+    pub memory_limit: usize,
+    /// Where spill files go (default: the system temporary folder).
+    pub spill_dir: Option<PathBuf>,
+    /// Rows per Parquet file written to silver tables.
+    pub file_rows: usize,
+    /// Rows of changes applied per chunk on an initial load or full refresh,
+    /// bounding memory when the table has no files to merge with.
+    pub chunk_rows: usize,
+}
+
+impl Default for SilverConfig {
+    fn default() -> Self {
+        Self {
+            layers_dir: PathBuf::from("layers/silver"),
+            sql_dir: PathBuf::from("sql/silver"),
+            memory_limit: 1024 * 1024 * 1024,
+            spill_dir: None,
+            file_rows: 1_000_000,
+            chunk_rows: 500_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(text: &str) -> crate::Result<Config> {
+        Config::parse(text, Path::new("test.toml"), Vec::<(String, String)>::new())
+    }
+
+    #[test]
+    fn silver_defaults_and_overrides() {
+        let config = parse("").unwrap();
+        assert_eq!(config.silver.layers_dir, Path::new("layers/silver"));
+        assert_eq!(config.silver.memory_limit, 1024 * 1024 * 1024);
+        let config = parse("[silver]\nmemory_limit = 1000\nsql_dir = \"x\"\n").unwrap();
+        assert_eq!(config.silver.memory_limit, 1000);
+        assert_eq!(config.silver.sql_dir, Path::new("x"));
+    }
+
+    #[test]
+    fn silver_unknown_key_is_an_error() {
+        let err = parse("[silver]\nmemory = 1\n").unwrap_err().to_string();
+        assert!(err.contains("test.toml") && err.contains("memory"), "{err}");
+    }
+}

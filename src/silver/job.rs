@@ -1,0 +1,802 @@
+//! One table's run: read the new bronze changes, shape them, check the
+//! expectations, apply them to the rows they touch, and commit.
+//!
+//! Order of commits: quarantine, deletes side table, then the table itself
+//! with its bronze watermark. Until the last one lands the table is as
+//! before; the side commits are replay safe (see [`super::side`]).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::kernel::{Add, Remove, Transaction};
+use futures::StreamExt;
+
+use super::apply::{
+    self, Applied, ApplyCounts, ChangeKind, Changes, DeleteState, EXISTING, Existing, Mode, OutRow,
+    build_batch,
+};
+use super::changes::new_files;
+use super::config::SilverConfig;
+use super::keys::{Seq, key_strings, sequences};
+use super::layout::Layout;
+use super::lookups::{self, Lookup, UNKNOWN};
+use super::plan::{self, KEEP, Shaped};
+use super::side::{self, Deletes, Quarantined};
+use super::spec::{Action, DeleteMode, Kind, Pipeline, TableSpec};
+use super::table::{self, KeyValues, LAYER, TableFile};
+use crate::error::{Error, Result};
+use crate::storage::StorageRoot;
+
+/// What a table's run did.
+#[derive(Debug, Clone, Default)]
+pub struct TableRun {
+    /// The table.
+    pub table: String,
+    /// The table version committed (`None`: nothing new, nothing committed).
+    pub version: Option<i64>,
+    /// Bronze versions read: `(after, upto]` (`after = None`: from the start).
+    pub bronze_after: Option<i64>,
+    /// See `bronze_after`.
+    pub bronze_upto: Option<i64>,
+    /// Bronze rows read.
+    pub rows_in: u64,
+    /// What the changes did.
+    pub counts: ApplyCounts,
+    /// Fact rows whose unknown members were resolved.
+    pub repaired: u64,
+    /// Per expectation: (rule, action, failing rows).
+    pub expectations: Vec<(String, Action, u64)>,
+    /// Rows quarantined (including null keys).
+    pub quarantined: u64,
+    /// Files removed and added.
+    pub files_removed: usize,
+    /// See `files_removed`.
+    pub files_added: usize,
+}
+
+/// Shared inputs of a run.
+pub struct RunContext<'a> {
+    /// The session.
+    pub ctx: &'a SessionContext,
+    /// Storage.
+    pub root: &'a StorageRoot,
+    /// `[silver]`.
+    pub config: &'a SilverConfig,
+    /// All specs.
+    pub pipeline: &'a Pipeline,
+    /// `bronze_events`, when it exists.
+    pub bronze: Option<&'a DeltaTable>,
+}
+
+fn lookup_app_id(fact: &str, dim: &str) -> String {
+    format!("lakehouse-silver-lookup:{fact}:{dim}")
+}
+
+/// Runs one source-fed table (SCD1, SCD2, fact).
+pub async fn run_table(
+    rc: &RunContext<'_>,
+    spec: &TableSpec,
+    full_refresh: bool,
+) -> Result<TableRun> {
+    let ctx = rc.ctx;
+    let source = spec
+        .source
+        .as_ref()
+        .ok_or_else(|| spec.error("source: missing"))?;
+    let mut run = TableRun {
+        table: spec.name.clone(),
+        ..Default::default()
+    };
+    let existing_table = rc.root.open_table(LAYER, &spec.name).await?;
+    let app_id = table::watermark_app_id(&spec.name);
+    let watermark = table::txn_version(&existing_table, &spec.name, &app_id).await?;
+    let bronze_version = rc.bronze.and_then(table::version);
+    let lookups = if spec.kind == Kind::Fact {
+        lookups::prepare(ctx, rc.root, rc.pipeline, spec).await?
+    } else {
+        Vec::new()
+    };
+    let mut lookups_changed = false;
+    for lookup in &lookups {
+        if let Some(version) = lookup.version {
+            let seen = table::txn_version(
+                &existing_table,
+                &spec.name,
+                &lookup_app_id(&spec.name, lookup.table()),
+            )
+            .await?;
+            lookups_changed |= seen.is_none_or(|s| s < version);
+        }
+    }
+    if let (Some(w), Some(l)) = (watermark, bronze_version)
+        && w > l
+    {
+        return Err(Error::Other(format!(
+            "silver table `{}` has read bronze up to version {w} but bronze_events is at {l}; \
+             was bronze rebuilt? Rebuild silver with `--full-refresh`",
+            spec.name
+        )));
+    }
+    let after = if full_refresh { None } else { watermark };
+    run.bronze_after = after;
+    run.bronze_upto = bronze_version;
+    let files = match (rc.bronze, bronze_version) {
+        (Some(bronze), Some(upto)) if after != Some(upto) => {
+            new_files(bronze, &[source.topic.as_str()], after, upto).await?
+        }
+        _ => Vec::new(),
+    };
+    // The SQL is planned on every run, so a broken spec fails even when idle.
+    plan::register_source(ctx, spec, &files).await?;
+    let shaped = plan::shape(ctx, spec).await?;
+    let layout = Layout::new(spec, &shaped, &lookups)?;
+    let repair = lookups_changed && !full_refresh && existing_table.version().is_some();
+    let holds_data = !table::files(&existing_table, &spec.name)?.is_empty() || !spec.unknown_member;
+    if files.is_empty()
+        && !full_refresh
+        && !repair
+        && existing_table.version().is_some()
+        && holds_data
+    {
+        plan::deregister_source(ctx, spec)?;
+        // Create the (empty) table so facts can look it up, and surface a
+        // changed SQL schema even without new data.
+        table::ensure(
+            rc.root,
+            LAYER,
+            &spec.name,
+            &layout.table_schema,
+            &spec.partition_by,
+            false,
+            &spec.file,
+        )
+        .await?;
+        return Ok(run);
+    }
+    let (mut delta, _) = table::ensure(
+        rc.root,
+        LAYER,
+        &spec.name,
+        &layout.table_schema,
+        &spec.partition_by,
+        full_refresh,
+        &spec.file,
+    )
+    .await?;
+    let mut deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
+    let state = if full_refresh {
+        DeleteState::default()
+    } else {
+        deletes.load(ctx).await?
+    };
+    let current_files = table::files(&delta, &spec.name)?;
+    let full_load = full_refresh || current_files.is_empty();
+
+    let frame = plan::changes_frame(ctx, spec, &shaped).await?;
+    let apply_deletes = spec.deletes == DeleteMode::Apply;
+    let truncates = if apply_deletes {
+        truncates_of(ctx, spec).await?
+    } else {
+        Vec::new()
+    };
+    let mode = Mode {
+        scd2: spec.kind == Kind::Scd2,
+        apply_deletes,
+        surrogate_key: spec.surrogate_key.is_some(),
+        tracked: tracked_columns(spec, &layout)?,
+    };
+    let mut work = Work {
+        rc,
+        spec,
+        shaped: &shaped,
+        layout: &layout,
+        lookups: &lookups,
+        mode,
+        truncates,
+        quarantine: Vec::new(),
+        expectation_counts: vec![0; spec.expectations.len()],
+        tombstones: Vec::new(),
+        adds: Vec::new(),
+        run,
+    };
+
+    let mut removes: Vec<Remove> = Vec::new();
+    let schema_of_frame: arrow::datatypes::SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let mut stream = frame.execute_stream().await?;
+    if full_load {
+        if spec.unknown_member {
+            let unknown = unknown_member(&layout)?;
+            work.adds
+                .extend(table::write(&delta, &spec.name, &unknown, rc.config.file_rows).await?);
+        }
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut pending_rows = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            pending_rows += batch.num_rows();
+            pending.push(batch);
+            if pending_rows >= rc.config.chunk_rows {
+                let all = concat_batches(&pending[0].schema(), &pending)?;
+                let cut = key_boundary(&all, &spec.keys)?;
+                if cut > 0 {
+                    work.load_chunk(&delta, all.slice(0, cut)).await?;
+                    let rest = all.slice(cut, all.num_rows() - cut);
+                    pending_rows = rest.num_rows();
+                    pending = vec![rest];
+                }
+            }
+        }
+        if pending_rows > 0 {
+            let all = concat_batches(&pending[0].schema(), &pending)?;
+            work.load_chunk(&delta, all).await?;
+        }
+        if full_refresh {
+            removes = current_files.iter().map(|f| f.remove.clone()).collect();
+        }
+    } else {
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            batches.push(batch?);
+        }
+        let schema = batches.first().map_or(schema_of_frame, RecordBatch::schema);
+        let all = concat_batches(&schema, &batches)?;
+        removes = work
+            .merge(ctx, &delta, &current_files, all, &state, repair)
+            .await?;
+    }
+    plan::deregister_source(ctx, spec)?;
+    let _ = ctx.deregister_table(format!("__shaped_{}", spec.name))?;
+
+    // Side tables first, then the table with its watermark.
+    let Some(upto) = bronze_version else {
+        return Ok(work.run);
+    };
+    if files.is_empty() && removes.is_empty() && work.adds.is_empty() && !full_refresh {
+        // Dimensions changed but no unknown member could be resolved: nothing to commit.
+        return Ok(work.run);
+    }
+    let mut run = work.run;
+    run.quarantined = work.quarantine.len() as u64;
+    side::quarantine(
+        ctx,
+        rc.root,
+        &spec.name,
+        &spec.file,
+        &work.quarantine,
+        after,
+        upto,
+    )
+    .await?;
+    deletes
+        .record(&work.tombstones, &work.truncates, upto, full_refresh)
+        .await?;
+    let mut txns = vec![Transaction::new(&app_id, upto)];
+    for lookup in &lookups {
+        if let Some(version) = lookup.version {
+            txns.push(Transaction::new(
+                lookup_app_id(&spec.name, lookup.table()),
+                version,
+            ));
+        }
+    }
+    run.expectations = spec
+        .expectations
+        .iter()
+        .zip(&work.expectation_counts)
+        .map(|(e, n)| (e.name.clone(), e.action, *n))
+        .collect();
+    run.files_removed = removes.len();
+    run.files_added = work.adds.len();
+    let metadata = run_metadata(&run);
+    let version = table::commit(
+        &mut delta,
+        &spec.name,
+        removes,
+        work.adds,
+        txns,
+        metadata,
+        full_refresh,
+    )
+    .await?;
+    run.version = Some(version);
+    Ok(run)
+}
+
+fn run_metadata(run: &TableRun) -> serde_json::Map<String, serde_json::Value> {
+    let expectations: serde_json::Map<String, serde_json::Value> = run
+        .expectations
+        .iter()
+        .map(|(rule, action, failed)| {
+            (
+                rule.clone(),
+                serde_json::json!({ "action": action.name(), "failed": failed }),
+            )
+        })
+        .collect();
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "lakehouse.silver".into(),
+        serde_json::json!({
+            "bronze_after": run.bronze_after,
+            "bronze_upto": run.bronze_upto,
+            "rows_in": run.rows_in,
+            "inserted": run.counts.inserted,
+            "updated": run.counts.updated,
+            "deleted": run.counts.deleted,
+            "versions_closed": run.counts.versions,
+            "stale": run.counts.stale,
+            "truncates": run.counts.truncates,
+            "repaired": run.repaired,
+            "quarantined": run.quarantined,
+            "expectations": expectations,
+        }),
+    );
+    map
+}
+
+fn tracked_columns(spec: &TableSpec, layout: &Layout) -> Result<Vec<usize>> {
+    if spec.kind != Kind::Scd2 {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = match &spec.track {
+        Some(track) => track.clone(),
+        None => layout
+            .data_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| !spec.keys.contains(n))
+            .collect(),
+    };
+    names
+        .iter()
+        .map(|n| {
+            layout
+                .data_schema
+                .index_of(n)
+                .map_err(|_| spec.error(format!("track: `{n}` is not a column of the SQL")))
+        })
+        .collect()
+}
+
+/// Sequences of the truncates among the new changes.
+async fn truncates_of(ctx: &SessionContext, spec: &TableSpec) -> Result<Vec<Seq>> {
+    let view = format!("__shaped_{}", spec.name);
+    let batches = ctx
+        .sql(&format!(
+            "SELECT _position, _source_ts_ms FROM {view} WHERE _is_truncate"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for batch in batches {
+        out.extend(sequences(
+            batch.column(0).as_ref(),
+            batch.column(1).as_ref(),
+        )?);
+    }
+    Ok(out)
+}
+
+/// Index where the last key group of a key-sorted batch starts.
+fn key_boundary(batch: &RecordBatch, keys: &[String]) -> Result<usize> {
+    let strings = key_strings(batch, keys)?;
+    let Some(last) = strings.last() else {
+        return Ok(0);
+    };
+    let mut cut = strings.len();
+    while cut > 0 && &strings[cut - 1] == last {
+        cut -= 1;
+    }
+    Ok(cut)
+}
+
+/// The unknown member row (surrogate key -1, everything else null).
+fn unknown_member(layout: &Layout) -> Result<RecordBatch> {
+    let data = RecordBatch::new_empty(layout.data_schema.clone());
+    let nulls: Vec<_> = layout
+        .data_schema
+        .fields()
+        .iter()
+        .map(|f| arrow::array::new_null_array(f.data_type(), 1))
+        .collect();
+    let data = RecordBatch::try_new(data.schema(), nulls)?;
+    let row = OutRow {
+        row: apply_row_ref_incoming(),
+        sk: Some(UNKNOWN),
+        valid_from: layout.scd2.then_some(-2_208_988_800_000_000), // 1900-01-01
+        valid_to: layout.scd2.then_some(apply::END_OF_TIME_US),
+        is_current: true,
+        seq: Seq::default(),
+    };
+    let (data, engine) = build_batch(
+        &layout.data_schema,
+        &data,
+        &data,
+        std::slice::from_ref(&row),
+    )?;
+    layout.assemble(&data, &engine)
+}
+
+fn apply_row_ref_incoming() -> apply::RowRef {
+    apply::RowRef::incoming(0)
+}
+
+struct Work<'a> {
+    rc: &'a RunContext<'a>,
+    spec: &'a TableSpec,
+    shaped: &'a Shaped,
+    layout: &'a Layout,
+    lookups: &'a [Lookup],
+    mode: Mode,
+    truncates: Vec<Seq>,
+    quarantine: Vec<Quarantined>,
+    expectation_counts: Vec<u64>,
+    tombstones: Vec<(String, Seq)>,
+    adds: Vec<Add>,
+    run: TableRun,
+}
+
+impl Work<'_> {
+    /// Turns shaped, sorted rows into changes: lookups, kinds, expectations.
+    async fn changes(&mut self, batch: RecordBatch) -> Result<Changes> {
+        let spec = self.spec;
+        self.run.rows_in += batch.num_rows() as u64;
+        // Truncates are applied from `self.truncates`, not as rows.
+        let truncate = batch
+            .column_by_name("_is_truncate")
+            .ok_or_else(|| Error::Other("_is_truncate is missing".into()))?
+            .as_boolean()
+            .clone();
+        let keep: BooleanArray = truncate.iter().map(|t| Some(t != Some(true))).collect();
+        let batch = filter_record_batch(&batch, &keep)?;
+        let batch = if self.lookups.is_empty() {
+            batch
+        } else {
+            lookups::resolve(self.rc.ctx, &spec.name, self.lookups, batch).await?
+        };
+        let data = table::conform(&batch, &self.layout.data_schema)?;
+        let keys = key_strings(&batch, &spec.keys)?;
+        let column = |name: &str| -> Result<Arc<dyn Array>> {
+            batch
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| Error::Other(format!("{name} is missing")))
+        };
+        let seq = sequences(
+            column("_position")?.as_ref(),
+            column("_source_ts_ms")?.as_ref(),
+        )?;
+        let is_delete = column("_is_delete")?;
+        let is_delete = is_delete.as_boolean();
+        let is_tombstone = column("_is_tombstone")?;
+        let is_tombstone = is_tombstone.as_boolean();
+        let keep_column = if self.shaped.has_keep {
+            Some(column(KEEP)?)
+        } else {
+            None
+        };
+        let n = batch.num_rows();
+        let mut kind = Vec::with_capacity(n);
+        for i in 0..n {
+            kind.push(if is_tombstone.value(i) {
+                ChangeKind::Tombstone
+            } else if is_delete.value(i) {
+                ChangeKind::Delete
+            } else if keep_column
+                .as_ref()
+                .is_some_and(|k| !(k.is_valid(i) && k.as_boolean().value(i)))
+            {
+                // The row no longer matches the SQL's WHERE: it leaves the table.
+                ChangeKind::Delete
+            } else {
+                ChangeKind::Upsert
+            });
+        }
+        let unavailable_column = column("_unavailable")?;
+        let unavailable_column = arrow::compute::cast(&unavailable_column, &DataType::Utf8)?;
+        let unavailable_text = unavailable_column.as_string::<i32>();
+        let mut unavailable = vec![Vec::new(); n];
+        for (i, slot) in unavailable.iter_mut().enumerate() {
+            if unavailable_text.is_valid(i) {
+                let sources: Vec<&str> = unavailable_text.value(i).split(',').collect();
+                for (index, field) in self.layout.data_schema.fields().iter().enumerate() {
+                    if self
+                        .shaped
+                        .lineage
+                        .get(field.name())
+                        .is_some_and(|refs| sources.iter().any(|s| refs.contains(*s)))
+                    {
+                        slot.push(index);
+                    }
+                }
+            }
+        }
+
+        // Expectations and null keys.
+        let mut skip = vec![false; n];
+        let mut dropped: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for i in 0..n {
+            if kind[i] == ChangeKind::Upsert && keys[i].is_none() {
+                skip[i] = true;
+                dropped.entry(i).or_default().push("key_not_null".into());
+            }
+        }
+        for (index, expectation) in spec.expectations.iter().enumerate() {
+            let passed = column(&plan::expectation_column(index))?;
+            let passed = passed.as_boolean();
+            let mut failed = Vec::new();
+            for i in 0..n {
+                if kind[i] == ChangeKind::Upsert && !skip[i] && !passed.value(i) {
+                    failed.push(i);
+                }
+            }
+            self.expectation_counts[index] += failed.len() as u64;
+            match expectation.action {
+                Action::Warn => {
+                    if !failed.is_empty() {
+                        tracing::warn!(table = %spec.name, rule = %expectation.name, rows = failed.len(), "expectation failed (warn: rows kept)");
+                    }
+                }
+                Action::Drop => {
+                    for i in failed {
+                        skip[i] = true;
+                        dropped.entry(i).or_default().push(expectation.name.clone());
+                    }
+                }
+                Action::Fail => {
+                    if let Some(first) = failed.first() {
+                        let sample =
+                            take_record_batch(&data, &UInt32Array::from(vec![*first as u32]))?;
+                        let row = side::rows_as_json(&sample)?.pop().unwrap_or_default();
+                        return Err(Error::Other(format!(
+                            "silver table `{}`: expectation `{}` (action fail, {}) failed for {} row(s), e.g. {row}; \
+                             the run was aborted and nothing was committed",
+                            spec.name,
+                            expectation.name,
+                            spec.file.display(),
+                            failed.len()
+                        )));
+                    }
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            let indices: Vec<u32> = dropped.keys().map(|i| *i as u32).collect();
+            let rows = take_record_batch(&data, &UInt32Array::from(indices))?;
+            let json = side::rows_as_json(&rows)?;
+            for ((i, rules), row) in dropped.into_iter().zip(json) {
+                for rule in rules {
+                    self.quarantine.push(Quarantined {
+                        rule,
+                        key: keys[i].clone(),
+                        row: row.clone(),
+                        seq: seq[i],
+                    });
+                }
+            }
+        }
+        Ok(Changes {
+            data,
+            keys,
+            seq,
+            kind,
+            unavailable,
+            skip,
+        })
+    }
+
+    fn absorb(&mut self, applied: &Applied) {
+        let c = &mut self.run.counts;
+        c.inserted += applied.counts.inserted;
+        c.updated += applied.counts.updated;
+        c.deleted += applied.counts.deleted;
+        c.versions += applied.counts.versions;
+        c.stale += applied.counts.stale;
+        c.truncates += applied.counts.truncates;
+        self.tombstones.extend(applied.tombstones.iter().cloned());
+    }
+
+    /// A chunk of a load into an empty table (whole key groups).
+    async fn load_chunk(&mut self, delta: &DeltaTable, batch: RecordBatch) -> Result<()> {
+        let changes = self.changes(batch).await?;
+        let existing = Existing::empty(self.layout.data_schema.clone());
+        let applied = apply::apply(
+            &self.mode,
+            &changes,
+            &existing,
+            &DeleteState::default(),
+            &self.truncates,
+        )?;
+        self.absorb(&applied);
+        let (data, engine) = build_batch(
+            &self.layout.data_schema,
+            &existing.data,
+            &changes.data,
+            &applied.rows,
+        )?;
+        let rows = sort_by_keys(&self.layout.assemble(&data, &engine)?, &self.spec.keys)?;
+        self.adds
+            .extend(table::write(delta, &self.spec.name, &rows, self.rc.config.file_rows).await?);
+        Ok(())
+    }
+
+    /// An incremental batch: read the files that may hold its keys, apply,
+    /// rewrite the files that changed. Returns their removes.
+    async fn merge(
+        &mut self,
+        ctx: &SessionContext,
+        delta: &DeltaTable,
+        files: &[TableFile],
+        batch: RecordBatch,
+        state: &DeleteState,
+        repair: bool,
+    ) -> Result<Vec<Remove>> {
+        let changes = self.changes(batch).await?;
+        let mut selected: Vec<usize> = if !self.truncates.is_empty() {
+            (0..files.len()).collect()
+        } else {
+            let first_key = &self.spec.keys[0];
+            let values = KeyValues::from_array(
+                changes
+                    .data
+                    .column_by_name(first_key)
+                    .ok_or_else(|| Error::Other(format!("{first_key} is missing")))?
+                    .as_ref(),
+            )?;
+            if changes.data.num_rows() == 0 {
+                Vec::new()
+            } else {
+                table::candidates(files, first_key, &values)
+            }
+        };
+        if repair {
+            for (i, file) in files.iter().enumerate() {
+                if has_unknown(file, &self.layout.lookup_keys) && !selected.contains(&i) {
+                    selected.push(i);
+                }
+            }
+        }
+        selected.sort_unstable();
+        let chosen: Vec<&TableFile> = selected.iter().map(|i| &files[*i]).collect();
+        let (rows, file_of_row) = table::read_files(
+            ctx,
+            delta,
+            &self.spec.name,
+            &chosen,
+            &self.layout.table_schema,
+        )
+        .await?;
+        let mut existing = self.layout.existing(&rows, file_of_row)?;
+        let mut dirty: HashSet<usize> = HashSet::new();
+        if repair {
+            self.repair(&mut existing, &mut dirty).await?;
+        }
+        let applied = apply::apply(&self.mode, &changes, &existing, state, &self.truncates)?;
+        self.absorb(&applied);
+        dirty.extend(applied.dirty_files.iter().copied());
+        let rows: Vec<OutRow> = applied
+            .rows
+            .into_iter()
+            .filter(|r| {
+                let (source, index) = r.row.base();
+                source != EXISTING || dirty.contains(&existing.file[index])
+            })
+            .collect();
+        if rows.is_empty() && dirty.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (data, engine) = build_batch(
+            &self.layout.data_schema,
+            &existing.data,
+            &changes.data,
+            &rows,
+        )?;
+        let out = sort_by_keys(&self.layout.assemble(&data, &engine)?, &self.spec.keys)?;
+        self.adds
+            .extend(table::write(delta, &self.spec.name, &out, self.rc.config.file_rows).await?);
+        let mut dirty: Vec<usize> = dirty.into_iter().collect();
+        dirty.sort_unstable();
+        Ok(dirty
+            .into_iter()
+            .map(|i| chosen[i].remove.clone())
+            .collect())
+    }
+
+    /// Re-resolves the lookups of held fact rows that point at an unknown member.
+    async fn repair(&mut self, existing: &mut Existing, dirty: &mut HashSet<usize>) -> Result<()> {
+        let n = existing.data.num_rows();
+        let mut unresolved = Vec::new();
+        for i in 0..n {
+            let mut unknown = false;
+            for key in &self.layout.lookup_keys {
+                if let Some(column) = existing.data.column_by_name(key) {
+                    let column = arrow::compute::cast(column, &DataType::Int64)?;
+                    let column = column.as_primitive::<Int64Type>();
+                    unknown |= column.is_valid(i) && column.value(i) == UNKNOWN;
+                }
+            }
+            if unknown {
+                unresolved.push(i as u32);
+            }
+        }
+        if unresolved.is_empty() {
+            return Ok(());
+        }
+        let rows = take_record_batch(&existing.data, &UInt32Array::from(unresolved.clone()))?;
+        // Strip the old lookup columns; resolve again from the SQL columns.
+        let base = table::conform(&rows, &self.shaped.data_schema)?;
+        let resolved = lookups::resolve(self.rc.ctx, &self.spec.name, self.lookups, base).await?;
+        let resolved = table::conform(&resolved, &self.layout.data_schema)?;
+        let mut changed = Vec::new();
+        for (j, &i) in unresolved.iter().enumerate() {
+            let mut better = false;
+            for key in &self.layout.lookup_keys {
+                if let Some(column) = resolved.column_by_name(key) {
+                    let column = arrow::compute::cast(column, &DataType::Int64)?;
+                    let column = column.as_primitive::<Int64Type>();
+                    better |= column.is_valid(j) && column.value(j) != UNKNOWN;
+                }
+            }
+            if better {
+                changed.push((i as usize, j));
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        // Replace the repaired rows' cells.
+        let mut indices: Vec<(usize, usize)> = (0..n).map(|i| (0, i)).collect();
+        for (i, j) in &changed {
+            indices[*i] = (1, *j);
+            dirty.insert(existing.file[*i]);
+        }
+        let mut columns = Vec::new();
+        for index in 0..existing.data.num_columns() {
+            let sources: [&dyn Array; 2] = [
+                existing.data.column(index).as_ref(),
+                resolved.column(index).as_ref(),
+            ];
+            columns.push(arrow::compute::interleave(&sources, &indices)?);
+        }
+        existing.data = RecordBatch::try_new(existing.data.schema(), columns)?;
+        self.run.repaired += changed.len() as u64;
+        Ok(())
+    }
+}
+
+fn has_unknown(file: &TableFile, lookup_keys: &[String]) -> bool {
+    let Some(stats) = &file.stats else {
+        return true;
+    };
+    lookup_keys.iter().any(|key| {
+        stats
+            .get("minValues")
+            .and_then(|m| m.get(key))
+            .and_then(|v| v.as_i64())
+            .is_none_or(|min| min <= UNKNOWN)
+    })
+}
+
+/// Sorts table rows by their keys, so files cover narrow key ranges.
+fn sort_by_keys(batch: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
+    if batch.num_rows() <= 1 {
+        return Ok(batch.clone());
+    }
+    let columns: Vec<arrow::compute::SortColumn> = keys
+        .iter()
+        .filter_map(|k| batch.column_by_name(k))
+        .map(|c| arrow::compute::SortColumn {
+            values: c.clone(),
+            options: None,
+        })
+        .collect();
+    let indices = arrow::compute::lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}

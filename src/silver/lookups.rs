@@ -1,0 +1,369 @@
+//! Fact lookups: the surrogate key (and extra columns) of the dimension row
+//! a fact row refers to, as valid at the fact's time.
+//!
+//! For an SCD2 dimension the version whose `[valid_from, valid_to)` holds
+//! the fact's `as_of` time is used; a time before the first version takes
+//! the first version (the row existed, its history starts later), a time
+//! after the last version closed takes the last. Without `as_of` the current
+//! version is used. When the dimension row has not arrived yet the key is
+//! `-1` (the unknown member) and the fetched columns are null; a later run
+//! repairs it. A date dimension needs no join: its key is `yyyymmdd`.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+
+use super::spec::{Kind, LookupSpec, Pipeline, TableSpec};
+use super::table::{self, LAYER};
+use crate::error::{Error, Result};
+use crate::storage::StorageRoot;
+
+/// The unknown member's surrogate key.
+pub const UNKNOWN: i64 = -1;
+
+/// Row-order column added while joining.
+const ROW_ID: &str = "__lakehouse_row";
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// One resolved lookup.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    spec: LookupSpec,
+    target: TableSpec,
+    registered: Option<String>,
+    /// The target's surrogate key column.
+    sk: String,
+    /// Types of the fetched columns (fact name → type).
+    fetched: Vec<(String, DataType)>,
+    /// The target table's version when registered.
+    pub version: Option<i64>,
+}
+
+impl Lookup {
+    /// The looked-up table's name.
+    pub fn table(&self) -> &str {
+        &self.spec.table
+    }
+}
+
+/// Registers every lookup target of `fact` in `ctx` and resolves column types.
+pub async fn prepare(
+    ctx: &SessionContext,
+    root: &StorageRoot,
+    pipeline: &Pipeline,
+    fact: &TableSpec,
+) -> Result<Vec<Lookup>> {
+    let mut out = Vec::new();
+    for (index, spec) in fact.lookups.iter().enumerate() {
+        let target = pipeline
+            .get(&spec.table)
+            .ok_or_else(|| fact.error(format!("lookups[{index}].table: no spec `{}`", spec.table)))?
+            .clone();
+        if target.kind == Kind::Date {
+            if !spec.columns.is_empty() || spec.as_of.is_some() || spec.on.len() != 1 {
+                return Err(fact.error(format!(
+                    "lookups[{index}]: a date dimension lookup takes one `on` date column and no columns/as_of"
+                )));
+            }
+            out.push(Lookup {
+                spec: spec.clone(),
+                target,
+                registered: None,
+                sk: "date_key".into(),
+                fetched: Vec::new(),
+                version: None,
+            });
+            continue;
+        }
+        let Some(sk) = target.surrogate_key.clone() else {
+            return Err(fact.error(format!(
+                "lookups[{index}].table: `{}` has no surrogate_key to look up",
+                spec.table
+            )));
+        };
+        if spec.as_of.is_some() && target.kind != Kind::Scd2 {
+            return Err(fact.error(format!(
+                "lookups[{index}].as_of: `{}` is not an SCD2 dimension",
+                spec.table
+            )));
+        }
+        for column in spec.on.values() {
+            if !target.keys.contains(column) {
+                return Err(fact.error(format!(
+                    "lookups[{index}].on: `{column}` is not a key of `{}` (keys: {})",
+                    spec.table,
+                    target.keys.join(", ")
+                )));
+            }
+        }
+        if spec.on.len() != target.keys.len() {
+            return Err(fact.error(format!(
+                "lookups[{index}].on: give every key of `{}` ({})",
+                spec.table,
+                target.keys.join(", ")
+            )));
+        }
+        let delta = root.open_table(LAYER, &spec.table).await?;
+        let registered = format!("__lookup_{}_{index}", fact.name);
+        let _ = ctx.deregister_table(&registered)?;
+        let mut fetched = Vec::new();
+        let version = table::version(&delta);
+        if version.is_some() {
+            delta
+                .update_datafusion_session(&ctx.state())
+                .map_err(|e| Error::delta(&spec.table, e))?;
+            let provider = delta
+                .table_provider()
+                .await
+                .map_err(|e| Error::delta(&spec.table, deltalake::DeltaTableError::from(e)))?;
+            let schema = provider.schema();
+            for (fact_column, column) in &spec.columns {
+                let field = schema.field_with_name(column).map_err(|_| {
+                    fact.error(format!(
+                        "lookups[{index}].columns.{fact_column}: `{}` has no column `{column}`",
+                        spec.table
+                    ))
+                })?;
+                fetched.push((fact_column.clone(), field.data_type().clone()));
+            }
+            ctx.register_table(&registered, provider)?;
+        } else {
+            return Err(fact.error(format!(
+                "lookups[{index}].table: `{}` has not been built yet (it runs before `{}`; check its errors)",
+                spec.table, fact.name
+            )));
+        }
+        out.push(Lookup {
+            spec: spec.clone(),
+            target,
+            registered: Some(registered),
+            sk,
+            fetched,
+            version,
+        });
+    }
+    Ok(out)
+}
+
+/// The columns lookups add to a fact row: per lookup its key, then its fetched columns.
+pub fn added_fields(lookups: &[Lookup]) -> Vec<Field> {
+    let mut fields = Vec::new();
+    for lookup in lookups {
+        fields.push(Field::new(&lookup.spec.key, DataType::Int64, true));
+        for (name, ty) in &lookup.fetched {
+            fields.push(Field::new(name, ty.clone(), true));
+        }
+    }
+    fields
+}
+
+/// Names of the lookup key columns.
+pub fn key_columns(lookups: &[Lookup]) -> Vec<String> {
+    lookups.iter().map(|l| l.spec.key.clone()).collect()
+}
+
+/// Adds the lookup columns to `batch` (the fact rows), keeping row order.
+pub async fn resolve(
+    ctx: &SessionContext,
+    fact: &str,
+    lookups: &[Lookup],
+    batch: RecordBatch,
+) -> Result<RecordBatch> {
+    if lookups.is_empty() || batch.num_rows() == 0 {
+        return with_empty_lookups(lookups, batch);
+    }
+    // Number the rows so the joins' output can be put back in order.
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(ROW_ID, DataType::Int64, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        0..batch.num_rows() as i64,
+    )));
+    let numbered = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    let input = format!("__facts_{fact}");
+    let _ = ctx.deregister_table(&input)?;
+    ctx.register_table(
+        &input,
+        Arc::new(MemTable::try_new(numbered.schema(), vec![vec![numbered]])?),
+    )?;
+
+    let mut from = input.clone();
+    for (index, lookup) in lookups.iter().enumerate() {
+        let sql = lookup_sql(lookup, &from, index)?;
+        let df = ctx.sql(&sql).await.map_err(|e| {
+            Error::Other(format!(
+                "{fact}: lookup of `{}` does not plan: {e}",
+                lookup.table()
+            ))
+        })?;
+        let step = format!("__facts_{fact}_{index}");
+        let _ = ctx.deregister_table(&step)?;
+        ctx.register_table(&step, df.into_view())?;
+        from = step;
+    }
+    let result = ctx
+        .sql(&format!("SELECT * FROM {from} ORDER BY {ROW_ID}"))
+        .await?
+        .collect()
+        .await?;
+    let _ = ctx.deregister_table(&input)?;
+    for index in 0..lookups.len() {
+        let _ = ctx.deregister_table(format!("__facts_{fact}_{index}"))?;
+    }
+    let mut schema_fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    schema_fields.extend(added_fields(lookups));
+    let schema: SchemaRef = Arc::new(Schema::new(schema_fields));
+    let mut parts = Vec::new();
+    for part in &result {
+        parts.push(table::conform(part, &schema)?);
+    }
+    Ok(arrow::compute::concat_batches(&schema, &parts)?)
+}
+
+fn with_empty_lookups(lookups: &[Lookup], batch: RecordBatch) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    for field in added_fields(lookups) {
+        columns.push(
+            if field.data_type() == &DataType::Int64
+                && lookups.iter().any(|l| &l.spec.key == field.name())
+            {
+                Arc::new(Int64Array::from(vec![UNKNOWN; batch.num_rows()])) as Arc<dyn Array>
+            } else {
+                arrow::array::new_null_array(field.data_type(), batch.num_rows())
+            },
+        );
+        fields.push(field);
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+fn lookup_sql(lookup: &Lookup, from: &str, index: usize) -> Result<String> {
+    let spec = &lookup.spec;
+    let key = quote(&spec.key);
+    if lookup.target.kind == Kind::Date {
+        let (column, _) = spec
+            .on
+            .iter()
+            .next()
+            .ok_or_else(|| Error::Other("date lookup without a column".into()))?;
+        let c = format!("f.{}", quote(column));
+        return Ok(format!(
+            "SELECT f.*, coalesce(CAST(date_part('year', {c}) * 10000 + date_part('month', {c}) * 100 + date_part('day', {c}) AS BIGINT), {UNKNOWN}) AS {key} FROM {from} f"
+        ));
+    }
+    let Some(registered) = &lookup.registered else {
+        return Err(Error::Other(format!(
+            "lookup of `{}` is not registered",
+            spec.table
+        )));
+    };
+    let sk = quote(&lookup.sk);
+    let join = |alias: &str| -> String {
+        spec.on
+            .iter()
+            .map(|(fact_column, column)| {
+                format!("f.{} = {alias}.{}", quote(fact_column), quote(column))
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let first_key = spec
+        .on
+        .values()
+        .next()
+        .map(|c| quote(c))
+        .unwrap_or_default();
+    let fetched = |alias: &str| -> String {
+        spec.columns
+            .iter()
+            .map(|(fact_column, column)| {
+                format!(", {alias}.{} AS {}", quote(column), quote(fact_column))
+            })
+            .collect::<String>()
+    };
+    let d = format!("(SELECT * FROM {registered} WHERE {first_key} IS NOT NULL)");
+    let _ = index;
+    if lookup.target.kind != Kind::Scd2 {
+        return Ok(format!(
+            "SELECT f.*, coalesce(d.{sk}, {UNKNOWN}) AS {key}{} FROM {from} f LEFT JOIN {d} d ON {}",
+            fetched("d"),
+            join("d")
+        ));
+    }
+    // SCD2: the version valid at `as_of`, else the first or the last one.
+    let micros =
+        |e: &str| format!("CAST(arrow_cast({e}, 'Timestamp(Microsecond, None)') AS BIGINT)");
+    let valid_at = match &spec.as_of {
+        Some(as_of) => {
+            let t = micros(&format!("f.{}", quote(as_of)));
+            format!(
+                "{t} >= {vf} AND {t} < {vt}",
+                vf = micros("m.valid_from"),
+                vt = micros("m.valid_to")
+            )
+        }
+        None => "m.is_current".to_string(),
+    };
+    let before_first = match &spec.as_of {
+        Some(as_of) => format!(
+            "{} < {}",
+            micros(&format!("f.{}", quote(as_of))),
+            micros("e.valid_from")
+        ),
+        None => "false".to_string(),
+    };
+    let keys: Vec<String> = spec.on.values().map(|c| quote(c)).collect();
+    let keys = keys.join(", ");
+    let ranked = format!(
+        "(SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY valid_from ASC) AS __first, \
+          row_number() OVER (PARTITION BY {keys} ORDER BY valid_from DESC) AS __last FROM {d})"
+    );
+    let cols = |alias: &str| -> String {
+        spec.columns
+            .iter()
+            .map(|(fact_column, column)| {
+                format!(
+                    ", CASE WHEN m.{sk} IS NOT NULL THEN m.{c} WHEN {before_first} THEN e.{c} ELSE {alias}.{c} END AS {}",
+                    quote(fact_column),
+                    c = quote(column)
+                )
+            })
+            .collect::<String>()
+    };
+    Ok(format!(
+        "SELECT f.*, coalesce(m.{sk}, CASE WHEN {before_first} THEN e.{sk} ELSE l.{sk} END, {UNKNOWN}) AS {key}{cols} \
+         FROM {from} f \
+         LEFT JOIN {d} m ON {jm} AND {valid_at} \
+         LEFT JOIN (SELECT * FROM {ranked} WHERE __first = 1) e ON {je} \
+         LEFT JOIN (SELECT * FROM {ranked} WHERE __last = 1) l ON {jl}",
+        cols = cols("l"),
+        jm = join("m"),
+        je = join("e"),
+        jl = join("l"),
+    ))
+}

@@ -1,0 +1,184 @@
+//! Silver: bronze change events applied into a Kimball star schema.
+//!
+//! Each table is a spec (`layers/silver/<table>.toml`, [`spec`]) and a SQL
+//! file (`sql/silver/<table>.sql`) that shapes one change at a time
+//! ([`plan`]). A run ([`run`]) processes the tables in dependency order; per
+//! table it reads only the bronze files committed after the watermark stored
+//! in the table's own Delta log ([`changes`]), applies the changes with CDC
+//! semantics ([`apply`]) to the files holding the affected keys
+//! ([`table`]), and commits the rewritten files with the new watermark in
+//! one Delta commit ([`job`]). Deletes are remembered in a side table and
+//! expectation failures go to a quarantine table ([`side`]). Facts resolve
+//! dimension keys as of their event time ([`lookups`]); the date dimension
+//! is generated ([`date_dim`]).
+
+pub mod apply;
+pub mod changes;
+pub mod config;
+pub mod date_dim;
+pub mod job;
+pub mod keys;
+pub mod layout;
+pub mod lookups;
+pub mod plan;
+pub mod session;
+pub mod side;
+pub mod spec;
+pub mod table;
+
+use std::time::{Duration, Instant};
+
+pub use config::SilverConfig;
+pub use job::TableRun;
+pub use spec::{Kind, Pipeline, TableSpec};
+
+use crate::bronze::schema::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::storage::StorageRoot;
+
+/// Which tables a run rebuilds from all of bronze.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FullRefresh {
+    /// Incremental run.
+    #[default]
+    No,
+    /// Every table.
+    All,
+    /// One table.
+    Table(String),
+}
+
+impl FullRefresh {
+    /// From the CLI's `--full-refresh [TABLE]`.
+    pub fn from_flag(flag: Option<Option<String>>) -> Self {
+        match flag {
+            None => FullRefresh::No,
+            Some(None) => FullRefresh::All,
+            Some(Some(table)) => FullRefresh::Table(table),
+        }
+    }
+
+    fn applies_to(&self, table: &str) -> bool {
+        match self {
+            FullRefresh::No => false,
+            FullRefresh::All => true,
+            FullRefresh::Table(t) => t == table,
+        }
+    }
+}
+
+/// Options of a silver run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Tables to rebuild from scratch.
+    pub full_refresh: FullRefresh,
+    /// Only these tables (empty: all).
+    pub tables: Vec<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Per table, in run order.
+    pub tables: Vec<TableRun>,
+    /// The bronze version read up to.
+    pub bronze_version: Option<i64>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Runs the silver layer: the entry point of `lakehouse run silver`.
+pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let pipeline = Pipeline::load(&config.silver.layers_dir, &config.silver.sql_dir)?;
+    for table in options.tables.iter().chain(match &options.full_refresh {
+        FullRefresh::Table(t) => Some(t),
+        _ => None,
+    }) {
+        if pipeline.get(table).is_none() {
+            return Err(Error::Config {
+                file: config.silver.layers_dir.clone(),
+                message: format!("there is no silver table `{table}` (no {table}.toml)"),
+            });
+        }
+    }
+    let root = StorageRoot::from_config(&config.storage)?;
+    let ctx = session::new_session(&config.silver)?;
+    let bronze = root.open_table(BRONZE_LAYER, EVENTS_TABLE).await?;
+    let bronze = bronze.version().is_some().then_some(bronze);
+    let rc = job::RunContext {
+        ctx: &ctx,
+        root: &root,
+        config: &config.silver,
+        pipeline: &pipeline,
+        bronze: bronze.as_ref(),
+    };
+    let mut summary = RunSummary {
+        bronze_version: bronze.as_ref().and_then(table::version),
+        ..Default::default()
+    };
+    for spec in &pipeline.tables {
+        if !options.tables.is_empty() && !options.tables.contains(&spec.name) {
+            continue;
+        }
+        let full = options.full_refresh.applies_to(&spec.name);
+        let started = Instant::now();
+        let run = match spec.kind {
+            Kind::Date => date_dim::run_date(&rc, spec, full).await?,
+            _ => job::run_table(&rc, spec, full).await?,
+        };
+        tracing::info!(
+            table = %spec.name,
+            version = ?run.version,
+            rows_in = run.rows_in,
+            inserted = run.counts.inserted,
+            updated = run.counts.updated,
+            deleted = run.counts.deleted,
+            stale = run.counts.stale,
+            repaired = run.repaired,
+            quarantined = run.quarantined,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "silver table done"
+        );
+        summary.tables.push(run);
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for t in &self.tables {
+            match t.version {
+                None => writeln!(f, "silver {}: nothing new", t.table)?,
+                Some(version) => {
+                    write!(
+                        f,
+                        "silver {}: version {version}, {} changes read, {} inserted, {} updated, {} deleted, {} versions closed, {} stale, {} repaired, {} quarantined",
+                        t.table,
+                        t.rows_in,
+                        t.counts.inserted,
+                        t.counts.updated,
+                        t.counts.deleted,
+                        t.counts.versions,
+                        t.counts.stale,
+                        t.repaired,
+                        t.quarantined,
+                    )?;
+                    for (rule, action, failed) in &t.expectations {
+                        write!(f, ", {rule} ({}): {failed}", action.name())?;
+                    }
+                    writeln!(f)?;
+                }
+            }
+        }
+        writeln!(
+            f,
+            "silver: bronze version {} in {:.2}s",
+            self.bronze_version
+                .map_or("none".to_string(), |v| v.to_string()),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}

@@ -1,0 +1,284 @@
+//! Side tables committed before a table's own commit: the deletes it has
+//! seen (so a late upsert never resurrects a deleted key) and the
+//! quarantine of rows dropped by expectations.
+//!
+//! Each is a separate Delta log, so it cannot share the table's commit. Both
+//! are written first and are replay safe: a delete recorded twice is the
+//! same fact (the state takes the latest per key), and quarantined rows that
+//! a crashed run already committed are recognised by (rule, key, sequence)
+//! and not written again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+
+use super::apply::DeleteState;
+use super::keys::{Seq, sequences};
+use super::table::{self, LAYER, STATE_LAYER};
+use crate::error::Result;
+use crate::storage::StorageRoot;
+
+fn deletes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Utf8, true),
+        Field::new("seq", DataType::Decimal128(38, 0), true),
+        Field::new("seq_ts", DataType::Int64, true),
+        Field::new("bronze_version", DataType::Int64, false),
+    ]))
+}
+
+/// Name of a table's deletes side table (under `silver/_state`).
+pub fn deletes_name(table: &str) -> String {
+    format!("{table}_deletes")
+}
+
+/// Name of a table's quarantine table.
+pub fn quarantine_name(table: &str) -> String {
+    format!("{table}_quarantine")
+}
+
+/// The deletes side table of one silver table.
+pub struct Deletes {
+    table: DeltaTable,
+    name: String,
+    app_id: String,
+}
+
+impl Deletes {
+    /// Opens (creating) the side table; `replace` empties it (full refresh).
+    pub async fn open(
+        root: &StorageRoot,
+        silver_table: &str,
+        spec_file: &std::path::Path,
+    ) -> Result<Self> {
+        let name = deletes_name(silver_table);
+        let (table, _) = table::ensure(
+            root,
+            STATE_LAYER,
+            &name,
+            &deletes_schema(),
+            &[],
+            false,
+            spec_file,
+        )
+        .await?;
+        Ok(Self {
+            table,
+            name,
+            app_id: table::watermark_app_id(silver_table),
+        })
+    }
+
+    /// The recorded deletes (all of them, unless `full_refresh`, which starts over).
+    pub async fn load(&self, ctx: &SessionContext) -> Result<DeleteState> {
+        let mut state = DeleteState::default();
+        for batch in table::read_all(ctx, &self.table, &self.name).await? {
+            let batch = table::conform(&batch, &deletes_schema())?;
+            let keys = batch.column(0).as_string::<i32>();
+            let seqs = sequences(batch.column(1).as_ref(), batch.column(2).as_ref())?;
+            for (i, seq) in seqs.into_iter().enumerate() {
+                if keys.is_null(i) {
+                    state.truncate_floor = state.truncate_floor.max(Some(seq));
+                } else {
+                    let entry = state
+                        .tombstones
+                        .entry(keys.value(i).to_string())
+                        .or_insert(seq);
+                    *entry = (*entry).max(seq);
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Records deletes and truncates of the run that reads bronze up to
+    /// `bronze_version`; `overwrite` replaces everything (full refresh).
+    pub async fn record(
+        &mut self,
+        tombstones: &[(String, Seq)],
+        truncates: &[Seq],
+        bronze_version: i64,
+        overwrite: bool,
+    ) -> Result<()> {
+        let stored = table::txn_version(&self.table, &self.name, &self.app_id).await?;
+        if !overwrite && stored.is_some_and(|v| v >= bronze_version) {
+            // A crashed run already recorded them.
+            return Ok(());
+        }
+        if !overwrite && tombstones.is_empty() && truncates.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<Option<String>> =
+            tombstones.iter().map(|(k, _)| Some(k.clone())).collect();
+        let mut seqs: Vec<Seq> = tombstones.iter().map(|(_, s)| *s).collect();
+        keys.extend(truncates.iter().map(|_| None));
+        seqs.extend(truncates.iter().copied());
+        let batch = RecordBatch::try_new(
+            deletes_schema(),
+            vec![
+                Arc::new(StringArray::from(keys)),
+                Arc::new(
+                    Decimal128Array::from_iter(seqs.iter().map(|s| s.position))
+                        .with_precision_and_scale(38, 0)?,
+                ),
+                Arc::new(Int64Array::from_iter(seqs.iter().map(|s| s.ts_ms))),
+                Arc::new(Int64Array::from(vec![bronze_version; seqs.len()])),
+            ],
+        )?;
+        let adds = table::write(&self.table, &self.name, &batch, 1_000_000).await?;
+        let removes = if overwrite {
+            table::files(&self.table, &self.name)?
+                .into_iter()
+                .map(|f| f.remove)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        table::commit(
+            &mut self.table,
+            &self.name,
+            removes,
+            adds,
+            vec![Transaction::new(&self.app_id, bronze_version)],
+            Default::default(),
+            overwrite,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn quarantine_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, true),
+        Field::new("row", DataType::Utf8, false),
+        Field::new("seq", DataType::Decimal128(38, 0), true),
+        Field::new("seq_ts", DataType::Int64, true),
+        Field::new("bronze_version", DataType::Int64, false),
+        Field::new(
+            "quarantined_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]))
+}
+
+/// A row dropped by an expectation.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    /// The rule.
+    pub rule: String,
+    /// The business key, when not null.
+    pub key: Option<String>,
+    /// The shaped row as JSON.
+    pub row: String,
+    /// Its sequence.
+    pub seq: Seq,
+}
+
+/// The rows of `batch` as JSON objects, one string per row.
+pub fn rows_as_json(batch: &RecordBatch) -> Result<Vec<String>> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buffer);
+        writer.write(batch)?;
+        writer.finish()?;
+    }
+    let text = String::from_utf8_lossy(&buffer);
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// Appends `rows` to `<table>_quarantine`, skipping rows a crashed run with
+/// the same or an older start (`after`) already committed.
+pub async fn quarantine(
+    ctx: &SessionContext,
+    root: &StorageRoot,
+    silver_table: &str,
+    spec_file: &std::path::Path,
+    rows: &[Quarantined],
+    after: Option<i64>,
+    bronze_version: i64,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let name = quarantine_name(silver_table);
+    let (mut delta, _) = table::ensure(
+        root,
+        LAYER,
+        &name,
+        &quarantine_schema(),
+        &[],
+        false,
+        spec_file,
+    )
+    .await?;
+    let app_id = table::watermark_app_id(silver_table);
+    let stored = table::txn_version(&delta, &name, &app_id).await?;
+    let mut already: HashSet<(String, Option<String>, Seq)> = HashSet::new();
+    if stored.is_some_and(|s| after.is_none_or(|a| s > a)) {
+        for batch in table::read_all(ctx, &delta, &name).await? {
+            let batch = table::conform(&batch, &quarantine_schema())?;
+            let versions = batch.column(5).as_primitive::<Int64Type>();
+            let rules = batch.column(0).as_string::<i32>();
+            let keys = batch.column(1).as_string::<i32>();
+            let seqs = sequences(batch.column(3).as_ref(), batch.column(4).as_ref())?;
+            for (i, seq) in seqs.into_iter().enumerate() {
+                if after.is_none_or(|a| versions.value(i) > a) {
+                    let key = keys.is_valid(i).then(|| keys.value(i).to_string());
+                    already.insert((rules.value(i).to_string(), key, seq));
+                }
+            }
+        }
+    }
+    let fresh: Vec<&Quarantined> = rows
+        .iter()
+        .filter(|r| !already.contains(&(r.rule.clone(), r.key.clone(), r.seq)))
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    let batch = RecordBatch::try_new(
+        quarantine_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                fresh.iter().map(|r| r.rule.as_str()),
+            )),
+            Arc::new(StringArray::from_iter(
+                fresh.iter().map(|r| r.key.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                fresh.iter().map(|r| r.row.as_str()),
+            )),
+            Arc::new(
+                Decimal128Array::from_iter(fresh.iter().map(|r| r.seq.position))
+                    .with_precision_and_scale(38, 0)?,
+            ),
+            Arc::new(Int64Array::from_iter(fresh.iter().map(|r| r.seq.ts_ms))),
+            Arc::new(Int64Array::from(vec![bronze_version; fresh.len()])),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; fresh.len()]).with_timezone("UTC")),
+        ],
+    )?;
+    let adds = table::write(&delta, &name, &batch, 1_000_000).await?;
+    table::commit(
+        &mut delta,
+        &name,
+        Vec::new(),
+        adds,
+        vec![Transaction::new(&app_id, bronze_version)],
+        Default::default(),
+        false,
+    )
+    .await?;
+    Ok(())
+}
