@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn remaining_partitions_and_stall() {
-        let mut b = backlog(&[(("t", 0), (0, 10)), (("t", 1), (5, 5)), (("t", 2), (0, 3))]);
+        let mut b = backlog(&[(0, 0, 10), (1, 5, 5), (2, 0, 3)]);
         let committed: BTreeMap<_, _> = [
             (("t".to_string(), 0), Some(4)),
             (("t".to_string(), 1), None),
