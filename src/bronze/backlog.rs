@@ -110,11 +110,12 @@ impl Backlog {
 mod tests {
     use super::*;
 
-    fn backlog(targets: &[((&str, i32), (i64, i64))]) -> Backlog {
+    /// A backlog of topic `t`: `(partition, low, high)`.
+    fn backlog(partitions: &[(i32, i64, i64)]) -> Backlog {
         Backlog {
-            targets: targets
+            targets: partitions
                 .iter()
-                .map(|((t, p), w)| ((t.to_string(), *p), *w))
+                .map(|(p, low, high)| (("t".to_string(), *p), (*low, *high)))
                 .collect(),
             last_progress: Instant::now(),
             last_seen: BTreeMap::new(),
