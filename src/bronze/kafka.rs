@@ -12,6 +12,7 @@
 //! process that lost its partitions a no-op for those partitions.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::watch;
@@ -60,9 +62,23 @@ struct AssignmentState {
 struct BronzeContext {
     root: StorageRoot,
     state: Arc<Mutex<AssignmentState>>,
+    /// Records between the committed group offsets and the high watermarks of
+    /// the assigned partitions, from librdkafka's statistics (-1: unknown).
+    lag: Arc<AtomicI64>,
 }
 
 impl ClientContext for BronzeContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -219,7 +235,9 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
         .set("enable.partition.eof", "false")
         // Topics created later that match the pattern are found within this time.
         .set("topic.metadata.refresh.interval.ms", "10000")
-        .set("partition.assignment.strategy", "range,roundrobin");
+        .set("partition.assignment.strategy", "range,roundrobin")
+        // Consumer lag for the progress logs comes from the statistics.
+        .set("statistics.interval.ms", "5000");
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -250,9 +268,11 @@ pub async fn run(
         });
     }
     let state = Arc::new(Mutex::new(AssignmentState::default()));
+    let lag = Arc::new(AtomicI64::new(-1));
     let context = BronzeContext {
         root: root.clone(),
         state: state.clone(),
+        lag: lag.clone(),
     };
     let consumer: StreamConsumer<BronzeContext> = client_config(&config.kafka, brokers)
         .create_with_context(context)
@@ -358,16 +378,11 @@ pub async fn run(
         if ingestor.should_flush() || stop.max_records.is_some_and(|max| taken >= max) {
             flush(&mut ingestor, &consumer, &partitions).await?;
         }
-        if last_lag.elapsed() >= Duration::from_secs(10) {
+        if last_lag.elapsed() >= Duration::from_secs(5) {
             last_lag = Instant::now();
-            let lag: i64 = partitions
-                .values()
-                .filter_map(|p| {
-                    Some(p.high_watermark? - ingestor.next_position(p.stream).unwrap_or(0))
-                })
-                .map(|l| l.max(0))
-                .sum();
-            ingestor.progress().set_lag(lag as u64);
+            if let Ok(lag) = u64::try_from(lag.load(Ordering::Relaxed)) {
+                ingestor.progress().set_lag(lag);
+            }
         }
     }
     let summary = ingestor.finish().await?;
