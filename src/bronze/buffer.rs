@@ -116,12 +116,56 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// Builders of the `bronze_events` columns, in schema order.
-struct EventColumns {
+/// Builders of the columns both tables start with: where a record came from.
+struct OriginColumns {
     topic: StringBuilder,
     kafka_partition: Int32Builder,
     kafka_offset: Int64Builder,
     kafka_timestamp: TimestampMicrosecondBuilder,
+}
+
+impl OriginColumns {
+    fn new() -> Self {
+        Self {
+            topic: StringBuilder::new(),
+            kafka_partition: Int32Builder::new(),
+            kafka_offset: Int64Builder::new(),
+            kafka_timestamp: utc_micros(),
+        }
+    }
+
+    fn append(&mut self, meta: &RecordMeta<'_>) {
+        self.topic.append_value(meta.topic);
+        self.kafka_partition.append_value(meta.partition);
+        self.kafka_offset.append_value(meta.offset);
+        self.kafka_timestamp
+            .append_option(meta.timestamp_ms.map(|ms| ms.saturating_mul(1000)));
+    }
+
+    fn len(&self) -> usize {
+        self.kafka_partition.len()
+    }
+
+    fn finish(&mut self) -> [ArrayRef; 4] {
+        [
+            Arc::new(self.topic.finish()),
+            Arc::new(self.kafka_partition.finish()),
+            Arc::new(self.kafka_offset.finish()),
+            Arc::new(self.kafka_timestamp.finish()),
+        ]
+    }
+}
+
+/// A column repeating the batch id on every row.
+fn batch_id_column(batch_id: &str, rows: usize) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+        batch_id, rows,
+    )))
+}
+
+/// Builders of the `bronze_events` columns, in schema order.
+struct EventColumns {
+    origin: OriginColumns,
     record_kind: StringBuilder,
     op: StringBuilder,
     connector: StringBuilder,
@@ -155,10 +199,7 @@ struct EventColumns {
 impl EventColumns {
     fn new() -> Self {
         Self {
-            topic: StringBuilder::new(),
-            kafka_partition: Int32Builder::new(),
-            kafka_offset: Int64Builder::new(),
-            kafka_timestamp: utc_micros(),
+            origin: OriginColumns::new(),
             record_kind: StringBuilder::new(),
             op: StringBuilder::new(),
             connector: StringBuilder::new(),
@@ -198,11 +239,7 @@ impl EventColumns {
     ) -> Result<()> {
         let source = &record.source;
         let tx = &record.transaction;
-        self.topic.append_value(meta.topic);
-        self.kafka_partition.append_value(meta.partition);
-        self.kafka_offset.append_value(meta.offset);
-        self.kafka_timestamp
-            .append_option(meta.timestamp_ms.map(|ms| ms.saturating_mul(1000)));
+        self.origin.append(meta);
         self.record_kind.append_value(kind.as_str());
         self.op.append_option(record.op.map(|op| op.code()));
         self.connector.append_option(source.connector.as_deref());
@@ -238,12 +275,9 @@ impl EventColumns {
     }
 
     fn finish(&mut self, batch_id: &str) -> Result<RecordBatch> {
-        let rows = self.kafka_partition.len();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.topic.finish()),
-            Arc::new(self.kafka_partition.finish()),
-            Arc::new(self.kafka_offset.finish()),
-            Arc::new(self.kafka_timestamp.finish()),
+        let rows = self.origin.len();
+        let mut columns = self.origin.finish().to_vec();
+        columns.extend::<[ArrayRef; 29]>([
             Arc::new(self.record_kind.finish()),
             Arc::new(self.op.finish()),
             Arc::new(self.connector.finish()),
@@ -276,10 +310,8 @@ impl EventColumns {
             Arc::new(self.raw_key.finish()),
             Arc::new(self.raw_value.finish()),
             Arc::new(self.ingested_at.finish()),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                batch_id, rows,
-            ))),
-        ];
+            batch_id_column(batch_id, rows),
+        ]);
         Ok(RecordBatch::try_new(events_schema(), columns)?)
     }
 }
@@ -303,10 +335,7 @@ fn append_row(
 
 /// Builders of the `bronze_dead_letters` columns.
 struct DeadLetterColumns {
-    topic: StringBuilder,
-    kafka_partition: Int32Builder,
-    kafka_offset: Int64Builder,
-    kafka_timestamp: TimestampMicrosecondBuilder,
+    origin: OriginColumns,
     raw_key: BinaryBuilder,
     raw_value: BinaryBuilder,
     error_kind: StringBuilder,
@@ -317,10 +346,7 @@ struct DeadLetterColumns {
 impl DeadLetterColumns {
     fn new() -> Self {
         Self {
-            topic: StringBuilder::new(),
-            kafka_partition: Int32Builder::new(),
-            kafka_offset: Int64Builder::new(),
-            kafka_timestamp: utc_micros(),
+            origin: OriginColumns::new(),
             raw_key: BinaryBuilder::new(),
             raw_value: BinaryBuilder::new(),
             error_kind: StringBuilder::new(),
@@ -330,11 +356,7 @@ impl DeadLetterColumns {
     }
 
     fn append(&mut self, meta: &RecordMeta<'_>, kind: &str, message: &str) {
-        self.topic.append_value(meta.topic);
-        self.kafka_partition.append_value(meta.partition);
-        self.kafka_offset.append_value(meta.offset);
-        self.kafka_timestamp
-            .append_option(meta.timestamp_ms.map(|ms| ms.saturating_mul(1000)));
+        self.origin.append(meta);
         self.raw_key.append_option(meta.key);
         self.raw_value.append_option(meta.value);
         self.error_kind.append_value(kind);
@@ -343,21 +365,16 @@ impl DeadLetterColumns {
     }
 
     fn finish(&mut self, batch_id: &str) -> Result<RecordBatch> {
-        let rows = self.kafka_partition.len();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.topic.finish()),
-            Arc::new(self.kafka_partition.finish()),
-            Arc::new(self.kafka_offset.finish()),
-            Arc::new(self.kafka_timestamp.finish()),
+        let rows = self.origin.len();
+        let mut columns = self.origin.finish().to_vec();
+        columns.extend::<[ArrayRef; 6]>([
             Arc::new(self.raw_key.finish()),
             Arc::new(self.raw_value.finish()),
             Arc::new(self.error_kind.finish()),
             Arc::new(self.error.finish()),
             Arc::new(self.failed_at.finish()),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                batch_id, rows,
-            ))),
-        ];
+            batch_id_column(batch_id, rows),
+        ]);
         Ok(RecordBatch::try_new(dead_letters_schema(), columns)?)
     }
 }

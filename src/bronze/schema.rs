@@ -41,14 +41,21 @@ fn timestamp_us() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
+/// The leading columns of both bronze tables: where a record came from.
+fn origin_fields() -> [Field; 4] {
+    [
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("kafka_timestamp", timestamp_us(), true),
+    ]
+}
+
 /// Schema of `bronze_events`.
 pub fn events_schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-        Arc::new(Schema::new(vec![
-            Field::new("topic", DataType::Utf8, false),
-            Field::new("kafka_partition", DataType::Int32, false),
-            Field::new("kafka_offset", DataType::Int64, false),
-            Field::new("kafka_timestamp", timestamp_us(), true),
+        let mut fields = origin_fields().to_vec();
+        fields.extend([
             Field::new("record_kind", DataType::Utf8, false),
             Field::new("op", DataType::Utf8, true),
             Field::new("connector", DataType::Utf8, true),
@@ -78,7 +85,8 @@ pub fn events_schema() -> SchemaRef {
             Field::new("raw_value", DataType::Binary, true),
             Field::new("ingested_at", timestamp_us(), false),
             Field::new("batch_id", DataType::Utf8, false),
-        ]))
+        ]);
+        Arc::new(Schema::new(fields))
     });
     SCHEMA.clone()
 }
@@ -86,18 +94,16 @@ pub fn events_schema() -> SchemaRef {
 /// Schema of `bronze_dead_letters`.
 pub fn dead_letters_schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-        Arc::new(Schema::new(vec![
-            Field::new("topic", DataType::Utf8, false),
-            Field::new("kafka_partition", DataType::Int32, false),
-            Field::new("kafka_offset", DataType::Int64, false),
-            Field::new("kafka_timestamp", timestamp_us(), true),
+        let mut fields = origin_fields().to_vec();
+        fields.extend([
             Field::new("raw_key", DataType::Binary, true),
             Field::new("raw_value", DataType::Binary, true),
             Field::new("error_kind", DataType::Utf8, false),
             Field::new("error", DataType::Utf8, false),
             Field::new("failed_at", timestamp_us(), false),
             Field::new("batch_id", DataType::Utf8, false),
-        ]))
+        ]);
+        Arc::new(Schema::new(fields))
     });
     SCHEMA.clone()
 }
