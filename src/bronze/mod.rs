@@ -181,6 +181,15 @@ impl Ingestor {
         let decoded = self
             .decoder
             .decode(meta.topic, meta.key, meta.value, &mut self.record);
+        if let Err(error) = &decoded {
+            tracing::warn!(
+                topic = meta.topic,
+                partition = meta.partition,
+                offset = meta.offset,
+                %error,
+                "undecodable record sent to bronze_dead_letters"
+            );
+        }
         self.buffer
             .push(meta, decoded.as_ref().map(|k| *k), &self.record)?;
         Ok(Ingested::Buffered)

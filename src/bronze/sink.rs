@@ -30,7 +30,7 @@ use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::buffer::FinishedBatch;
 use super::schema::{
@@ -71,10 +71,22 @@ pub struct BronzeSink {
 impl BronzeSink {
     /// Opens (creating when missing) `bronze_events` and `bronze_dead_letters`.
     pub async fn open(root: &StorageRoot, target_file_size: u64) -> Result<Self> {
-        let events =
-            ensure_table(root, EVENTS_TABLE, &events_schema(), &[PARTITION_COLUMN]).await?;
-        let dead_letters =
-            ensure_table(root, DEAD_LETTERS_TABLE, &dead_letters_schema(), &[]).await?;
+        let events = ensure_table(
+            root,
+            EVENTS_TABLE,
+            &events_schema(),
+            &[PARTITION_COLUMN],
+            EVENTS_STATS_COLUMNS,
+        )
+        .await?;
+        let dead_letters = ensure_table(
+            root,
+            DEAD_LETTERS_TABLE,
+            &dead_letters_schema(),
+            &[],
+            DEAD_LETTERS_STATS_COLUMNS,
+        )
+        .await?;
         let writer_properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(1).map_err(|e| Error::Other(format!("zstd level: {e}")))?,
@@ -324,13 +336,22 @@ async fn write_and_commit(
     Ok(version)
 }
 
+/// Columns of `bronze_events` with file statistics: what readers prune on.
+/// Statistics of the payload columns (raw bytes, row maps) would cost write
+/// time and log size for no pruning.
+const EVENTS_STATS_COLUMNS: &str = "kafka_partition,kafka_offset,kafka_timestamp,record_kind,op,\
+     source_position,source_ts_ms,ingested_at";
+/// Columns of `bronze_dead_letters` with file statistics.
+const DEAD_LETTERS_STATS_COLUMNS: &str = "topic,kafka_partition,kafka_offset,error_kind,failed_at";
+
 /// Opens table `name`, creating it with `schema` when it does not exist yet.
 /// Two processes creating it at once is fine: the loser loads the winner's table.
-pub async fn ensure_table(
+async fn ensure_table(
     root: &StorageRoot,
     name: &str,
     schema: &arrow::datatypes::SchemaRef,
     partition_columns: &[&str],
+    stats_columns: &str,
 ) -> Result<DeltaTable> {
     let table = root.open_table(LAYER, name).await?;
     if table.version().is_some() {
@@ -345,6 +366,7 @@ pub async fn ensure_table(
         .with_table_name(name)
         .with_columns(delta_schema.fields().cloned())
         .with_partition_columns(partition_columns.iter().map(|c| c.to_string()))
+        .with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(stats_columns))
         .with_save_mode(SaveMode::Ignore)
         .await;
     match created {
