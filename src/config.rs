@@ -36,6 +36,10 @@ pub struct Config {
     pub bronze: BronzeConfig,
     /// Silver: table specs, SQL and run limits.
     pub silver: crate::silver::SilverConfig,
+    /// Gold: mart specs, SQL and run limits.
+    pub gold: crate::gold::GoldConfig,
+    /// Postgres the gold marts are published to.
+    pub postgres: crate::publish::PostgresConfig,
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -264,6 +268,7 @@ impl Config {
                 .map_err(|e| err(format!("kafka.topic_pattern is not a valid regex: {e}")))?;
         }
         self.bronze.type_hints(file)?;
+        self.postgres.validate().map_err(err)?;
         Ok(())
     }
 

@@ -75,6 +75,16 @@ pub enum Error {
     #[error("query: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
 
+    /// A Postgres operation failed (publishing gold marts).
+    #[error("postgres: {context}: {source}")]
+    Postgres {
+        /// What we were doing (mart, statement).
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: sqlx::Error,
+    },
+
     /// Any other invariant failure, with context.
     #[error("{0}")]
     Other(String),
@@ -92,6 +102,14 @@ impl Error {
     /// Wraps a Kafka error with what we were doing.
     pub fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
         Error::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Wraps a Postgres error with what we were doing.
+    pub fn postgres(context: impl Into<String>, source: sqlx::Error) -> Self {
+        Error::Postgres {
             context: context.into(),
             source,
         }

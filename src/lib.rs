@@ -12,14 +12,19 @@
 //! - [`bronze`]: Kafka / JSON-lines ingestion into the bronze tables.
 //! - [`bench`]: `lakehouse bench` throughput and memory measurements.
 //! - [`query`]: DataFusion sessions over the Delta tables.
+//! - [`gold`]: aggregated marts over silver, `lakehouse query`.
+//! - [`publish`]: gold marts published to Postgres.
 //! - [`embedded_kafka`]: an in-process Kafka-protocol broker for the demo and tests.
 
 pub mod bench;
 pub mod bronze;
 pub mod cdc;
 pub mod config;
+pub mod demo;
 pub mod embedded_kafka;
 pub mod error;
+pub mod gold;
+pub mod publish;
 pub mod query;
 pub mod silver;
 pub mod storage;

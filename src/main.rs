@@ -23,10 +23,56 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole pipeline with no external service: an in-process Kafka broker,
+    /// the mock e-commerce database, then bronze → silver → gold on local storage.
+    Demo {
+        /// Data changes the mock database makes.
+        #[arg(long, default_value_t = 20_000)]
+        changes: u64,
+        /// Simulation seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Storage root of the demo's tables (removed first).
+        #[arg(long, default_value = "./lakehouse-data")]
+        dir: PathBuf,
+        /// Partitions per topic (the embedded broker keeps ~5 MiB per partition).
+        #[arg(long, default_value_t = 8)]
+        partitions: u32,
+        /// Also publish the gold marts to this Postgres URL.
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// Emit the mock e-commerce database's Debezium records to a Kafka broker.
+    Mock {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Data changes to make.
+        #[arg(long, default_value_t = 100_000)]
+        changes: u64,
+        /// Simulation seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Topic prefix (Debezium's topic.prefix).
+        #[arg(long, default_value = "shop")]
+        prefix: String,
+        /// Partitions per topic, for choosing each record's partition by key.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+    },
     /// Run one layer's job.
     Run {
         #[command(subcommand)]
         layer: Layer,
+    },
+    /// Ad hoc DataFusion SQL over every bronze, silver and gold table by name
+    /// (plus lakehouse_tables, lakehouse_commits, lakehouse_watermarks).
+    Query {
+        /// The SQL.
+        sql: String,
+        /// Output: table, csv or json (JSON lines).
+        #[arg(long, default_value = "table")]
+        format: lakehouse::gold::adhoc::Format,
     },
     /// Measure a layer's throughput and peak memory (see BENCHMARKS.md).
     Bench {
@@ -55,10 +101,31 @@ enum BenchLayer {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Gold: build and publish time of the shipped marts over generated silver facts.
+    Gold {
+        /// Silver fact_sales rows to generate.
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Scratch folder (removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum Layer {
+    /// Build the gold marts (layers/gold/*.toml, sql/gold/*.sql) and publish them to Postgres.
+    Gold {
+        /// Rebuild from all of silver: every mart, or only MART.
+        #[arg(long, value_name = "MART", num_args = 0..=1)]
+        full_refresh: Option<Option<String>>,
+        /// Run only this mart (repeatable).
+        #[arg(long = "mart", value_name = "MART")]
+        marts: Vec<String>,
+        /// Do not publish to Postgres.
+        #[arg(long)]
+        no_publish: bool,
+    },
     /// Ingest Debezium change events into the bronze Delta tables.
     Bronze {
         /// Stop once caught up with the high watermarks seen at start (for scheduled runs).
@@ -157,6 +224,85 @@ async fn main() -> anyhow::Result<()> {
                 tables,
             };
             print!("{}", lakehouse::silver::run(&config, &options).await?);
+        }
+        Command::Run {
+            layer:
+                Layer::Gold {
+                    full_refresh,
+                    marts,
+                    no_publish,
+                },
+        } => {
+            let options = lakehouse::gold::RunOptions {
+                full_refresh: full_refresh.map(|m| m.into_iter().collect()),
+                marts,
+                no_publish,
+            };
+            let summary = lakehouse::gold::run(&config, &options).await?;
+            print!("{summary}");
+            let failed = summary.failed_publishes().len();
+            if failed > 0 {
+                anyhow::bail!("{failed} mart(s) could not be published; the next run retries");
+            }
+        }
+        Command::Demo {
+            changes,
+            seed,
+            dir,
+            partitions,
+            postgres,
+        } => {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot clear {}", dir.display()))?;
+            }
+            let options = lakehouse::demo::DemoOptions {
+                changes,
+                seed,
+                dir,
+                partitions,
+                postgres,
+            };
+            let report = lakehouse::demo::run(&options, &config).await?;
+            lakehouse::demo::print_report(&report).await?;
+        }
+        Command::Mock {
+            brokers,
+            changes,
+            seed,
+            prefix,
+            partitions,
+        } => {
+            let sim = lakehouse_mock::SimConfig {
+                seed,
+                topic_prefix: prefix,
+                ..Default::default()
+            };
+            let produced =
+                lakehouse::demo::produce_mock(&brokers, changes, sim, partitions).await?;
+            for (topic, records) in &produced.per_topic {
+                println!("{topic:<40} {records:>10}");
+            }
+            println!(
+                "{} records ({} changes, {:.1} MB) in {:.2}s",
+                produced.records(),
+                produced.changes,
+                produced.bytes as f64 / 1e6,
+                produced.elapsed.as_secs_f64()
+            );
+        }
+        Command::Query { sql, format } => {
+            let ctx = lakehouse::gold::adhoc::session(&config).await?;
+            let batches = lakehouse::gold::adhoc::run(&ctx, &sql).await?;
+            print!("{}", lakehouse::gold::adhoc::render(&batches, format)?);
+        }
+        Command::Bench {
+            layer: BenchLayer::Gold { rows, dir },
+        } => {
+            let dir = dir.unwrap_or_else(lakehouse::bench::default_dir);
+            let result = lakehouse::gold::bench::bench_gold(&config, rows, &dir).await;
+            lakehouse::bench::cleanup(&dir);
+            print!("{}", result?);
         }
         Command::Bench {
             layer:

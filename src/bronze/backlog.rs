@@ -69,6 +69,14 @@ impl Backlog {
         })
     }
 
+    /// The high watermark a partition must reach, if it is part of the backlog.
+    pub fn target(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.targets
+            .get(&(topic.to_string(), partition))
+            .filter(|(low, high)| high > low)
+            .map(|(_, high)| *high)
+    }
+
     /// Partitions not in `owned`, which someone else must commit.
     pub fn foreign<'a>(
         &'a self,

@@ -45,8 +45,6 @@ struct Assigned {
     partition: i32,
     /// Position committed in the table when assigned.
     committed: Option<i64>,
-    /// High watermark when assigned (`None` if it could not be fetched).
-    high_watermark: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -123,15 +121,10 @@ impl ConsumerContext for BronzeContext {
                                 ));
                                 return;
                             }
-                            let high_watermark = consumer
-                                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-                                .ok()
-                                .map(|(_, high)| high);
                             assigned.push(Assigned {
                                 topic,
                                 partition,
                                 committed,
-                                high_watermark,
                             });
                         }
                         if let Err(e) = consumer.assign(tpl) {
@@ -248,7 +241,8 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
 #[derive(Debug, Clone, Copy)]
 struct PartitionProgress {
     stream: usize,
-    high_watermark: Option<i64>,
+    /// The high watermark the run must reach (`--until-idle` only).
+    target: Option<i64>,
 }
 
 /// Consumes the configured topics until the stop condition or a shutdown signal.
@@ -277,6 +271,17 @@ pub async fn run(
     let consumer: StreamConsumer<BronzeContext> = client_config(&config.kafka, brokers)
         .create_with_context(context)
         .map_err(|e| Error::kafka("cannot create the consumer", e))?;
+    // The backlog of an --until-idle run is read before subscribing: while the
+    // consumer fetches, each watermark query waits behind a long-poll fetch.
+    let mut backlog = if stop.until_idle {
+        Some(Backlog::capture(
+            &consumer,
+            &subscription,
+            Duration::from_secs(30),
+        )?)
+    } else {
+        None
+    };
     let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -291,12 +296,17 @@ pub async fn run(
     let mut taken: u64 = 0;
     let started = Instant::now();
     let mut last_lag = Instant::now();
-    let mut backlog: Option<Backlog> = None;
     let mut next_backlog_check = Instant::now();
 
     loop {
         // Pick up rebalances that happened inside the last poll.
-        sync_assignment(&state, &mut generation, &mut ingestor, &mut partitions)?;
+        sync_assignment(
+            &state,
+            &mut generation,
+            &mut ingestor,
+            &mut partitions,
+            backlog.as_ref(),
+        )?;
 
         if stop.max_records.is_some_and(|max| taken >= max) {
             break;
@@ -308,15 +318,8 @@ pub async fn run(
                 config.kafka.group_id, assignment_timeout
             )));
         }
-        if stop.until_idle && generation > 0 && backlog.is_none() {
-            backlog = Some(Backlog::capture(
-                &consumer,
-                &subscription,
-                Duration::from_secs(30),
-            )?);
-        }
         if stop.until_idle
-            && caught_up(&ingestor, &partitions, generation)
+            && caught_up(&ingestor, &partitions, backlog.as_ref(), generation)
             && last_message.elapsed() >= idle_timeout
             && Instant::now() >= next_backlog_check
             && let Some(backlog) = backlog.as_mut()
@@ -355,7 +358,13 @@ pub async fn run(
                     // The poll that returned this message may also have run a
                     // rebalance: apply it first, then take the message only if
                     // its partition is (still) ours.
-                    sync_assignment(&state, &mut generation, &mut ingestor, &mut partitions)?;
+                    sync_assignment(
+                        &state,
+                        &mut generation,
+                        &mut ingestor,
+                        &mut partitions,
+                        backlog.as_ref(),
+                    )?;
                     let key = (message.topic().to_string(), message.partition());
                     if let Some(progress) = partitions.get(&key) {
                         let meta = RecordMeta {
@@ -398,6 +407,7 @@ fn sync_assignment(
     generation: &mut u64,
     ingestor: &mut Ingestor,
     partitions: &mut HashMap<(String, i32), PartitionProgress>,
+    backlog: Option<&Backlog>,
 ) -> Result<()> {
     let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(error) = guard.error.take() {
@@ -415,30 +425,28 @@ fn sync_assignment(
     for a in assigned {
         let stream = ingestor.set_position(&app_id(&a.topic, a.partition), a.committed);
         let start = a.committed.map_or(0, |c| c + 1);
-        total += a.high_watermark.map_or(0, |h| (h - start).max(0)) as u64;
-        partitions.insert(
-            (a.topic, a.partition),
-            PartitionProgress {
-                stream,
-                high_watermark: a.high_watermark,
-            },
-        );
+        let target = backlog.and_then(|b| b.target(&a.topic, a.partition));
+        total += target.map_or(0, |h| (h - start).max(0)) as u64;
+        partitions.insert((a.topic, a.partition), PartitionProgress { stream, target });
     }
     let committed = ingestor.progress().totals().records;
     ingestor.progress().set_total(committed + total);
     Ok(())
 }
 
-/// Whether every assigned partition reached the high watermark seen when it
-/// was assigned. Before the first assignment nothing is caught up.
+/// Whether every assigned partition reached the high watermark it had when
+/// the run started. Before the first assignment nothing is caught up.
 fn caught_up(
     ingestor: &Ingestor,
     partitions: &HashMap<(String, i32), PartitionProgress>,
+    backlog: Option<&Backlog>,
     generation: u64,
 ) -> bool {
-    generation > 0
-        && partitions.values().all(|p| match p.high_watermark {
+    backlog.is_some()
+        && generation > 0
+        && partitions.values().all(|p| match p.target {
             Some(high) => ingestor.next_position(p.stream).unwrap_or(0) >= high,
+            // Created after the run started: not part of its backlog.
             None => true,
         })
 }

@@ -9,6 +9,14 @@
 //! never resurrects a deleted key. A tombstone carries no position; it
 //! deletes at the position of the record it follows in Kafka order.
 //!
+//! SCD2 and late arrivals: a change that arrives after a newer change of
+//! its key was applied by an earlier run is stale, not inserted into
+//! history. The stored versions keep only the last in-place update of each
+//! version, so the history around the late change cannot be rebuilt
+//! exactly, and splitting a version would change surrogate keys that facts
+//! already hold. A full refresh replays everything in sequence order and
+//! includes it (README, "Late changes to SCD2 tables").
+//!
 //! The result refers to cells of the existing rows (source 0) or of the
 //! batch (source 1); [`build_batch`] gathers them with `interleave`.
 

@@ -158,21 +158,35 @@ pub async fn run_table(
         .await?;
         return Ok(run);
     }
-    let (mut delta, _) = table::ensure(
-        rc.root,
-        LAYER,
-        &spec.name,
-        &layout.table_schema,
-        &spec.partition_by,
-        full_refresh,
-        &spec.file,
-    )
-    .await?;
+    // A full refresh that changes the columns commits the new layout with
+    // its data (one commit), so it opens the table without touching it.
+    let (mut delta, relayout) = if full_refresh {
+        table::open_for_refresh(
+            rc.root,
+            LAYER,
+            &spec.name,
+            &layout.table_schema,
+            &spec.partition_by,
+        )
+        .await?
+    } else {
+        let (delta, _) = table::ensure(
+            rc.root,
+            LAYER,
+            &spec.name,
+            &layout.table_schema,
+            &spec.partition_by,
+            false,
+            &spec.file,
+        )
+        .await?;
+        (delta, None)
+    };
     let mut deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
     let state = if full_refresh {
         DeleteState::default()
     } else {
-        deletes.load(ctx).await?
+        deletes.load(ctx, watermark).await?
     };
     let current_files = table::files(&delta, &spec.name)?;
     let full_load = full_refresh || current_files.is_empty();
@@ -198,6 +212,7 @@ pub async fn run_table(
         lookups: &lookups,
         mode,
         truncates,
+        relayout: relayout.as_ref(),
         quarantine: Vec::new(),
         expectation_counts: vec![0; spec.expectations.len()],
         tombstones: Vec::new(),
@@ -211,8 +226,16 @@ pub async fn run_table(
     if full_load {
         if spec.unknown_member {
             let unknown = unknown_member(&layout)?;
-            work.adds
-                .extend(table::write(&delta, &spec.name, &unknown, rc.config.file_rows).await?);
+            work.adds.extend(
+                table::write_to(
+                    &delta,
+                    relayout.as_ref(),
+                    &spec.name,
+                    &unknown,
+                    rc.config.file_rows,
+                )
+                .await?,
+            );
         }
         let mut pending: Vec<RecordBatch> = Vec::new();
         let mut pending_rows = 0;
@@ -224,7 +247,7 @@ pub async fn run_table(
                 let all = concat_batches(&pending[0].schema(), &pending)?;
                 let cut = key_boundary(&all, &spec.keys)?;
                 if cut > 0 {
-                    work.load_chunk(&delta, all.slice(0, cut)).await?;
+                    work.load_chunk(&delta, all.slice(0, cut), &state).await?;
                     let rest = all.slice(cut, all.num_rows() - cut);
                     pending_rows = rest.num_rows();
                     pending = vec![rest];
@@ -233,7 +256,7 @@ pub async fn run_table(
         }
         if pending_rows > 0 {
             let all = concat_batches(&pending[0].schema(), &pending)?;
-            work.load_chunk(&delta, all).await?;
+            work.load_chunk(&delta, all, &state).await?;
         }
         if full_refresh {
             removes = current_files.iter().map(|f| f.remove.clone()).collect();
@@ -293,9 +316,10 @@ pub async fn run_table(
     run.files_removed = removes.len();
     run.files_added = work.adds.len();
     let metadata = run_metadata(&run);
-    let version = table::commit(
+    let version = table::commit_with(
         &mut delta,
         &spec.name,
+        relayout.clone(),
         removes,
         work.adds,
         txns,
@@ -436,6 +460,8 @@ struct Work<'a> {
     lookups: &'a [Lookup],
     mode: Mode,
     truncates: Vec<Seq>,
+    /// A full refresh's new columns, when they changed.
+    relayout: Option<&'a table::Relayout>,
     quarantine: Vec<Quarantined>,
     expectation_counts: Vec<u64>,
     tombstones: Vec<(String, Seq)>,
@@ -603,17 +629,19 @@ impl Work<'_> {
         self.tombstones.extend(applied.tombstones.iter().cloned());
     }
 
-    /// A chunk of a load into an empty table (whole key groups).
-    async fn load_chunk(&mut self, delta: &DeltaTable, batch: RecordBatch) -> Result<()> {
+    /// A chunk of a load into an empty table (whole key groups). `state` is
+    /// what the deletes side table recorded: an incremental run into a table
+    /// that is empty (everything deleted or truncated) must still not let a
+    /// late upsert resurrect a deleted key.
+    async fn load_chunk(
+        &mut self,
+        delta: &DeltaTable,
+        batch: RecordBatch,
+        state: &DeleteState,
+    ) -> Result<()> {
         let changes = self.changes(batch).await?;
         let existing = Existing::empty(self.layout.data_schema.clone());
-        let applied = apply::apply(
-            &self.mode,
-            &changes,
-            &existing,
-            &DeleteState::default(),
-            &self.truncates,
-        )?;
+        let applied = apply::apply(&self.mode, &changes, &existing, state, &self.truncates)?;
         self.absorb(&applied);
         let (data, engine) = build_batch(
             &self.layout.data_schema,
@@ -622,8 +650,16 @@ impl Work<'_> {
             &applied.rows,
         )?;
         let rows = sort_by_keys(&self.layout.assemble(&data, &engine)?, &self.spec.keys)?;
-        self.adds
-            .extend(table::write(delta, &self.spec.name, &rows, self.rc.config.file_rows).await?);
+        self.adds.extend(
+            table::write_to(
+                delta,
+                self.relayout,
+                &self.spec.name,
+                &rows,
+                self.rc.config.file_rows,
+            )
+            .await?,
+        );
         Ok(())
     }
 
@@ -699,8 +735,16 @@ impl Work<'_> {
             &rows,
         )?;
         let out = sort_by_keys(&self.layout.assemble(&data, &engine)?, &self.spec.keys)?;
-        self.adds
-            .extend(table::write(delta, &self.spec.name, &out, self.rc.config.file_rows).await?);
+        self.adds.extend(
+            table::write_to(
+                delta,
+                self.relayout,
+                &self.spec.name,
+                &out,
+                self.rc.config.file_rows,
+            )
+            .await?,
+        );
         let mut dirty: Vec<usize> = dirty.into_iter().collect();
         dirty.sort_unstable();
         Ok(dirty

@@ -77,14 +77,26 @@ impl Deletes {
         })
     }
 
-    /// The recorded deletes (all of them, unless `full_refresh`, which starts over).
-    pub async fn load(&self, ctx: &SessionContext) -> Result<DeleteState> {
+    /// The deletes recorded by runs the table committed: those read from
+    /// bronze up to `watermark`, the table's own. Rows of a later bronze
+    /// version were recorded by a run that crashed before its table commit;
+    /// the rerun reads those changes again, and applying them as state
+    /// first would make the run's own older upserts stale (an SCD2 table
+    /// would lose the versions they open).
+    pub async fn load(&self, ctx: &SessionContext, watermark: Option<i64>) -> Result<DeleteState> {
         let mut state = DeleteState::default();
+        let Some(watermark) = watermark else {
+            return Ok(state);
+        };
         for batch in table::read_all(ctx, &self.table, &self.name).await? {
             let batch = table::conform(&batch, &deletes_schema())?;
             let keys = batch.column(0).as_string::<i32>();
+            let versions = batch.column(3).as_primitive::<Int64Type>();
             let seqs = sequences(batch.column(1).as_ref(), batch.column(2).as_ref())?;
             for (i, seq) in seqs.into_iter().enumerate() {
+                if versions.is_valid(i) && versions.value(i) > watermark {
+                    continue;
+                }
                 if keys.is_null(i) {
                     state.truncate_floor = state.truncate_floor.max(Some(seq));
                 } else {

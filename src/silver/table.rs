@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::kernel::{Action, Add, Remove, StructType, Transaction};
+use deltalake::kernel::{Action, Add, MetadataExt, Remove, StructType, Transaction, new_metadata};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
@@ -124,6 +124,105 @@ pub async fn ensure(
         Err(e) if is_conflict(&e) => Ok((root.open_table(layer, name).await?, false)),
         Err(e) => Err(Error::delta(name, e)),
     }
+}
+
+/// A full refresh's new columns or partitioning, committed together with
+/// its data: the Delta `metaData` (and `protocol` when the new columns need
+/// a newer one) plus the arrow schema and partitioning to write files in.
+#[derive(Debug, Clone)]
+pub struct Relayout {
+    /// `protocol` (when it changes) and `metaData`, leading the commit.
+    pub actions: Vec<Action>,
+    schema: SchemaRef,
+    partition_by: Vec<String>,
+    url: String,
+    options: HashMap<String, String>,
+}
+
+/// Opens `layer/name` for a full refresh. A missing table is created (an
+/// empty table with no watermark is what an unbuilt table looks like); an
+/// existing one whose columns or partitioning differ is left as it is and
+/// the new layout is returned, so that the refresh replaces schema and data
+/// in one commit: a crash in between leaves the old table, never an empty
+/// one without a watermark.
+pub async fn open_for_refresh(
+    root: &StorageRoot,
+    layer: &str,
+    name: &str,
+    schema: &SchemaRef,
+    partition_by: &[String],
+) -> Result<(DeltaTable, Option<Relayout>)> {
+    let table = root.open_table(layer, name).await?;
+    if table.version().is_none() {
+        let (table, _) = ensure(
+            root,
+            layer,
+            name,
+            schema,
+            partition_by,
+            false,
+            std::path::Path::new(""),
+        )
+        .await?;
+        return Ok((table, None));
+    }
+    let kernel: StructType = schema
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| Error::delta(name, DeltaTableError::from(e)))?;
+    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+    if snapshot.schema().as_ref() == &kernel
+        && snapshot.metadata().partition_columns() == partition_by
+    {
+        return Ok((table, None));
+    }
+    // The protocol the new columns need is what creating them would give;
+    // an in-memory table computes it without touching storage.
+    let probe = DeltaTable::new_in_memory()
+        .create()
+        .with_columns(kernel.fields().cloned())
+        .with_partition_columns(partition_by.iter().cloned())
+        .await
+        .map_err(|e| Error::delta(name, e))?;
+    let needed = probe
+        .snapshot()
+        .map_err(|e| Error::delta(name, e))?
+        .protocol()
+        .clone();
+    let current = snapshot.protocol();
+    let mut actions = Vec::new();
+    if &needed != current
+        && needed.min_reader_version() >= current.min_reader_version()
+        && needed.min_writer_version() >= current.min_writer_version()
+    {
+        actions.push(Action::Protocol(needed));
+    }
+    let old = snapshot.metadata();
+    let metadata = new_metadata(
+        &kernel,
+        partition_by.iter().cloned(),
+        old.configuration().clone(),
+    )
+    .and_then(|m| m.with_table_id(old.id().to_string()))
+    .and_then(|m| match old.name() {
+        Some(n) => m.with_name(n.to_string()),
+        None => Ok(m),
+    })
+    .map_err(|e| Error::delta(name, DeltaTableError::from(e)))?;
+    actions.push(Action::Metadata(metadata));
+    // Files are written in the table's schema as Delta sees it (the kernel
+    // round trip), as `write` does for an unchanged table.
+    let arrow_schema: arrow::datatypes::Schema = (&kernel)
+        .try_into_arrow()
+        .map_err(|e: arrow::error::ArrowError| Error::Arrow(e))?;
+    let relayout = Relayout {
+        actions,
+        schema: Arc::new(arrow_schema),
+        partition_by: partition_by.to_vec(),
+        url: table.table_url().to_string(),
+        options: root.options().clone(),
+    };
+    Ok((table, Some(relayout)))
 }
 
 /// Every file of the table's snapshot.
@@ -356,6 +455,42 @@ pub async fn write(
     Ok(adds)
 }
 
+/// [`write`], in the new layout of a full refresh when there is one.
+pub async fn write_to(
+    table: &DeltaTable,
+    relayout: Option<&Relayout>,
+    name: &str,
+    batch: &RecordBatch,
+    file_rows: usize,
+) -> Result<Vec<Add>> {
+    let Some(relayout) = relayout else {
+        return write(table, name, batch, file_rows).await;
+    };
+    if batch.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let batch = conform(batch, &relayout.schema)?;
+    let mut adds = Vec::new();
+    let mut offset = 0;
+    while offset < batch.num_rows() {
+        let length = file_rows.max(1).min(batch.num_rows() - offset);
+        let mut writer = RecordBatchWriter::try_new(
+            &relayout.url,
+            relayout.schema.clone(),
+            Some(relayout.partition_by.clone()),
+            Some(relayout.options.clone()),
+        )
+        .map_err(|e| Error::delta(name, e))?;
+        writer
+            .write(batch.slice(offset, length))
+            .await
+            .map_err(|e| Error::delta(name, e))?;
+        adds.extend(writer.flush().await.map_err(|e| Error::delta(name, e))?);
+        offset += length;
+    }
+    Ok(adds)
+}
+
 /// One commit: removes, adds, `txn` watermarks and run metadata.
 pub async fn commit(
     table: &mut DeltaTable,
@@ -366,8 +501,27 @@ pub async fn commit(
     metadata: serde_json::Map<String, serde_json::Value>,
     overwrite: bool,
 ) -> Result<i64> {
+    commit_with(table, name, None, removes, adds, txns, metadata, overwrite).await
+}
+
+/// [`commit`], led by a full refresh's new layout when there is one, so
+/// schema, data and watermark change in the same Delta commit.
+#[allow(clippy::too_many_arguments)]
+pub async fn commit_with(
+    table: &mut DeltaTable,
+    name: &str,
+    relayout: Option<Relayout>,
+    removes: Vec<Remove>,
+    adds: Vec<Add>,
+    txns: Vec<Transaction>,
+    metadata: serde_json::Map<String, serde_json::Value>,
+    overwrite: bool,
+) -> Result<i64> {
     let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-    let partition_by = snapshot.metadata().partition_columns().to_vec();
+    let partition_by = match &relayout {
+        Some(r) => r.partition_by.clone(),
+        None => snapshot.metadata().partition_columns().to_vec(),
+    };
     let operation = if overwrite {
         DeltaOperation::Write {
             mode: SaveMode::Overwrite,
@@ -377,7 +531,8 @@ pub async fn commit(
     } else {
         DeltaOperation::Update { predicate: None }
     };
-    let mut actions: Vec<Action> = removes.into_iter().map(Action::Remove).collect();
+    let mut actions: Vec<Action> = relayout.map(|r| r.actions).unwrap_or_default();
+    actions.extend(removes.into_iter().map(Action::Remove));
     actions.extend(adds.into_iter().map(Action::Add));
     let properties = CommitProperties::default()
         .with_application_transactions(txns)

@@ -5,6 +5,10 @@
 mod bronze_file;
 mod bronze_kafka;
 mod e2e;
+mod gold_grafana;
+mod gold_marts;
+mod gold_publish;
+mod gold_support;
 mod silver_crash;
 mod silver_facts;
 mod silver_mock;

@@ -238,3 +238,153 @@ async fn broken_specs_and_sql_name_the_file() {
         "nothing was created"
     );
 }
+
+/// The Delta log entry of `version` of a silver table, as text.
+fn commit_json(lake: &Lake, table: &str, version: u64) -> String {
+    let path = lake
+        .path()
+        .join("lake/silver")
+        .join(table)
+        .join("_delta_log")
+        .join(format!("{version:020}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_refresh_with_new_columns_is_one_atomic_commit() {
+    let lake = Lake::new();
+    lake.table("dim_c", SPEC, SQL);
+    let d = Dbz::new();
+    let k = |id: i64| json!({ "id": id });
+    lake.feed(&[
+        d.change("customers", "c", k(1), customer(1, "a@x", "Paris"), 10),
+        d.change("customers", "c", k(2), customer(2, "b@x", "Oslo"), 11),
+    ])
+    .await;
+    lake.silver().await;
+    let before = current(&lake).await;
+    let built = lake.version("silver", "dim_c").await.unwrap();
+
+    // New columns, and an expectation that fails: the refresh aborts after
+    // it has planned the new layout and written files, before its commit.
+    let failing = format!(
+        "{SPEC}\n[[expectations]]\nname = \"never\"\nexpr = \"city = 'nowhere'\"\naction = \"fail\"\n"
+    );
+    let new_sql = "SELECT id AS customer_id, lower(trim(email)) AS email, city, note, upper(city) AS city_upper FROM customers";
+    lake.table("dim_c", &failing, new_sql);
+    let err = lake
+        .try_silver(FullRefresh::Table("dim_c".into()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("never"), "{err}");
+    assert_eq!(lake.version("silver", "dim_c").await, Some(built));
+    assert_eq!(current(&lake).await, before, "the old table is untouched");
+
+    // The real refresh: schema, data and watermark land in one commit.
+    lake.table("dim_c", SPEC, new_sql);
+    let err = lake
+        .try_silver(FullRefresh::No)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--full-refresh dim_c"), "{err}");
+    lake.try_silver(FullRefresh::Table("dim_c".into()))
+        .await
+        .unwrap();
+    assert_eq!(lake.version("silver", "dim_c").await, Some(built + 1));
+    let log = commit_json(&lake, "dim_c", built + 1);
+    for action in [
+        "\"metaData\"",
+        "\"add\"",
+        "\"remove\"",
+        "\"txn\"",
+        "city_upper",
+    ] {
+        assert!(log.contains(action), "{action} missing from {log}");
+    }
+    assert_eq!(
+        lake.rows(
+            &["dim_c"],
+            "SELECT customer_id, city_upper FROM dim_c WHERE customer_key <> -1"
+        )
+        .await,
+        vec![vec!["1", "PARIS"], vec!["2", "OSLO"]]
+    );
+    // Incremental runs go on in the new layout.
+    lake.feed(&[d.change("customers", "u", k(2), customer(2, "b@x", "Bergen"), 12)])
+        .await;
+    lake.silver().await;
+    assert_eq!(
+        lake.rows(
+            &["dim_c"],
+            "SELECT customer_id, city_upper FROM dim_c WHERE customer_key <> -1"
+        )
+        .await,
+        vec![vec!["1", "PARIS"], vec!["2", "BERGEN"]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_by_lays_files_out_by_value_and_merges_across_partitions() {
+    let lake = Lake::new();
+    lake.table("dim_c", SPEC, SQL);
+    let d = Dbz::new();
+    let k = |id: i64| json!({ "id": id });
+    lake.feed(&[
+        d.change("customers", "c", k(1), customer(1, "a@x", "Paris"), 10),
+        d.change("customers", "c", k(2), customer(2, "b@x", "Oslo"), 11),
+        d.change("customers", "c", k(3), customer(3, "c@x", "Oslo"), 12),
+    ])
+    .await;
+    lake.silver().await;
+    let unpartitioned = lake.version("silver", "dim_c").await.unwrap();
+
+    // Partitioning a built table is a layout change: one full-refresh commit.
+    let partitioned = SPEC.replace("[source]", "partition_by = [\"city\"]\n[source]");
+    lake.table("dim_c", &partitioned, SQL);
+    lake.try_silver(FullRefresh::Table("dim_c".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        lake.version("silver", "dim_c").await,
+        Some(unpartitioned + 1)
+    );
+    let dir = lake.path().join("lake/silver/dim_c");
+    for city in ["Paris", "Oslo"] {
+        assert!(
+            dir.join(format!("city={city}")).is_dir(),
+            "no city={city} folder"
+        );
+    }
+
+    // An update that moves a key to another partition, a delete, a new key.
+    lake.feed(&[
+        d.change("customers", "u", k(2), customer(2, "b2@x", "Paris"), 20),
+        d.change("customers", "d", k(3), customer(3, "c@x", "Oslo"), 21),
+        d.change("customers", "c", k(4), customer(4, "d@x", "Rome"), 22),
+    ])
+    .await;
+    lake.silver().await;
+    let incremental = current(&lake).await;
+    assert_eq!(
+        incremental,
+        vec![
+            vec!["1", "a@x", "Paris", "n"],
+            vec!["2", "b2@x", "Paris", "n"],
+            vec!["4", "d@x", "Rome", "n"],
+        ]
+    );
+    assert!(dir.join("city=Rome").is_dir());
+    // Each partition file holds only its own city.
+    assert_eq!(
+        lake.rows(
+            &["dim_c"],
+            "SELECT city, count(*) FROM dim_c WHERE customer_key <> -1 GROUP BY city"
+        )
+        .await,
+        vec![vec!["Paris", "2"], vec!["Rome", "1"]]
+    );
+    lake.try_silver(FullRefresh::All).await.unwrap();
+    assert_eq!(current(&lake).await, incremental);
+}

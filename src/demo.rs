@@ -1,0 +1,378 @@
+//! `lakehouse demo`: the whole pipeline on one machine, no external service.
+//!
+//! Starts an in-process Kafka-protocol broker ([`EmbeddedKafka`]), has the
+//! mock e-commerce database emit what a Debezium Postgres connector would
+//! ([`lakehouse_mock`]), then runs bronze (`--until-idle`), silver and gold on
+//! local storage, and reports what each layer did. `lakehouse mock` reuses
+//! [`produce_mock`] to feed any broker.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lakehouse_mock::{
+    DebeziumEncoder, KafkaRecord, SimConfig, Simulator, Table, jsonl::partition_for,
+};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::bronze::{self, BronzeSource, StopCondition};
+use crate::config::Config;
+use crate::embedded_kafka::EmbeddedKafka;
+use crate::error::{Error, Result};
+
+/// Options of `lakehouse demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Data changes the mock database makes (snapshot rows included).
+    pub changes: u64,
+    /// Simulation seed.
+    pub seed: u64,
+    /// Storage root of the demo's tables.
+    pub dir: PathBuf,
+    /// Partitions per topic. The embedded broker keeps about 5 MiB per
+    /// partition, so larger demos need more partitions.
+    pub partitions: u32,
+    /// Also publish the gold marts to this Postgres.
+    pub postgres: Option<String>,
+}
+
+/// What the mock produced.
+#[derive(Debug, Clone, Default)]
+pub struct Produced {
+    /// Records per topic.
+    pub per_topic: BTreeMap<String, u64>,
+    /// Data changes (rows inserted, updated, deleted or read in the snapshot).
+    pub changes: u64,
+    /// Bytes of key + value.
+    pub bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Produced {
+    /// All records.
+    pub fn records(&self) -> u64 {
+        self.per_topic.values().sum()
+    }
+}
+
+/// When a [`MockStream`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MockLimit {
+    /// After this many Kafka records (cut mid-transaction if need be).
+    Records(u64),
+    /// After the transaction that reaches this many data changes.
+    Changes(u64),
+}
+
+/// The mock database's Kafka records, generated chunk by chunk so memory
+/// stays bounded whatever the size.
+pub struct MockStream {
+    sim: Simulator,
+    encoder: DebeziumEncoder,
+    limit: MockLimit,
+    records: u64,
+    changes: u64,
+    snapshot_done: bool,
+}
+
+impl MockStream {
+    /// A deterministic stream for `seed`, with topics named `<prefix>.public.<table>`.
+    pub fn new(limit: MockLimit, seed: u64, prefix: &str) -> Self {
+        Self::with_config(
+            limit,
+            SimConfig {
+                seed,
+                topic_prefix: prefix.to_string(),
+                ..SimConfig::default()
+            },
+        )
+    }
+
+    /// A stream of the simulation configured by `config`.
+    pub fn with_config(limit: MockLimit, config: SimConfig) -> Self {
+        Self {
+            encoder: DebeziumEncoder::new(&config.topic_prefix),
+            sim: Simulator::new(config),
+            limit,
+            records: 0,
+            changes: 0,
+            snapshot_done: false,
+        }
+    }
+
+    /// The encoder (topic names).
+    pub fn encoder(&self) -> &DebeziumEncoder {
+        &self.encoder
+    }
+
+    /// Data changes emitted so far.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    fn done(&self) -> bool {
+        match self.limit {
+            MockLimit::Records(n) => self.records >= n,
+            MockLimit::Changes(n) => self.changes >= n,
+        }
+    }
+
+    /// Replaces `out` with the next chunk of about `chunk` records; `false` at the end.
+    pub fn next_chunk(&mut self, chunk: usize, out: &mut Vec<KafkaRecord>) -> bool {
+        out.clear();
+        if !self.snapshot_done {
+            self.snapshot_done = true;
+            let snapshot = self.sim.snapshot();
+            self.changes += snapshot.changes.len() as u64;
+            self.encoder.encode_snapshot(&snapshot, out);
+        }
+        while out.len() < chunk && !self.done_with(out.len()) {
+            let tx = self.sim.next_transaction();
+            self.changes += tx.changes.len() as u64;
+            self.encoder.encode_transaction(&tx, out);
+        }
+        if let MockLimit::Records(n) = self.limit {
+            out.truncate(n.saturating_sub(self.records).min(out.len() as u64) as usize);
+        }
+        self.records += out.len() as u64;
+        !out.is_empty()
+    }
+
+    fn done_with(&self, buffered: usize) -> bool {
+        match self.limit {
+            MockLimit::Records(n) => self.records + buffered as u64 >= n,
+            MockLimit::Changes(_) => self.done(),
+        }
+    }
+}
+
+/// The topics the mock writes to: one per table plus the transaction topic.
+pub fn mock_topics(prefix: &str) -> Vec<String> {
+    let encoder = DebeziumEncoder::new(prefix);
+    let mut topics: Vec<String> = Table::ALL
+        .iter()
+        .map(|t| encoder.topic(*t).to_string())
+        .collect();
+    topics.push(encoder.transaction_topic().to_string());
+    topics
+}
+
+/// Produces the mock stream to `brokers`, partitioning by key as Kafka's
+/// default partitioner does.
+pub async fn produce_mock(
+    brokers: &str,
+    changes: u64,
+    sim: SimConfig,
+    partitions: u32,
+) -> Result<Produced> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "10")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .map_err(|e| Error::kafka("cannot create the producer", e))?;
+    let started = Instant::now();
+    let mut produced = Produced::default();
+    let mut pending = Vec::new();
+    let mut stream = MockStream::with_config(MockLimit::Changes(changes), sim);
+    let mut chunk = Vec::new();
+    while stream.next_chunk(10_000, &mut chunk) {
+        for record in &chunk {
+            let partition = partition_for(record.key.as_deref(), partitions) as i32;
+            let mut out: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&record.topic).partition(partition);
+            if let Some(key) = &record.key {
+                out = out.key(key.as_slice());
+            }
+            if let Some(value) = &record.value {
+                out = out.payload(value.as_slice());
+            }
+            pending.push(producer.send_result(out).map_err(|(e, _)| {
+                Error::kafka(format!("cannot produce to {}", record.topic), e)
+            })?);
+            *produced.per_topic.entry(record.topic.clone()).or_default() += 1;
+            produced.bytes += record_bytes(record);
+        }
+        // Bound what is in flight to one chunk.
+        await_deliveries(&mut pending).await?;
+    }
+    produced.changes = stream.changes();
+    produced.elapsed = started.elapsed();
+    Ok(produced)
+}
+
+/// Bytes of a record's key and value.
+pub fn record_bytes(record: &KafkaRecord) -> u64 {
+    (record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len)) as u64
+}
+
+type Delivery = rdkafka::producer::DeliveryFuture;
+
+async fn await_deliveries(pending: &mut Vec<Delivery>) -> Result<()> {
+    for delivery in pending.drain(..) {
+        delivery
+            .await
+            .map_err(|_| Error::Other("the producer dropped a delivery".into()))?
+            .map_err(|(e, _)| Error::kafka("delivery failed", e))?;
+    }
+    Ok(())
+}
+
+/// What the demo did, layer by layer.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// The mock's output.
+    pub produced: Produced,
+    /// Bronze.
+    pub bronze: bronze::RunSummary,
+    /// Silver.
+    pub silver: crate::silver::RunSummary,
+    /// Gold.
+    pub gold: crate::gold::RunSummary,
+    /// The configuration the layers ran with (for `lakehouse query` afterwards).
+    pub config: Config,
+}
+
+/// Runs the demo.
+pub async fn run(options: &DemoOptions, base: &Config) -> Result<DemoReport> {
+    let kafka = EmbeddedKafka::start(1)?;
+    let prefix = "shop";
+    for topic in mock_topics(prefix) {
+        kafka.create_topic(&topic, options.partitions as i32)?;
+    }
+    tracing::info!(
+        brokers = kafka.bootstrap_servers(),
+        "embedded Kafka broker started"
+    );
+
+    // A slower order rate than the simulator's default spreads the demo's
+    // changes over a few weeks, so the daily marts have something to show.
+    let sim = SimConfig {
+        seed: options.seed,
+        topic_prefix: prefix.to_string(),
+        orders_per_hour: 5.0,
+        ..SimConfig::default()
+    };
+    let produced = produce_mock(
+        kafka.bootstrap_servers(),
+        options.changes,
+        sim,
+        options.partitions,
+    )
+    .await?;
+    tracing::info!(
+        records = produced.records(),
+        changes = produced.changes,
+        seconds = format!("{:.2}", produced.elapsed.as_secs_f64()),
+        "mock database changes produced"
+    );
+
+    let mut config = base.clone();
+    config.storage.root = options.dir.display().to_string();
+    config.kafka.brokers = Some(kafka.bootstrap_servers().to_string());
+    config.kafka.topics = Vec::new();
+    config.kafka.topic_pattern = Some(format!("{prefix}\\..*"));
+    config.kafka.group_id = "lakehouse-demo".to_string();
+    config.bronze.idle_timeout_ms = 1_000;
+    if let Some(url) = &options.postgres {
+        config.postgres.url = Some(url.clone());
+    }
+
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let stop = StopCondition {
+        until_idle: true,
+        max_records: None,
+    };
+    let bronze = bronze::run(&config, BronzeSource::Kafka, stop, shutdown).await?;
+    let silver = crate::silver::run(&config, &crate::silver::RunOptions::default()).await?;
+    let gold_options = crate::gold::RunOptions {
+        no_publish: options.postgres.is_none(),
+        ..Default::default()
+    };
+    let gold = crate::gold::run(&config, &gold_options).await?;
+    Ok(DemoReport {
+        produced,
+        bronze,
+        silver,
+        gold,
+        config,
+    })
+}
+
+/// Prints what each layer did and a few gold results.
+pub async fn print_report(report: &DemoReport) -> Result<()> {
+    let p = &report.produced;
+    println!(
+        "mock      {:>9} records  {:>9} changes  {:>8.1} MB  {:>6.2}s",
+        p.records(),
+        p.changes,
+        p.bytes as f64 / 1e6,
+        p.elapsed.as_secs_f64()
+    );
+    let b = &report.bronze;
+    println!(
+        "bronze    {:>9} records  {:>9} rows     {:>8} dead letters  {:>6.2}s  {:>8.0} records/s",
+        b.counts.records,
+        b.counts.rows,
+        b.counts.dead_letters,
+        b.elapsed.as_secs_f64(),
+        b.counts.records as f64 / b.elapsed.as_secs_f64().max(1e-9)
+    );
+    let s = &report.silver;
+    let silver_rows: u64 = s.tables.iter().map(|t| t.rows_in).sum();
+    println!(
+        "silver    {:>9} tables   {:>9} changes read              {:>6.2}s",
+        s.tables.len(),
+        silver_rows,
+        s.elapsed.as_secs_f64()
+    );
+    for t in &s.tables {
+        println!(
+            "            {:<22} +{} ~{} -{} stale {} quarantined {}",
+            t.table,
+            t.counts.inserted,
+            t.counts.updated,
+            t.counts.deleted,
+            t.counts.stale,
+            t.quarantined
+        );
+    }
+    let g = &report.gold;
+    println!(
+        "gold      {:>9} marts    {:>9} rows                      {:>6.2}s build  {:>6.2}s publish",
+        g.marts.len(),
+        g.marts.iter().map(|m| m.rows).sum::<u64>(),
+        g.build_elapsed.as_secs_f64(),
+        g.publish_elapsed.as_secs_f64()
+    );
+    let ctx = crate::gold::adhoc::session(&report.config).await?;
+    for (title, sql) in DEMO_QUERIES {
+        println!("\n{title}");
+        let batches = crate::gold::adhoc::run(&ctx, sql).await?;
+        println!(
+            "{}",
+            crate::gold::adhoc::render(&batches, crate::gold::adhoc::Format::Table)?
+        );
+    }
+    println!(
+        "\nTables are under {root}. Query them with:\n  LAKEHOUSE_STORAGE__ROOT={root} lakehouse query \"SELECT * FROM daily_sales ORDER BY order_date DESC LIMIT 5\"",
+        root = report.config.storage.root
+    );
+    Ok(())
+}
+
+/// Gold results the demo prints.
+const DEMO_QUERIES: [(&str, &str); 3] = [
+    (
+        "Daily sales (last 7 days):",
+        "SELECT order_date, orders, items, net_revenue, avg_order_value \
+         FROM daily_sales ORDER BY order_date DESC LIMIT 7",
+    ),
+    ("Payment mix:", "SELECT * FROM payment_mix LIMIT 8"),
+    (
+        "Shipping performance:",
+        "SELECT * FROM shipping_performance LIMIT 8",
+    ),
+];

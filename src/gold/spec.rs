@@ -1,0 +1,297 @@
+//! Mart specs: `layers/gold/<mart>.toml`, with the SQL in `sql/gold/<mart>.sql`.
+//!
+//! A mart is one DataFusion `SELECT` over the bronze, silver and catalog
+//! tables (see [`super::catalog`]), written as a Delta table and published to
+//! Postgres. The spec gives its grain (the Postgres primary key), optional
+//! date partitioning with the rules that make runs incremental, and indexes.
+//! Errors name the file, the key and the line, as silver's do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// A spec as written in the TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMart {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    sql: Option<PathBuf>,
+    keys: Vec<String>,
+    #[serde(default)]
+    partition_by: Option<String>,
+    #[serde(default)]
+    indexes: Vec<Vec<String>>,
+    #[serde(default)]
+    incremental: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    publish: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A validated mart spec with its SQL text.
+#[derive(Debug, Clone)]
+pub struct MartSpec {
+    /// Mart name (the spec file's stem); also the Delta and Postgres table name.
+    pub name: String,
+    /// The spec file, for error messages.
+    pub file: PathBuf,
+    /// The SQL file, for error messages.
+    pub sql_file: PathBuf,
+    /// Free text (becomes the Postgres table comment).
+    pub description: Option<String>,
+    /// The mart's SQL.
+    pub sql: String,
+    /// The grain: unique, non-null; the Postgres primary key.
+    pub keys: Vec<String>,
+    /// A `DATE` output column the Delta table is partitioned by. Required for
+    /// incremental runs, which replace whole partitions.
+    pub partition_by: Option<String>,
+    /// Extra Postgres indexes (each a list of columns).
+    pub indexes: Vec<Vec<String>>,
+    /// Per table the SQL reads: how a change to it maps to the partitions to
+    /// recompute. The value is a column of that table holding the partition
+    /// date (`order_date`), or a `SELECT` over `changed` (the table's changed
+    /// rows) and any other table returning the dates. A read table not listed
+    /// here makes any change to it rebuild the whole mart.
+    pub incremental: BTreeMap<String, String>,
+    /// Whether the mart is published to Postgres.
+    pub publish: bool,
+}
+
+impl MartSpec {
+    /// A configuration error about this spec file.
+    pub fn error(&self, message: impl Into<String>) -> Error {
+        Error::Config {
+            file: self.file.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// A configuration error about this mart's SQL file.
+    pub fn sql_error(&self, message: impl Into<String>) -> Error {
+        Error::Config {
+            file: self.sql_file.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether the `incremental` rule of `table` is a query (else a column).
+    pub fn rule_is_query(rule: &str) -> bool {
+        rule.trim_start()
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("select"))
+    }
+}
+
+/// Whether `name` is a lower-case SQL identifier (safe to splice unquoted).
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 48
+}
+
+/// Parses and validates one spec; `sql` is the text of its SQL file.
+pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<MartSpec> {
+    let err = |message: String| Error::Config {
+        file: file.to_path_buf(),
+        message,
+    };
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| err("the file name is not a mart name".into()))?
+        .to_string();
+    if !is_identifier(&name) {
+        return Err(err(format!(
+            "mart name `{name}` (the file name) must be lower-case letters, digits and _ (at most 48)"
+        )));
+    }
+    let raw: RawMart = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        err(match line {
+            Some(line) => format!("line {line}: {}", e.message()),
+            None => e.message().to_string(),
+        })
+    })?;
+    let sql_file = sql_dir.join(
+        raw.sql
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{name}.sql"))),
+    );
+    let spec = MartSpec {
+        name,
+        file: file.to_path_buf(),
+        sql_file,
+        description: raw.description,
+        sql: String::new(),
+        keys: raw.keys,
+        partition_by: raw.partition_by,
+        indexes: raw.indexes,
+        incremental: raw.incremental,
+        publish: raw.publish,
+    };
+    validate(&spec)?;
+    Ok(spec)
+}
+
+fn validate(spec: &MartSpec) -> Result<()> {
+    let check = |key: &str, value: &str| -> Result<()> {
+        if is_identifier(value) {
+            Ok(())
+        } else {
+            Err(spec.error(format!(
+                "{key}: `{value}` must be a lower-case identifier (letters, digits, _)"
+            )))
+        }
+    };
+    if spec.keys.is_empty() {
+        return Err(
+            spec.error("keys: the mart's grain (its primary key) needs at least one column")
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for key in &spec.keys {
+        check("keys", key)?;
+        if !seen.insert(key) {
+            return Err(spec.error(format!("keys: `{key}` is listed twice")));
+        }
+    }
+    if let Some(column) = &spec.partition_by {
+        check("partition_by", column)?;
+        // Partitions are replaced whole: a key spanning partitions could be
+        // written twice.
+        if !spec.keys.contains(column) {
+            return Err(spec.error(format!(
+                "partition_by: `{column}` must also be one of the keys (the grain)"
+            )));
+        }
+    }
+    for (index, columns) in spec.indexes.iter().enumerate() {
+        if columns.is_empty() {
+            return Err(spec.error(format!("indexes[{index}]: list at least one column")));
+        }
+        for column in columns {
+            check(&format!("indexes[{index}]"), column)?;
+        }
+    }
+    if !spec.incremental.is_empty() && spec.partition_by.is_none() {
+        return Err(spec.error(
+            "incremental: needs `partition_by` (a DATE column): incremental runs replace partitions",
+        ));
+    }
+    for (table, rule) in &spec.incremental {
+        check("incremental", table)?;
+        if !MartSpec::rule_is_query(rule) {
+            check(&format!("incremental.{table}"), rule)?;
+        }
+    }
+    Ok(())
+}
+
+/// All marts of the layer, in name order.
+#[derive(Debug, Clone, Default)]
+pub struct Marts {
+    /// The specs.
+    pub marts: Vec<MartSpec>,
+}
+
+impl Marts {
+    /// Reads `layers_dir/*.toml` and their SQL from `sql_dir`.
+    pub fn load(layers_dir: &Path, sql_dir: &Path) -> Result<Marts> {
+        let entries = std::fs::read_dir(layers_dir).map_err(|e| Error::Config {
+            file: layers_dir.to_path_buf(),
+            message: format!("cannot read the gold mart specs folder: {e}"),
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(layers_dir, e))?.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let mut marts = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            let mut spec = parse_spec(&file, &text, sql_dir)?;
+            spec.sql = std::fs::read_to_string(&spec.sql_file).map_err(|e| {
+                spec.error(format!("sql: cannot read {}: {e}", spec.sql_file.display()))
+            })?;
+            marts.push(spec);
+        }
+        Ok(Marts { marts })
+    }
+
+    /// The spec of `name`.
+    pub fn get(&self, name: &str) -> Option<&MartSpec> {
+        self.marts.iter().find(|m| m.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MartSpec> {
+        parse_spec(Path::new("layers/gold/m.toml"), text, Path::new("sql/gold"))
+    }
+
+    const GOOD: &str = r#"
+keys = ["order_date", "category_id"]
+partition_by = "order_date"
+indexes = [["category_id"]]
+[incremental]
+fact_sales = "order_date"
+dim_product = "SELECT f.order_date FROM fact_sales f JOIN changed c ON f.product_key = c.product_key"
+"#;
+
+    #[test]
+    fn good_spec_parses() {
+        let spec = parse(GOOD).unwrap();
+        assert_eq!(spec.name, "m");
+        assert_eq!(spec.sql_file, Path::new("sql/gold/m.sql"));
+        assert!(spec.publish);
+        assert!(MartSpec::rule_is_query(&spec.incremental["dim_product"]));
+        assert!(!MartSpec::rule_is_query(&spec.incremental["fact_sales"]));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_line() {
+        let err = parse(&GOOD.replace("indexes", "indexs"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layers/gold/m.toml") && err.contains("indexs"),
+            "{err}"
+        );
+        assert!(err.contains("line"), "{err}");
+        let err = parse(&GOOD.replace("partition_by = \"order_date\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("incremental") && err.contains("partition_by"),
+            "{err}"
+        );
+        let err = parse(&GOOD.replace("keys = [\"order_date\", ", "keys = ["))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("partition_by"), "{err}");
+        let err = parse(&GOOD.replace("\"order_date\"\ndim", "\"Order Date\"\ndim"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("incremental.fact_sales"), "{err}");
+    }
+}

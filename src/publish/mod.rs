@@ -1,0 +1,125 @@
+//! Publishing gold marts to Postgres.
+//!
+//! Per mart: its rows are loaded with `COPY` into a staging table next to the
+//! published one (`<mart>__staging`), the primary key and indexes are built
+//! there, and one transaction drops the published table, renames the staging
+//! table into its place and records the Delta version published in
+//! `<schema>._lakehouse_published`. Readers see the old mart or the new one,
+//! never a half-loaded one. The Delta mart stays the source of truth: a
+//! failed publish is retried with backoff, then reported; since Postgres
+//! records which version it holds, the next run publishes again whatever is
+//! behind.
+
+pub mod config;
+pub mod swap;
+pub mod types;
+
+use std::time::{Duration, Instant};
+
+use datafusion::prelude::SessionContext;
+
+pub use config::PostgresConfig;
+
+use crate::error::Result;
+use crate::gold::{Catalog, MartSpec};
+
+/// The outcome of one mart's publish.
+#[derive(Debug, Clone)]
+pub struct PublishOutcome {
+    /// The mart.
+    pub mart: String,
+    /// The Delta version published (or found already published).
+    pub version: Option<i64>,
+    /// Rows loaded (0 when already up to date).
+    pub rows: u64,
+    /// Whether Postgres already held this version.
+    pub up_to_date: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Time spent.
+    pub elapsed: Duration,
+    /// The last error when every attempt failed.
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for PublishOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let version = self.version.map_or("none".into(), |v| v.to_string());
+        match (&self.error, self.up_to_date) {
+            (Some(e), _) => write!(
+                f,
+                "publish {}: FAILED after {} attempt(s) (version {version} stays unpublished; the next run retries): {e}",
+                self.mart, self.attempts
+            ),
+            (None, true) => write!(
+                f,
+                "publish {}: version {version} already published",
+                self.mart
+            ),
+            (None, false) => write!(
+                f,
+                "publish {}: version {version}, {} rows in {:.2}s ({} attempt(s))",
+                self.mart,
+                self.rows,
+                self.elapsed.as_secs_f64(),
+                self.attempts
+            ),
+        }
+    }
+}
+
+/// Publishes `marts` (each as of its version in `catalog`), retrying each
+/// per `[postgres]`. Failures are reported in the outcomes, not as an error:
+/// the Delta marts are committed regardless.
+pub async fn publish_marts(
+    config: &PostgresConfig,
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    marts: &[&MartSpec],
+) -> Result<Vec<PublishOutcome>> {
+    let mut outcomes = Vec::new();
+    for spec in marts {
+        let Some(entry) = catalog.get(&spec.name) else {
+            continue;
+        };
+        let version = entry.table.version().map(|v| v as i64);
+        let started = Instant::now();
+        let mut outcome = PublishOutcome {
+            mart: spec.name.clone(),
+            version,
+            rows: 0,
+            up_to_date: false,
+            attempts: 0,
+            elapsed: Duration::ZERO,
+            error: None,
+        };
+        let mut backoff = Duration::from_millis(config.retry_backoff_ms);
+        loop {
+            outcome.attempts += 1;
+            match swap::publish_mart(config, ctx, &entry.table, spec, version).await {
+                Ok(swap::Published::Loaded(rows)) => {
+                    outcome.rows = rows;
+                    outcome.error = None;
+                    break;
+                }
+                Ok(swap::Published::AlreadyCurrent) => {
+                    outcome.up_to_date = true;
+                    outcome.error = None;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(mart = %spec.name, attempt = outcome.attempts, error = %e, "publish failed");
+                    outcome.error = Some(e.to_string());
+                    if outcome.attempts > config.retries {
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+        outcome.elapsed = started.elapsed();
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}

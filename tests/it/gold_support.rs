@@ -1,0 +1,95 @@
+//! Gold test plumbing: a lake fed by the mock simulator through bronze and
+//! the shipped silver pipeline, gold runs, and the test Postgres.
+
+use std::path::PathBuf;
+
+use lakehouse::gold::{self, RunOptions, RunSummary};
+use lakehouse_mock::{DebeziumEncoder, JsonlWriter, SimConfig, Simulator};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use crate::silver_support::Lake;
+
+/// The test Postgres from `LAKEHOUSE_TEST_POSTGRES` (scripts/test.sh starts
+/// one). Unset: the test is skipped, unless `LAKEHOUSE_TEST_REQUIRE_SERVICES`
+/// is set, in which case it fails.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("LAKEHOUSE_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("LAKEHOUSE_TEST_REQUIRE_SERVICES").is_none(),
+                "LAKEHOUSE_TEST_POSTGRES is not set but services are required"
+            );
+            eprintln!("skipping: LAKEHOUSE_TEST_POSTGRES not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// A lake using the repository's silver and gold specs.
+pub fn shipped_lake() -> Lake {
+    let mut lake = Lake::new();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    lake.config.silver.layers_dir = repo.join("layers/silver");
+    lake.config.silver.sql_dir = repo.join("sql/silver");
+    lake.config.gold.layers_dir = repo.join("layers/gold");
+    lake.config.gold.sql_dir = repo.join("sql/gold");
+    lake.config.gold.memory_limit = 256 * 1024 * 1024;
+    lake.config.postgres.retry_backoff_ms = 50;
+    lake
+}
+
+/// Debezium JSON lines of a simulated shop: the snapshot, then `rounds`
+/// batches of `per_round` transactions.
+pub fn shop_records(seed: u64, rounds: usize, per_round: usize) -> Vec<Vec<String>> {
+    let cfg = SimConfig {
+        seed,
+        customers: 80,
+        products: 40,
+        sellers: 8,
+        // A few orders a day, so rounds span many order dates.
+        orders_per_hour: 0.5,
+        background_per_hour: 0.3,
+        ..SimConfig::default()
+    };
+    let encoder = DebeziumEncoder::new(&cfg.topic_prefix);
+    let mut sim = Simulator::new(cfg);
+    let mut out = Vec::new();
+    let mut records = Vec::new();
+    let snapshot = sim.snapshot();
+    encoder.encode_snapshot(&snapshot, &mut records);
+    for round in 0..=rounds {
+        if round > 0 {
+            for _ in 0..per_round {
+                let tx = sim.next_transaction();
+                encoder.encode_transaction(&tx, &mut records);
+            }
+        }
+        let mut writer = JsonlWriter::new(Vec::new(), 2);
+        for r in records.drain(..) {
+            writer.write_record(&r).expect("encode");
+        }
+        writer.flush().expect("flush");
+        let text = String::from_utf8(writer.into_inner()).expect("utf8");
+        out.push(text.lines().map(str::to_string).collect());
+    }
+    out
+}
+
+/// Runs gold with `options`.
+pub async fn gold_run(lake: &Lake, options: RunOptions) -> RunSummary {
+    gold::run(&lake.config, &options).await.expect("gold run")
+}
+
+/// A fresh schema name per test on the shared test database.
+pub fn test_schema(prefix: &str) -> String {
+    crate::support::unique(prefix)
+}
+
+/// A connection to the test database.
+pub async fn connect(url: &str) -> PgConnection {
+    PgConnection::connect(url)
+        .await
+        .expect("connect to the test postgres")
+}
