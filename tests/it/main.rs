@@ -4,11 +4,13 @@
 
 mod bronze_file;
 mod bronze_kafka;
+mod demo;
 mod e2e;
 mod gold_grafana;
 mod gold_marts;
 mod gold_publish;
 mod gold_support;
+mod mock_roundtrip;
 mod silver_crash;
 mod silver_facts;
 mod silver_mock;
