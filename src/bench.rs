@@ -216,7 +216,7 @@ async fn bench_kafka(
     options: &BronzeBenchOptions,
     config: &Config,
     brokers: &str,
-) -> Result<(PhaseResult, PhaseResult)> {
+) -> Result<[PhaseResult; 3]> {
     use rdkafka::ClientConfig;
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
@@ -293,6 +293,9 @@ async fn bench_kafka(
         peak_rss: peak_rss(),
     };
 
+    // The broker's own ceiling: a plain consumer that only counts bytes.
+    let raw = raw_consume(brokers, &topics, records).await?;
+
     // Consume end to end.
     let dir = options.dir.join("kafka");
     let _ = std::fs::remove_dir_all(&dir);
@@ -328,7 +331,59 @@ async fn bench_kafka(
             summary.counts.records
         )));
     }
-    Ok((produce, consume))
+    Ok([produce, raw, consume])
+}
+
+/// Reads `records` records of `topics` from the beginning with a plain
+/// consumer that decodes nothing: what the broker and client can deliver.
+async fn raw_consume(
+    brokers: &str,
+    topics: &std::collections::BTreeSet<String>,
+    records: u64,
+) -> Result<PhaseResult> {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+
+    reset_peak_rss();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("bench-raw-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(|e| Error::kafka("raw consumer", e))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|e| Error::kafka("raw subscribe", e))?;
+    let (mut seen, mut bytes) = (0u64, 0u64);
+    let mut started = None;
+    while seen < records {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .map_err(|_| {
+                Error::Other(format!(
+                    "raw consumer stalled after {seen} of {records} records"
+                ))
+            })?
+            .map_err(|e| Error::kafka("raw consume", e))?;
+        started.get_or_insert_with(Instant::now);
+        seen += 1;
+        bytes += (message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len))
+            as u64;
+    }
+    Ok(PhaseResult {
+        name: "raw",
+        records: seen,
+        bytes,
+        elapsed: started.map_or(Duration::ZERO, |s| s.elapsed()),
+        peak_rss: peak_rss(),
+    })
 }
 
 /// Runs the bronze benchmark and returns the measured phases.
@@ -342,11 +397,10 @@ pub async fn bench_bronze(
     results.push(bench_ingest(options, config).await?);
     tracing::info!("{}", results[1]);
     if let Some(brokers) = &options.brokers {
-        let (produce, consume) = bench_kafka(options, config, brokers).await?;
-        tracing::info!("{produce}");
-        tracing::info!("{consume}");
-        results.push(produce);
-        results.push(consume);
+        for phase in bench_kafka(options, config, brokers).await? {
+            tracing::info!("{phase}");
+            results.push(phase);
+        }
     }
     Ok(results)
 }
