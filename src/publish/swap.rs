@@ -72,18 +72,34 @@ pub async fn connect(config: &PostgresConfig) -> Result<PgConnection> {
     Ok(conn)
 }
 
-/// The Delta version of `mart` Postgres holds.
+/// Identifies a Delta table beyond its location: its first commit holds the
+/// table's unique metadata id, so a mart rebuilt from scratch at the same
+/// location (or another lake publishing into the same schema) never passes
+/// for the already published table with the same version number.
+pub async fn table_identity(table: &DeltaTable, mart: &str) -> Result<String> {
+    use std::hash::{Hash, Hasher};
+    let first = table
+        .log_store()
+        .read_commit_entry(0)
+        .await
+        .map_err(|e| Error::delta(mart, e))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    first.as_deref().unwrap_or_default().hash(&mut hasher);
+    Ok(format!("{}#{:016x}", table.table_url(), hasher.finish()))
+}
+
+/// The Delta table identity and version of `mart` Postgres holds.
 pub async fn published_version(
     conn: &mut PgConnection,
     schema: &str,
     mart: &str,
-) -> Result<Option<i64>> {
+) -> Result<Option<(Option<String>, i64)>> {
     let sql = format!(
-        "SELECT delta_version FROM {}.{} WHERE mart = $1",
+        "SELECT delta_table, delta_version FROM {}.{} WHERE mart = $1",
         quote(schema),
         quote(PUBLISHED_TABLE)
     );
-    sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql))
+    sqlx::query_as::<_, (Option<String>, i64)>(AssertSqlSafe(sql))
         .bind(mart)
         .fetch_optional(&mut *conn)
         .await
@@ -112,13 +128,25 @@ pub async fn publish_mart(
         &mut conn,
         mart,
         &format!(
-            "CREATE TABLE IF NOT EXISTS {}.{} (mart text PRIMARY KEY, delta_version bigint NOT NULL, \
-             rows bigint NOT NULL, published_at timestamptz NOT NULL DEFAULT now())",
+            "CREATE TABLE IF NOT EXISTS {}.{} (mart text PRIMARY KEY, delta_table text, \
+             delta_version bigint NOT NULL, rows bigint NOT NULL, published_at timestamptz NOT NULL DEFAULT now())",
             quote(schema),
             quote(PUBLISHED_TABLE)
         ),
     )
     .await?;
+    // Schemas published by earlier releases lack the identity column.
+    exec(
+        &mut conn,
+        mart,
+        &format!(
+            "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS delta_table text",
+            quote(schema),
+            quote(PUBLISHED_TABLE)
+        ),
+    )
+    .await?;
+    let identity = table_identity(table, mart).await?;
     // One publisher per mart at a time (two runs racing would drop each
     // other's staging table); released when the connection closes.
     sqlx::query(AssertSqlSafe(
@@ -129,7 +157,8 @@ pub async fn publish_mart(
     .await
     .map_err(|e| Error::postgres(format!("{mart}: waiting for another publisher"), e))?;
     let held = published_version(&mut conn, schema, mart).await?;
-    if let (Some(held), Some(version)) = (held, version)
+    if let (Some((Some(held_table), held)), Some(version)) = (held, version)
+        && held_table == identity
         && held >= version
     {
         return Ok(Published::AlreadyCurrent);
@@ -283,14 +312,15 @@ pub async fn publish_mart(
             .map_err(|e| Error::postgres(format!("{mart}: swap: {sql}"), e))?;
     }
     let record = format!(
-        "INSERT INTO {}.{} (mart, delta_version, rows, published_at) VALUES ($1, $2, $3, now()) \
-         ON CONFLICT (mart) DO UPDATE SET delta_version = EXCLUDED.delta_version, rows = EXCLUDED.rows, \
-         published_at = EXCLUDED.published_at",
+        "INSERT INTO {}.{} (mart, delta_table, delta_version, rows, published_at) VALUES ($1, $2, $3, $4, now()) \
+         ON CONFLICT (mart) DO UPDATE SET delta_table = EXCLUDED.delta_table, delta_version = EXCLUDED.delta_version, \
+         rows = EXCLUDED.rows, published_at = EXCLUDED.published_at",
         quote(schema),
         quote(PUBLISHED_TABLE)
     );
     sqlx::query(AssertSqlSafe(record))
         .bind(mart)
+        .bind(&identity)
         .bind(version.unwrap_or(-1))
         .bind(rows as i64)
         .execute(&mut *tx)

@@ -235,4 +235,28 @@ async fn failed_publish_is_retried_reported_and_done_by_the_next_run() {
     .await
     .expect("count");
     assert!(rows > 0);
+
+    // Another lake (same mart versions) publishing into the same schema is
+    // not mistaken for the published one.
+    let mut other = shipped_lake();
+    other.config.postgres = lake.config.postgres.clone();
+    let rounds = shop_records(6, 1, 30);
+    other.feed(&rounds[0]).await;
+    other.feed(&rounds[1]).await;
+    other.silver().await;
+    let replaced = gold_run(
+        &other,
+        RunOptions {
+            marts: vec!["daily_sales".into(), "payment_mix".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        replaced
+            .published
+            .iter()
+            .all(|p| !p.up_to_date && p.error.is_none()),
+        "{replaced}"
+    );
 }
