@@ -230,7 +230,11 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
         .set("topic.metadata.refresh.interval.ms", "10000")
         .set("partition.assignment.strategy", "range,roundrobin")
         // Consumer lag for the progress logs comes from the statistics.
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // When the prefetch queue is full (while a batch commits), librdkafka
+        // pauses fetching for this long; its 1 s default halved end-to-end
+        // throughput in the benchmark (see BENCHMARKS.md).
+        .set("fetch.queue.backoff.ms", "20");
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }

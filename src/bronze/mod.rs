@@ -236,7 +236,9 @@ impl Ingestor {
         }
         let batch = self.buffer.finish()?;
         self.batch_started = None;
+        let commit_started = Instant::now();
         let outcome = self.sink.commit(&batch, &self.committed).await?;
+        tracing::debug!(elapsed = ?commit_started.elapsed(), rows = batch.counts.rows, "bronze commit");
         for (stream, position) in &outcome.committed {
             if let Some(slot) = self.committed.get_mut(*stream) {
                 *slot = Some(*position);
