@@ -290,6 +290,30 @@ impl Config {
     }
 }
 
+/// The table spec files (`*.toml`) of a layer folder, sorted by name, each
+/// with its text. `what` names the folder in errors (e.g. "silver table specs").
+pub fn read_spec_files(dir: &Path, what: &str) -> Result<Vec<(PathBuf, String)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Config {
+        file: dir.to_path_buf(),
+        message: format!("cannot read the {what} folder: {e}"),
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            Ok((file, text))
+        })
+        .collect()
+}
+
 /// Reads an override as TOML when it is a TOML value, else as a string.
 fn parse_env_value(raw: &str) -> toml::Value {
     let probe = format!("v = {raw}");

@@ -94,6 +94,19 @@ impl StorageRoot {
     }
 }
 
+/// The URL of a data file of `table`, given the path an `add` or `remove`
+/// action holds (relative to the table, or already absolute).
+pub fn data_file_url(table: &DeltaTable, path: &str) -> String {
+    if path.contains("://") {
+        return path.to_string();
+    }
+    let mut root = table.table_url().to_string();
+    if !root.ends_with('/') {
+        root.push('/');
+    }
+    format!("{root}{path}")
+}
+
 fn parse_root(root: &str) -> Result<Url> {
     let has_scheme = root.split_once("://").is_some_and(|(scheme, _)| {
         !scheme.is_empty()

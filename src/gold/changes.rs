@@ -34,17 +34,6 @@ pub struct FileChanges {
     pub removed: Vec<String>,
 }
 
-fn file_url(table: &DeltaTable, path: &str) -> String {
-    if path.contains("://") {
-        return path.to_string();
-    }
-    let mut root = table.table_url().to_string();
-    if !root.ends_with('/') {
-        root.push('/');
-    }
-    format!("{root}{path}")
-}
-
 /// The net file changes of `table` after version `after`; `None` when a
 /// commit left the log (cleanup) or a change is not a plain data file
 /// change (a partitioned input, a schema change): the caller rebuilds.
@@ -86,12 +75,12 @@ pub async fn file_changes(
         added: added
             .iter()
             .filter(|p| !removed_set.contains(p))
-            .map(|p| file_url(table, p))
+            .map(|p| crate::storage::data_file_url(table, p))
             .collect(),
         removed: removed
             .iter()
             .filter(|p| !added_set.contains(p))
-            .map(|p| file_url(table, p))
+            .map(|p| crate::storage::data_file_url(table, p))
             .collect(),
     }))
 }

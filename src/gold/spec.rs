@@ -211,21 +211,8 @@ pub struct Marts {
 impl Marts {
     /// Reads `layers_dir/*.toml` and their SQL from `sql_dir`.
     pub fn load(layers_dir: &Path, sql_dir: &Path) -> Result<Marts> {
-        let entries = std::fs::read_dir(layers_dir).map_err(|e| Error::Config {
-            file: layers_dir.to_path_buf(),
-            message: format!("cannot read the gold mart specs folder: {e}"),
-        })?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| Error::io(layers_dir, e))?.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                files.push(path);
-            }
-        }
-        files.sort();
         let mut marts = Vec::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        for (file, text) in crate::config::read_spec_files(layers_dir, "gold mart specs")? {
             let mut spec = parse_spec(&file, &text, sql_dir)?;
             spec.sql = std::fs::read_to_string(&spec.sql_file).map_err(|e| {
                 spec.error(format!("sql: cannot read {}: {e}", spec.sql_file.display()))

@@ -24,17 +24,6 @@ pub struct BronzeFile {
     pub version: i64,
 }
 
-fn file_url(table: &DeltaTable, path: &str) -> String {
-    if path.contains("://") {
-        return path.to_string();
-    }
-    let mut root = table.table_url().to_string();
-    if !root.ends_with('/') {
-        root.push('/');
-    }
-    format!("{root}{path}")
-}
-
 /// Data files of `topics` added by bronze commits in `(after, upto]`; with
 /// `after = None`, every file of those topics in the snapshot (a full load).
 pub async fn new_files(
@@ -58,7 +47,7 @@ pub async fn new_files(
             for view in snapshot.log_data() {
                 if wanted(&view.partition_values_map()) {
                     files.push(BronzeFile {
-                        url: file_url(table, &view.path()),
+                        url: crate::storage::data_file_url(table, &view.path()),
                         version: upto,
                     });
                 }
@@ -86,7 +75,7 @@ pub async fn new_files(
                         && wanted(&add.partition_values)
                     {
                         files.push(BronzeFile {
-                            url: file_url(table, &add.path),
+                            url: crate::storage::data_file_url(table, &add.path),
                             version,
                         });
                     }

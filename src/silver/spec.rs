@@ -445,22 +445,8 @@ pub struct Pipeline {
 impl Pipeline {
     /// Reads `layers_dir/*.toml` and their SQL from `sql_dir`.
     pub fn load(layers_dir: &Path, sql_dir: &Path) -> Result<Pipeline> {
-        let entries = std::fs::read_dir(layers_dir).map_err(|e| Error::Config {
-            file: layers_dir.to_path_buf(),
-            message: format!("cannot read the silver table specs folder: {e}"),
-        })?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(layers_dir, e))?;
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                files.push(path);
-            }
-        }
-        files.sort();
         let mut specs = Vec::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        for (file, text) in crate::config::read_spec_files(layers_dir, "silver table specs")? {
             let mut spec = parse_spec(&file, &text, sql_dir)?;
             if spec.kind != Kind::Date {
                 let sql = std::fs::read_to_string(&spec.sql_file).map_err(|e| {
