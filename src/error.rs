@@ -18,7 +18,11 @@ pub enum Error {
     },
 
     /// A storage location could not be resolved or reached.
-    #[error("storage error at {location}: {message}")]
+    #[error(
+        "storage error at {}: {}",
+        crate::storage::redact::redact(location),
+        crate::storage::redact::redact(message)
+    )]
     Storage {
         /// The table or root URL.
         location: String,
@@ -26,8 +30,20 @@ pub enum Error {
         message: String,
     },
 
-    /// A Delta Lake operation failed.
-    #[error("delta table {table}: {source}")]
+    /// The startup storage check failed: unreachable, access denied, missing
+    /// bucket or container (see [`crate::storage::StorageRoot::check`]).
+    #[error("storage check failed for {location}: {problem}: {detail}")]
+    StorageCheck {
+        /// The root, as [`crate::storage::StorageRoot::describe`] shows it.
+        location: String,
+        /// What is wrong, with what to do about it.
+        problem: crate::storage::StorageProblem,
+        /// The server's answer, redacted.
+        detail: String,
+    },
+
+    /// A Delta Lake operation failed. Displayed with storage secrets masked.
+    #[error("delta table {}: {}", crate::storage::redact::redact(table), crate::storage::redact::redact(&source.to_string()))]
     Delta {
         /// The table the operation was on.
         table: String,
@@ -71,8 +87,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A DataFusion query failed.
-    #[error("query: {0}")]
+    /// A DataFusion query failed. Displayed with storage secrets masked.
+    #[error("query: {}", crate::storage::redact::redact(&.0.to_string()))]
     DataFusion(#[from] datafusion::error::DataFusionError),
 
     /// A Postgres operation failed (publishing gold marts).

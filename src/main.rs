@@ -155,7 +155,7 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lakehouse=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(lakehouse::storage::redact::RedactingStderr)
         .init();
 }
 
@@ -174,11 +174,33 @@ fn shutdown_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     Ok(rx)
 }
 
+/// Fails fast, before any job starts, when the storage root is unreachable,
+/// refuses the credentials, or its bucket / container is missing.
+async fn check_storage(config: &Config) -> anyhow::Result<()> {
+    let root = lakehouse::storage::StorageRoot::from_config(&config.storage)?;
+    root.check().await?;
+    Ok(())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     init_tracing();
+    if let Err(error) = run().await {
+        // Redacted: an error chain can quote a request URL or server answer.
+        eprintln!(
+            "Error: {}",
+            lakehouse::storage::redact::redact(&format!("{error:?}"))
+        );
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if matches!(cli.command, Command::Run { .. } | Command::Query { .. }) {
+        check_storage(&config).await?;
+    }
     match cli.command {
         Command::Run {
             layer:

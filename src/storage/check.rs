@@ -1,0 +1,218 @@
+//! The startup check: is the storage root reachable and writable?
+//!
+//! A wrong endpoint, bad credentials or a missing bucket otherwise surface deep
+//! inside a job, after minutes of object_store retries, as a raw HTTP error.
+//! [`StorageRoot::check`] writes, reads back and deletes a small probe object
+//! under `<root>/_lakehouse/` with few retries, and classifies what failed.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use deltalake::DeltaTableBuilder;
+use deltalake::logstore::object_store::{ObjectStoreExt as _, PutPayload, path::Path};
+
+use super::{StorageRoot, redact};
+use crate::error::{Error, Result};
+
+/// Folder of lakehouse system objects under the root.
+pub const SYSTEM_FOLDER: &str = "_lakehouse";
+
+/// Why the storage check failed, with what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageProblem {
+    /// Nothing answers at the endpoint (connection refused, DNS, timeout).
+    Unreachable,
+    /// The server refused the credentials (403, bad key or signature).
+    AccessDenied,
+    /// The bucket or container does not exist.
+    MissingBucket,
+    /// The probe was written but could not be read back intact.
+    NotReadable,
+    /// Anything else the server answered.
+    Other,
+}
+
+impl fmt::Display for StorageProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageProblem::Unreachable => {
+                "storage endpoint unreachable (check aws_endpoint_url / AWS_ENDPOINT_URL, the Azure endpoint or AZURITE_BLOB_STORAGE_URL, and that the server runs)"
+            }
+            StorageProblem::AccessDenied => {
+                "access denied: bad credentials (check the access key and secret, account key, SAS token or service principal)"
+            }
+            StorageProblem::MissingBucket => {
+                "the bucket or container does not exist (create it first)"
+            }
+            StorageProblem::NotReadable => "the probe object could not be read back intact",
+            StorageProblem::Other => "the storage rejected a write",
+        })
+    }
+}
+
+impl StorageRoot {
+    /// Verifies that the root is reachable and writable: writes, reads back and
+    /// deletes `<root>/_lakehouse/probe/<uuid>`. Fails fast (one retry) with a
+    /// [`Error::StorageCheck`] naming the problem; never shows secrets.
+    pub async fn check(&self) -> Result<()> {
+        if self.is_local()
+            && let Ok(path) = self.url.to_file_path()
+        {
+            // Local roots: the folder exists (from_config created it); the
+            // probe below still proves it is writable.
+            std::fs::create_dir_all(path.join(SYSTEM_FOLDER)).map_err(|e| Error::io(&path, e))?;
+        }
+        if std::env::var("AWS_S3_ALLOW_UNSAFE_RENAME").is_ok()
+            || self
+                .options
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("aws_s3_allow_unsafe_rename"))
+        {
+            tracing::warn!(
+                "AWS_S3_ALLOW_UNSAFE_RENAME is set: S3 commits are no longer atomic and two writers can lose a commit; unset it (S3 and MinIO support conditional writes)"
+            );
+        }
+        let location = self.describe();
+        let url = self.table_url(SYSTEM_FOLDER, "probe")?;
+        let mut options: HashMap<String, String> = self.options.clone();
+        // Fail fast: object_store's default retries a refused connection for minutes.
+        options
+            .entry("max_retries".into())
+            .or_insert_with(|| "1".into());
+        options
+            .entry("retry_timeout".into())
+            .or_insert_with(|| "10s".into());
+        let store = DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.with_storage_options(options).build_storage())
+            .map_err(|e| check_error(&location, &e))?
+            .object_store(None);
+        let probe = Path::from(uuid::Uuid::new_v4().simple().to_string());
+        let body = format!(
+            "lakehouse storage probe {}",
+            chrono::Utc::now().to_rfc3339()
+        );
+        store
+            .put(&probe, PutPayload::from(body.clone().into_bytes()))
+            .await
+            .map_err(|e| check_error(&location, &e))?;
+        let read = async {
+            let bytes = store.get(&probe).await?.bytes().await?;
+            Ok::<_, deltalake::ObjectStoreError>(bytes)
+        }
+        .await;
+        let deleted = store.delete(&probe).await;
+        let bytes = read.map_err(|e| check_error(&location, &e))?;
+        if bytes.as_ref() != body.as_bytes() {
+            return Err(Error::StorageCheck {
+                location,
+                problem: StorageProblem::NotReadable,
+                detail: format!("read {} bytes back, wrote {}", bytes.len(), body.len()),
+            });
+        }
+        deleted.map_err(|e| check_error(&location, &e))?;
+        tracing::info!(root = %location, "storage reachable and writable");
+        Ok(())
+    }
+}
+
+/// The error and its whole source chain, redacted, on one line.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    redact::redact(&text)
+}
+
+/// Classifies a failed probe from the error text (object_store keeps the
+/// server's error code and the HTTP status in it).
+pub fn classify(detail: &str) -> StorageProblem {
+    let lower = detail.to_ascii_lowercase();
+    let any = |words: &[&str]| {
+        words
+            .iter()
+            .any(|w| lower.contains(&w.to_ascii_lowercase()))
+    };
+    if any(&[
+        "NoSuchBucket",
+        "ContainerNotFound",
+        "bucket does not exist",
+        "container does not exist",
+    ]) {
+        StorageProblem::MissingBucket
+    } else if any(&[
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AuthenticationFailed",
+        "AuthorizationFailure",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+        "403 Forbidden",
+        "status: 403",
+        "Client error with status 403",
+        "401 Unauthorized",
+    ]) {
+        StorageProblem::AccessDenied
+    } else if any(&[
+        "connection refused",
+        "error sending request",
+        "dns error",
+        "failed to lookup address",
+        "timed out",
+        "operation timed out",
+        "connection reset",
+        "tcp connect error",
+    ]) {
+        StorageProblem::Unreachable
+    } else {
+        StorageProblem::Other
+    }
+}
+
+fn check_error(location: &str, error: &(dyn std::error::Error + 'static)) -> Error {
+    let detail = chain(error);
+    Error::StorageCheck {
+        location: location.to_string(),
+        problem: classify(&detail),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(
+            classify("Client error with status 404 Not Found: <Code>NoSuchBucket</Code>"),
+            StorageProblem::MissingBucket
+        );
+        assert_eq!(
+            classify("<Code>SignatureDoesNotMatch</Code>"),
+            StorageProblem::AccessDenied
+        );
+        assert_eq!(
+            classify("error sending request: tcp connect error: Connection refused (os error 111)"),
+            StorageProblem::Unreachable
+        );
+    }
+
+    #[tokio::test]
+    async fn local_root_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StorageRoot::local(dir.path()).unwrap();
+        root.check().await.unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(SYSTEM_FOLDER).join("probe"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "probe left behind: {left:?}");
+    }
+}
