@@ -39,6 +39,7 @@ pub async fn session(config: &Config) -> Result<SessionContext> {
     let (pipeline, marts) = super::load_layers(config)?;
     let root = StorageRoot::from_config(&config.storage)?;
     let ctx = session::new_session(&config.gold.session_config(&config.silver))?;
+    root.register_object_store(&ctx)?;
     let catalog = Catalog::open(&root, &pipeline, &marts).await?;
     catalog.register(&ctx).await?;
     Ok(ctx)

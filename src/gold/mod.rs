@@ -95,6 +95,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     }
     let root = StorageRoot::from_config(&config.storage)?;
     let ctx = session::new_session(&config.gold.session_config(&config.silver))?;
+    root.register_object_store(&ctx)?;
     let mut catalog = Catalog::open(&root, &pipeline, &marts).await?;
     catalog.register(&ctx).await?;
     let selected: Vec<&MartSpec> = marts

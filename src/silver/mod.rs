@@ -105,6 +105,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     }
     let root = StorageRoot::from_config(&config.storage)?;
     let ctx = session::new_session(&config.silver)?;
+    root.register_object_store(&ctx)?;
     let bronze = root.open_table(BRONZE_LAYER, EVENTS_TABLE).await?;
     let bronze = bronze.version().is_some().then_some(bronze);
     let rc = job::RunContext {

@@ -146,6 +146,23 @@ impl StorageRoot {
         out
     }
 
+    /// Makes the root's object store (bucket or container level) known to
+    /// `ctx`, so plans reading data files by their full URL (silver's change
+    /// feed, gold's marts) can resolve `s3://` and `az://` paths. Local roots
+    /// need nothing: DataFusion knows `file://`.
+    pub fn register_object_store(&self, ctx: &datafusion::prelude::SessionContext) -> Result<()> {
+        if self.is_local() {
+            return Ok(());
+        }
+        let shown = self.redacted_url();
+        let store = DeltaTableBuilder::from_url(self.url.clone())
+            .and_then(|b| b.with_storage_options(self.options.clone()).build_storage())
+            .map_err(|e| Error::delta(&shown, e))?
+            .root_object_store(None);
+        ctx.register_object_store(&self.url, store);
+        Ok(())
+    }
+
     /// The URL of table `name` in `layer`.
     pub fn table_url(&self, layer: &str, name: &str) -> Result<Url> {
         let mut base = self.url.clone();
