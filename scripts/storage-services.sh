@@ -23,21 +23,23 @@ s3_key="lakehouse-test-key"
 s3_secret="lakehouse-test-secret-$RANDOM$RANDOM"
 mkdir -p "$run_dir/seaweedfs"
 # SeaweedFS maps each gRPC port to its http port + 10000 unless told; give every
-# listener its own free port.
+# listener its own free port. No bucket auto-creation: like S3 and MinIO, a
+# missing bucket must be an error (the startup check reports it).
 AWS_ACCESS_KEY_ID="$s3_key" AWS_SECRET_ACCESS_KEY="$s3_secret" "$weed" mini \
   -dir="$run_dir/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
   -master.port="$(free_port)" -master.port.grpc="$(free_port)" \
   -volume.port="$(free_port)" -volume.port.grpc="$(free_port)" \
   -filer.port="$(free_port)" -filer.port.grpc="$(free_port)" \
   -s3.port="$s3_port" -s3.port.grpc="$(free_port)" -s3.port.iceberg=0 -s3.port.lance=0 \
-  -bucket=lake -master.telemetry=false -webdav=false -admin.ui=false \
+  -bucket=lake -s3.autoCreateBucket=false -master.telemetry=false -webdav=false -admin.ui=false \
   >"$run_dir/seaweedfs.log" 2>&1 &
 pids+=($!)
-# Ready once the S3 gateway answers at all (unsigned requests get 403).
-for _ in $(seq 150); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/lake")" != 000 ] && break
-  sleep 0.2
-done
+# Ready once a signed HEAD of the bucket answers 200 (the bucket exists).
+s3_ready() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -I --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$s3_key:$s3_secret" "http://127.0.0.1:$s3_port/lake")" = 200 ]
+}
+wait_for "SeaweedFS S3 bucket lake on port $s3_port" 300 s3_ready
 export LAKEHOUSE_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 export LAKEHOUSE_TEST_S3_BUCKET="lake"
 export LAKEHOUSE_TEST_S3_ACCESS_KEY_ID="$s3_key"
@@ -57,10 +59,10 @@ mkdir -p "$run_dir/azurite"
 "$azurite" --blobHost 127.0.0.1 --blobPort "$az_port" --location "$run_dir/azurite" \
   --disableTelemetry --skipApiVersionCheck >"$run_dir/azurite.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 150); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$az_port/devstoreaccount1?comp=list")" != 000 ] && break
-  sleep 0.2
-done
+az_up() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$az_port/devstoreaccount1?comp=list")" != 000 ]
+}
+wait_for "Azurite on port $az_port" 300 az_up
 # Containers must exist before deltalake writes: a SharedKey-signed
 # PUT ?restype=container with Azurite's well-known development account.
 python3 - "$az_port" lake <<'PY'

@@ -12,6 +12,8 @@
 #     for the end-to-end suite (the fast suite uses librdkafka's in-process mock cluster).
 #   - a throw-away PostgreSQL 15 cluster (run as the postgres user, trust auth,
 #     127.0.0.1 only) for the gold publishing and Grafana panel tests.
+#   - SeaweedFS (S3) and Azurite (Azure Blob) for the storage tests
+#     (scripts/storage-services.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,6 +97,10 @@ wait_for "postgres on port $pg_port" 100 "$pg_bin/pg_isready" -h 127.0.0.1 -p "$
 "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE lakehouse_test" >/dev/null
 export LAKEHOUSE_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/lakehouse_test"
 echo "postgres on 127.0.0.1:$pg_port"
+
+# --- object stores (S3: SeaweedFS, Azure: Azurite) ---------------------------
+# shellcheck source=scripts/storage-services.sh
+source "$here/scripts/storage-services.sh"
 
 # --- tests ---------------------------------------------------------------------
 cd "$here"

@@ -213,6 +213,27 @@ impl fmt::Display for StorageRoot {
     }
 }
 
+impl fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .options
+            .iter()
+            .map(|(k, v)| {
+                let v = if redact::is_secret_key(k) {
+                    redact::MASK
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("StorageConfig")
+            .field("root", &redact::redact_root(&self.root))
+            .field("options", &options)
+            .finish()
+    }
+}
+
 impl fmt::Debug for StorageRoot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StorageRoot")
@@ -243,7 +264,7 @@ fn parse_root(root: &str) -> Result<Url> {
     });
     if has_scheme {
         let url = Url::parse(root).map_err(|e| Error::Storage {
-            location: redact::redact(root),
+            location: redact::redact_root(root),
             message: format!("invalid storage URL: {e}"),
         })?;
         if url.scheme() == "file" {

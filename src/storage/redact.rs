@@ -143,6 +143,14 @@ pub fn redact_url(url: &Url) -> String {
     shown.to_string()
 }
 
+/// A configured root (path or URL) for display, like [`redact_url`].
+pub fn redact_root(root: &str) -> String {
+    match Url::parse(root) {
+        Ok(url) if root.contains("://") => redact_url(&url),
+        _ => redact(root),
+    }
+}
+
 /// A `tracing_subscriber` writer to stderr that passes every log line through
 /// [`redact`]. The fmt layer writes one formatted event per `write` call into
 /// this buffer, which is redacted and written out when dropped.

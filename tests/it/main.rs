@@ -18,6 +18,8 @@ mod silver_oracle;
 mod silver_scd1;
 mod silver_support;
 mod storage_concurrency;
+mod storage_errors;
 mod storage_flow;
 mod storage_support;
+mod storage_urls;
 mod support;

@@ -41,8 +41,10 @@ fn mock_jsonl(path: &Path) {
 
 fn config(storage: StorageConfig) -> Config {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut config = Config::default();
-    config.storage = storage;
+    let mut config = Config {
+        storage,
+        ..Config::default()
+    };
     config.silver.layers_dir = repo.join("layers/silver");
     config.silver.sql_dir = repo.join("sql/silver");
     config.gold.layers_dir = repo.join("layers/gold");

@@ -24,8 +24,6 @@ pub struct Server {
     pub options: BTreeMap<String, String>,
     /// The secret in `options` (tests assert it is never shown).
     pub secret: String,
-    /// The endpoint URL.
-    pub endpoint: String,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -64,7 +62,6 @@ impl Server {
             bucket,
             options,
             secret,
-            endpoint,
         })
     }
 
@@ -97,13 +94,7 @@ impl Server {
             bucket,
             options,
             secret,
-            endpoint,
         })
-    }
-
-    /// Both servers that are configured.
-    pub fn all() -> Vec<Self> {
-        [Self::s3(), Self::azure()].into_iter().flatten().collect()
     }
 
     /// A root URL under a fresh prefix, in the server's main URL form.
