@@ -3,13 +3,18 @@
 //! A wrong endpoint, bad credentials or a missing bucket otherwise surface deep
 //! inside a job, after minutes of object_store retries, as a raw HTTP error.
 //! [`StorageRoot::check`] writes, reads back and deletes a small probe object
-//! under `<root>/_lakehouse/` with few retries, and classifies what failed.
+//! under `<root>/_lakehouse/` with few retries, and classifies what failed. It
+//! also proves the store honours create-only writes (If-None-Match: *), which
+//! is how deltalake 1.1 commits on S3, Azure and local storage alike: a store
+//! that ignores them would let two writers overwrite each other's commit.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use deltalake::DeltaTableBuilder;
-use deltalake::logstore::object_store::{ObjectStoreExt as _, PutPayload, path::Path};
+use deltalake::logstore::object_store::{
+    ObjectStore as _, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, path::Path,
+};
 
 use super::{StorageRoot, redact};
 use crate::error::{Error, Result};
@@ -28,6 +33,10 @@ pub enum StorageProblem {
     MissingBucket,
     /// The probe was written but could not be read back intact.
     NotReadable,
+    /// The store overwrote an existing object despite `If-None-Match: *`:
+    /// Delta commits rely on that conditional write, so two writers could
+    /// silently lose a commit.
+    NoConditionalWrites,
     /// Anything else the server answered.
     Other,
 }
@@ -45,14 +54,18 @@ impl fmt::Display for StorageProblem {
                 "the bucket or container does not exist (create it first)"
             }
             StorageProblem::NotReadable => "the probe object could not be read back intact",
+            StorageProblem::NoConditionalWrites => {
+                "the store ignores conditional writes (If-None-Match: *), so concurrent Delta commits could be lost; use a store that honours them (AWS S3, MinIO, SeaweedFS, Azure) and do not set aws_conditional_put=disabled"
+            }
             StorageProblem::Other => "the storage rejected a write",
         })
     }
 }
 
 impl StorageRoot {
-    /// Verifies that the root is reachable and writable: writes, reads back and
-    /// deletes `<root>/_lakehouse/probe/<uuid>`. Fails fast (one retry) with a
+    /// Verifies that the root is reachable and writable: writes (create-only),
+    /// reads back, writes again create-only (must be refused), and deletes
+    /// `<root>/_lakehouse/probe/<uuid>`. Fails fast (one retry) with a
     /// [`Error::StorageCheck`] naming the problem; never shows secrets.
     pub async fn check(&self) -> Result<()> {
         if self.is_local()
@@ -61,16 +74,6 @@ impl StorageRoot {
             // Local roots: the folder exists (from_config created it); the
             // probe below still proves it is writable.
             std::fs::create_dir_all(path.join(SYSTEM_FOLDER)).map_err(|e| Error::io(&path, e))?;
-        }
-        if std::env::var("AWS_S3_ALLOW_UNSAFE_RENAME").is_ok()
-            || self
-                .options
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case("aws_s3_allow_unsafe_rename"))
-        {
-            tracing::warn!(
-                "AWS_S3_ALLOW_UNSAFE_RENAME is set: S3 commits are no longer atomic and two writers can lose a commit; unset it (S3 and MinIO support conditional writes)"
-            );
         }
         let location = self.describe();
         let url = self.table_url(SYSTEM_FOLDER, "probe")?;
@@ -91,8 +94,14 @@ impl StorageRoot {
             "lakehouse storage probe {}",
             chrono::Utc::now().to_rfc3339()
         );
+        // Written the way deltalake 1.1 writes `_delta_log/N.json` on every
+        // store: a create-only (If-None-Match: *) PUT.
         store
-            .put(&probe, PutPayload::from(body.clone().into_bytes()))
+            .put_opts(
+                &probe,
+                PutPayload::from(body.clone().into_bytes()),
+                create(),
+            )
             .await
             .map_err(|e| check_error(&location, &e))?;
         let read = async {
@@ -100,6 +109,9 @@ impl StorageRoot {
             Ok::<_, deltalake::ObjectStoreError>(bytes)
         }
         .await;
+        let second = store
+            .put_opts(&probe, PutPayload::from_static(b"second writer"), create())
+            .await;
         let deleted = store.delete(&probe).await;
         let bytes = read.map_err(|e| check_error(&location, &e))?;
         if bytes.as_ref() != body.as_bytes() {
@@ -109,9 +121,27 @@ impl StorageRoot {
                 detail: format!("read {} bytes back, wrote {}", bytes.len(), body.len()),
             });
         }
+        match second {
+            Err(deltalake::ObjectStoreError::AlreadyExists { .. }) => {}
+            Ok(_) => {
+                return Err(Error::StorageCheck {
+                    location,
+                    problem: StorageProblem::NoConditionalWrites,
+                    detail: "a second create-only write of the probe object succeeded".into(),
+                });
+            }
+            Err(e) => return Err(check_error(&location, &e)),
+        }
         deleted.map_err(|e| check_error(&location, &e))?;
         tracing::info!(root = %location, "storage reachable and writable");
         Ok(())
+    }
+}
+
+fn create() -> PutOptions {
+    PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
     }
 }
 

@@ -15,7 +15,7 @@ use lakehouse_mock::{DebeziumEncoder, JsonlWriter, SimConfig, Simulator};
 use crate::storage_support::Server;
 
 /// Mock e-commerce changes as Debezium JSON lines (snapshot + transactions).
-fn mock_jsonl(path: &Path) {
+pub fn mock_jsonl(path: &Path) {
     let cfg = SimConfig {
         seed: 5,
         customers: 30,
