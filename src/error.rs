@@ -52,6 +52,19 @@ pub enum Error {
         source: deltalake::DeltaTableError,
     },
 
+    /// Another writer committed to the same table at the same time and this
+    /// commit could not be re-applied on top of it (deltalake's conflict
+    /// checker refused, or its retries ran out). Nothing of this commit was
+    /// written; the next run redoes it.
+    #[error("commit conflict on delta table {}: another writer committed to it at the same time; this commit was not written and the next run redoes it ({})", crate::storage::redact::redact(table), crate::storage::redact::redact(&source.to_string()))]
+    CommitConflict {
+        /// The table.
+        table: String,
+        /// The underlying error.
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+
     /// A Kafka client operation failed.
     #[error("kafka: {context}: {source}")]
     Kafka {
@@ -107,11 +120,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps a Delta error with the table it concerns.
+    /// Wraps a Delta error with the table it concerns; a lost commit race
+    /// becomes [`Error::CommitConflict`], so it is reported as one.
     pub fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
-        Error::Delta {
-            table: table.into(),
-            source,
+        let table = table.into();
+        if crate::storage::is_commit_conflict(&source) {
+            Error::CommitConflict { table, source }
+        } else {
+            Error::Delta { table, source }
         }
     }
 

@@ -140,7 +140,7 @@ impl BronzeSink {
         loop {
             attempt += 1;
             match self.try_commit(batch, expected).await {
-                Err(Error::Delta { source, .. })
+                Err(Error::Delta { source, .. } | Error::CommitConflict { source, .. })
                     if is_conflict(&source) && attempt < MAX_CONFLICT_RETRIES =>
                 {
                     tracing::warn!(attempt, error = %source, "bronze commit conflicted with another writer; re-validating");

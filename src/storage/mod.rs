@@ -242,6 +242,20 @@ impl fmt::Debug for StorageRoot {
     }
 }
 
+/// Whether a Delta error means another writer won a commit race: the commit
+/// was refused as a whole (never half-written), so retrying or redoing it is safe.
+pub fn is_commit_conflict(error: &deltalake::DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        error,
+        deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::VersionAlreadyExists(_)
+        } | deltalake::DeltaTableError::VersionAlreadyExists(_)
+    )
+}
+
 /// The URL of a data file of `table`, given the path an `add` or `remove`
 /// action holds (relative to the table, or already absolute).
 pub fn data_file_url(table: &DeltaTable, path: &str) -> String {

@@ -39,7 +39,8 @@ pub fn mock_jsonl(path: &Path) {
     std::fs::write(path, writer.into_inner()).unwrap();
 }
 
-fn config(storage: StorageConfig) -> Config {
+/// A config over the shipped silver and gold specs.
+pub fn config(storage: StorageConfig) -> Config {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut config = Config {
         storage,
@@ -78,15 +79,22 @@ async fn flow(config: &Config, input: &Path) -> BTreeMap<String, i64> {
     )
     .await
     .unwrap();
-    let ctx = SessionContext::new();
-    let mut counts = BTreeMap::new();
-    let tables = silver
+    let tables: Vec<(&str, String)> = silver
         .tables
         .iter()
         .map(|t| ("silver", t.table.clone()))
-        .chain(gold.marts.iter().map(|m| ("gold", m.mart.clone())));
+        .chain(gold.marts.iter().map(|m| ("gold", m.mart.clone())))
+        .collect();
+    counts(config, &tables).await
+}
+
+/// Row count of each `(layer, table)`, keyed `layer.table` (-1: no table).
+pub async fn counts(config: &Config, tables: &[(&str, String)]) -> BTreeMap<String, i64> {
+    let root = StorageRoot::from_config(&config.storage).unwrap();
+    let ctx = SessionContext::new();
+    let mut counts = BTreeMap::new();
     for (layer, table) in tables {
-        if !lakehouse::query::register_table(&ctx, &root, layer, &table)
+        if !lakehouse::query::register_table(&ctx, &root, layer, table)
             .await
             .unwrap()
         {
