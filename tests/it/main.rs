@@ -17,6 +17,7 @@ mod silver_mock;
 mod silver_oracle;
 mod silver_scd1;
 mod silver_support;
+mod storage_cli;
 mod storage_concurrency;
 mod storage_errors;
 mod storage_flow;
