@@ -383,4 +383,83 @@ mod tests {
             "s3://lake/prefix/silver/dim_customer/"
         );
     }
+
+    #[test]
+    fn display_and_debug_hide_secrets() {
+        let config = StorageConfig {
+            root: "s3://lake/prefix".into(),
+            options: [
+                ("aws_access_key_id", "AKIDVISIBLE"),
+                ("aws_secret_access_key", "Sup3rS3cretValue"),
+                ("aws_endpoint_url", "http://127.0.0.1:9000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        let root = StorageRoot::from_config(&config).unwrap();
+        for shown in [
+            root.to_string(),
+            root.describe(),
+            format!("{root:?}"),
+            format!("{config:?}"),
+        ] {
+            assert!(!shown.contains("Sup3rS3cretValue"), "{shown}");
+            assert!(shown.contains("AKIDVISIBLE"), "{shown}");
+        }
+        assert!(root.to_string().contains("aws_secret_access_key=***"));
+        assert!(
+            root.to_string()
+                .contains("aws_endpoint_url=http://127.0.0.1:9000")
+        );
+        // Registered: errors quoting the value are masked too.
+        let error = Error::Storage {
+            location: root.redacted_url(),
+            message: "server said: bad key Sup3rS3cretValue".into(),
+        };
+        assert!(!error.to_string().contains("Sup3rS3cretValue"), "{error}");
+    }
+
+    #[test]
+    fn url_passwords_are_never_shown() {
+        let config = StorageConfig {
+            root: "s3://user:PassW0rdInUrl@lake/prefix".into(),
+            options: Default::default(),
+        };
+        let root = StorageRoot::from_config(&config).unwrap();
+        let location = root.table_url("bronze", "t").unwrap();
+        let error = Error::Storage {
+            location: location.to_string(),
+            message: "failed".into(),
+        };
+        for shown in [root.to_string(), format!("{config:?}"), error.to_string()] {
+            assert!(!shown.contains("PassW0rdInUrl"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn azure_fsspec_form_needs_an_account() {
+        let config = |options: &[(&str, &str)]| StorageConfig {
+            root: "abfss://container/prefix".into(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        if std::env::var_os("AZURE_STORAGE_ACCOUNT_NAME").is_none()
+            && std::env::var_os("AZURE_STORAGE_USE_EMULATOR").is_none()
+        {
+            let error = StorageRoot::from_config(&config(&[])).unwrap_err();
+            assert!(
+                error.to_string().contains("no Azure storage account"),
+                "{error}"
+            );
+        }
+        StorageRoot::from_config(&config(&[("azure_storage_account_name", "acme")])).unwrap();
+        StorageRoot::from_config(&StorageConfig {
+            root: "abfss://container@acme.dfs.core.windows.net/prefix".into(),
+            options: Default::default(),
+        })
+        .unwrap();
+    }
 }
