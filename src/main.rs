@@ -196,6 +196,7 @@ async fn main() {
 }
 
 async fn run() -> anyhow::Result<()> {
+    lakehouse::storage::redact::register_env_secrets();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     if matches!(cli.command, Command::Run { .. } | Command::Query { .. }) {
