@@ -18,7 +18,7 @@ use lakehouse::storage::StorageRoot;
 use crate::storage_support::Server;
 
 const WRITERS: i64 = 4;
-const COMMITS: i64 = 5;
+const COMMITS: i64 = 10;
 const ROWS_PER_COMMIT: i64 = 3;
 
 fn schema() -> Arc<Schema> {
