@@ -120,9 +120,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps a Delta error with the table it concerns; a lost commit race
-    /// becomes [`Error::CommitConflict`], so it is reported as one.
+    /// Wraps a Delta error with the table it concerns.
     pub fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
+        // A lost commit race becomes `CommitConflict`, so it is reported as one.
         let table = table.into();
         if crate::storage::is_commit_conflict(&source) {
             Error::CommitConflict { table, source }
