@@ -276,7 +276,11 @@ pub async fn record(root: &StorageRoot, record: &RunRecord) {
 /// Registers `_lakehouse_runs` in `ctx` as `name`; an empty table when no
 /// run was recorded yet.
 pub async fn register(ctx: &SessionContext, root: &StorageRoot, name: &str) -> Result<()> {
-    let table = open(root).await?;
+    register_loaded(ctx, &open(root).await?, name).await
+}
+
+/// [`register`] with the table already opened.
+pub async fn register_loaded(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<()> {
     let _ = ctx.deregister_table(name)?;
     if table.version().is_some() {
         table
