@@ -307,8 +307,14 @@ pub async fn last_successes(
         .await?;
     let mut out = std::collections::BTreeMap::new();
     for b in &batches {
-        let jobs = b.column(0).as_string::<i32>();
-        let started = b.column(1).as_primitive::<TimestampMicrosecondType>();
+        // Delta scans may return view types: normalise before reading.
+        let jobs = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let jobs = jobs.as_string::<i32>();
+        let started = arrow::compute::cast(
+            b.column(1),
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let started = started.as_primitive::<TimestampMicrosecondType>();
         for i in 0..b.num_rows() {
             if let Some(t) = DateTime::from_timestamp_micros(started.value(i)) {
                 out.insert(jobs.value(i).to_string(), t);

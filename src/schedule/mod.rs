@@ -18,4 +18,4 @@ pub mod runner;
 
 pub use config::{JobKind, ScheduleConfig};
 pub use history::{RUNS_TABLE, Trigger};
-pub use runner::run;
+pub use runner::{ScheduleReport, run};

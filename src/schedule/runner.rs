@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -36,6 +37,14 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     queues: BTreeMap<String, mpsc::Sender<Trigger>>,
     running: BTreeMap<String, watch::Sender<bool>>,
+    coalesced: BTreeMap<String, AtomicU64>,
+}
+
+/// What a scheduler did, for its final log line and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleReport {
+    /// Per job: triggers merged into an already pending run.
+    pub coalesced: BTreeMap<String, u64>,
 }
 
 /// Resolves when shutdown is requested (or its sender is gone).
@@ -48,7 +57,7 @@ fn is_stopped(rx: &watch::Receiver<bool>) -> bool {
 }
 
 /// Runs the configured schedule until `shutdown` turns true.
-pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<ScheduleReport> {
     let plan = config.schedule.plan(&config.origin())?;
     if plan.jobs.is_empty() {
         return Err(Error::Config {
@@ -79,6 +88,10 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<()>
         root,
         leases,
         shutdown,
+        coalesced: queues
+            .keys()
+            .map(|k| (k.clone(), AtomicU64::new(0)))
+            .collect(),
         queues,
         running,
     });
@@ -115,8 +128,15 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<()>
             tracing::error!(error = %e, "a scheduler task panicked");
         }
     }
-    tracing::info!("scheduler stopped");
-    Ok(())
+    let report = ScheduleReport {
+        coalesced: shared
+            .coalesced
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect(),
+    };
+    tracing::info!(coalesced = ?report.coalesced, "scheduler stopped");
+    Ok(report)
 }
 
 /// Cron jobs whose last successful run is older than their previous
@@ -151,11 +171,16 @@ fn enqueue(shared: &Shared, job: &str, trigger: Trigger) {
     };
     match queue.try_send(trigger) {
         Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => tracing::info!(
-            job,
-            trigger = trigger.name(),
-            "trigger coalesced: a run of this job is already pending"
-        ),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            if let Some(n) = shared.coalesced.get(job) {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::info!(
+                job,
+                trigger = trigger.name(),
+                "trigger coalesced: a run of this job is already pending"
+            );
+        }
         Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
 }

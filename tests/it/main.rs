@@ -11,6 +11,8 @@ mod gold_marts;
 mod gold_publish;
 mod gold_support;
 mod mock_roundtrip;
+mod schedule_run;
+mod schedule_support;
 mod silver_crash;
 mod silver_facts;
 mod silver_mock;
