@@ -205,7 +205,7 @@ impl Scheduler {
     }
 
     /// Waits for the exit and returns whether it was clean.
-    pub fn wait(mut self, timeout: Duration) -> bool {
+    pub fn wait(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
