@@ -168,7 +168,7 @@ pub enum Timing {
     /// Always running; restarted with backoff.
     Continuous,
     /// On a cron expression (and after its dependencies, if any).
-    Cron(CronTrigger),
+    Cron(Box<CronTrigger>),
     /// Only after its dependencies.
     AfterOnly,
 }
@@ -354,10 +354,10 @@ impl ScheduleConfig {
                         format!("{what}: a job is either continuous or on a cron, not both"),
                     ));
                 }
-                (Some(expr), false) => Timing::Cron(
+                (Some(expr), false) => Timing::Cron(Box::new(
                     CronTrigger::parse(expr, tz)
                         .map_err(|e| err(at.cron.or(at.table), format!("{what}: {e}")))?,
-                ),
+                )),
                 (None, true) if kind != JobKind::Bronze => {
                     return Err(err(
                         at.run.or(at.table),

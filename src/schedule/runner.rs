@@ -114,7 +114,7 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<Sch
             }
             timing => {
                 if let Timing::Cron(trigger) = timing {
-                    tasks.spawn(timer(shared.clone(), job.name.clone(), trigger.clone()));
+                    tasks.spawn(timer(shared.clone(), job.name.clone(), (**trigger).clone()));
                 }
                 let Some(rx) = receivers.remove(&job.name) else {
                     continue;

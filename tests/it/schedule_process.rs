@@ -51,7 +51,15 @@ after = ["silver"]
     let lines: Vec<String> = a.lines.iter().chain(b.lines.iter()).collect();
 
     let history = runs(&lake.config).await;
-    assert!(history.iter().all(|r| r.status != "failed"), "{history:#?}");
+    assert!(
+        history
+            .iter()
+            .all(|r| r.status != "failed" && r.attempt == 1),
+        "{history:#?}"
+    );
+    let owners: std::collections::BTreeSet<&str> =
+        history.iter().map(|r| r.owner.as_str()).collect();
+    assert!((1..=2).contains(&owners.len()), "{owners:?}");
     // One lease per job kind across both processes: no overlapping runs.
     assert_no_overlap(&history, "silver");
     assert_no_overlap(&history, "gold");
