@@ -40,6 +40,8 @@ pub struct Config {
     pub gold: crate::gold::GoldConfig,
     /// Postgres the gold marts are published to.
     pub postgres: crate::publish::PostgresConfig,
+    /// `lakehouse schedule`: jobs, retries, leases.
+    pub schedule: crate::schedule::ScheduleConfig,
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -248,6 +250,7 @@ impl Config {
             }
         })?;
         config.validate(file)?;
+        config.schedule.validate(text, file)?;
         Ok(config)
     }
 

@@ -14,6 +14,8 @@
 //! - [`query`]: DataFusion sessions over the Delta tables.
 //! - [`gold`]: aggregated marts over silver, `lakehouse query`.
 //! - [`publish`]: gold marts published to Postgres.
+//! - [`schedule`]: `lakehouse schedule`, leases and the run history.
+//! - [`status`]: `lakehouse status`.
 //! - [`embedded_kafka`]: an in-process Kafka-protocol broker for the demo and tests.
 
 pub mod bench;
@@ -26,7 +28,9 @@ pub mod error;
 pub mod gold;
 pub mod publish;
 pub mod query;
+pub mod schedule;
 pub mod silver;
+pub mod status;
 pub mod storage;
 
 pub use error::{Error, Result};

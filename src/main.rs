@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lakehouse::bronze::{self, BronzeSource, StopCondition};
+use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::config::Config;
+use lakehouse::schedule::{self, JobKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,6 +74,18 @@ enum Command {
         /// Output: table, csv or json (JSON lines).
         #[arg(long, default_value = "table")]
         format: lakehouse::gold::adhoc::Format,
+    },
+    /// Run the jobs of `[schedule]` (cron, `after`, continuous) until SIGTERM.
+    Schedule,
+    /// Per table: Delta version, watermark, rows, last commit; bronze's Kafka
+    /// lag; the last runs and failures.
+    Status {
+        /// Output: table or json.
+        #[arg(long, default_value = "table")]
+        format: lakehouse::status::Format,
+        /// Runs and failures to show.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
     },
     /// Measure a layer's throughput and peak memory (see BENCHMARKS.md).
     Bench {
@@ -220,20 +233,9 @@ async fn run() -> anyhow::Result<()> {
                 until_idle,
                 max_records,
             };
-            let summary = bronze::run(&config, source, stop, shutdown_signal()?).await?;
-            println!(
-                "bronze: {} records ({} rows, {} dead letters, {} non-row, {} already committed) in {:.2}s, {} batches, table version {}",
-                summary.counts.records,
-                summary.counts.rows,
-                summary.counts.dead_letters,
-                summary.counts.skipped,
-                summary.already_committed,
-                summary.elapsed.as_secs_f64(),
-                summary.batches,
-                summary
-                    .events_version
-                    .map_or("unchanged".to_string(), |v| v.to_string()),
-            );
+            let run = schedule::jobs::run_bronze(&config, source, stop, shutdown_signal()?);
+            let summary = schedule::jobs::record_manual(&config, JobKind::Bronze, run).await?;
+            print!("{summary}");
         }
         Command::Run {
             layer:
@@ -246,7 +248,15 @@ async fn run() -> anyhow::Result<()> {
                 full_refresh: lakehouse::silver::FullRefresh::from_flag(full_refresh),
                 tables,
             };
-            print!("{}", lakehouse::silver::run(&config, &options).await?);
+            let run = async {
+                Ok(schedule::jobs::LayerSummary::Silver(
+                    lakehouse::silver::run(&config, &options).await?,
+                ))
+            };
+            print!(
+                "{}",
+                schedule::jobs::record_manual(&config, JobKind::Silver, run).await?
+            );
         }
         Command::Run {
             layer:
@@ -261,11 +271,15 @@ async fn run() -> anyhow::Result<()> {
                 marts,
                 no_publish,
             };
-            let summary = lakehouse::gold::run(&config, &options).await?;
+            let run = async {
+                Ok(schedule::jobs::LayerSummary::Gold(
+                    lakehouse::gold::run(&config, &options).await?,
+                ))
+            };
+            let summary = schedule::jobs::record_manual(&config, JobKind::Gold, run).await?;
             print!("{summary}");
-            let failed = summary.failed_publishes().len();
-            if failed > 0 {
-                anyhow::bail!("{failed} mart(s) could not be published; the next run retries");
+            if let Some(failure) = summary.failure() {
+                anyhow::bail!("{failure}; the next run retries");
             }
         }
         Command::Demo {
@@ -313,6 +327,13 @@ async fn run() -> anyhow::Result<()> {
                 produced.bytes as f64 / 1e6,
                 produced.elapsed.as_secs_f64()
             );
+        }
+        Command::Schedule => {
+            schedule::run(&config, shutdown_signal()?).await?;
+        }
+        Command::Status { format, runs } => {
+            let report = lakehouse::status::collect(&config, runs).await?;
+            print!("{}", lakehouse::status::render(&report, format)?);
         }
         Command::Query { sql, format } => {
             let ctx = lakehouse::gold::adhoc::session(&config).await?;

@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use super::spec::Marts;
 use crate::bronze::schema::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE};
 use crate::error::{Error, Result};
+use crate::schedule::history;
 use crate::silver::Pipeline;
 use crate::silver::side::quarantine_name;
 use crate::silver::table::{txn_version, version, watermark_app_id};
@@ -33,6 +34,7 @@ pub const SYSTEM_TABLES: &[&str] = &[
     "lakehouse_tables",
     "lakehouse_commits",
     "lakehouse_watermarks",
+    "lakehouse_runs",
 ];
 /// Commits per table kept in `lakehouse_commits`.
 const HISTORY: usize = 50;
@@ -67,6 +69,8 @@ pub struct Catalog {
     pub entries: BTreeMap<String, Entry>,
     silver_tables: Vec<String>,
     marts: Vec<String>,
+    /// `_lakehouse_runs` (version `None`: no run recorded yet).
+    runs: Option<DeltaTable>,
 }
 
 impl Catalog {
@@ -96,6 +100,7 @@ impl Catalog {
                 .entries
                 .insert(name.clone(), Entry { layer, name, table });
         }
+        catalog.runs = Some(history::open(root).await?);
         Ok(catalog)
     }
 
@@ -146,7 +151,15 @@ impl Catalog {
             let _ = ctx.deregister_table(name)?;
             ctx.register_table(name, Arc::new(table))?;
         }
-        Ok(())
+        self.register_runs(ctx).await
+    }
+
+    /// Registers the run history as `lakehouse_runs` (empty when none yet).
+    async fn register_runs(&self, ctx: &SessionContext) -> Result<()> {
+        match &self.runs {
+            Some(runs) => history::register_loaded(ctx, runs, "lakehouse_runs").await,
+            None => Ok(()),
+        }
     }
 
     fn tables_batch(&self) -> Result<RecordBatch> {
