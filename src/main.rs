@@ -212,7 +212,10 @@ async fn run() -> anyhow::Result<()> {
     lakehouse::storage::redact::register_env_secrets();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
-    if matches!(cli.command, Command::Run { .. } | Command::Query { .. }) {
+    if matches!(
+        cli.command,
+        Command::Run { .. } | Command::Query { .. } | Command::Schedule | Command::Status { .. }
+    ) {
         check_storage(&config).await?;
     }
     match cli.command {

@@ -124,16 +124,6 @@ pub struct StatusReport {
     pub failures: Vec<RunStatus>,
 }
 
-/// The storage root URL without user info, query or fragment.
-pub fn redacted_root(root: &StorageRoot) -> String {
-    let mut url = root.url().clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_query(None);
-    url.set_fragment(None);
-    url.to_string()
-}
-
 const TABLES_SQL: &str = "
 SELECT t.layer, t.table_name, t.version, t.rows,
        CAST(c.last_commit_at AS VARCHAR) AS last_commit_at,
@@ -161,7 +151,7 @@ pub async fn collect(config: &Config, runs: usize) -> Result<StatusReport> {
     let root = StorageRoot::from_config(&config.storage)?;
     let ctx = crate::gold::adhoc::session(config).await?;
     let mut report = StatusReport {
-        storage: redacted_root(&root),
+        storage: root.describe(),
         tables: rows(&ctx, TABLES_SQL).await?,
         runs: rows(&ctx, &runs_sql("", runs)).await?,
         failures: rows(&ctx, &runs_sql("WHERE status <> 'succeeded'", runs)).await?,
