@@ -59,6 +59,13 @@ enum Command {
         /// Partitions per topic, for choosing each record's partition by key.
         #[arg(long, default_value_t = 1)]
         partitions: u32,
+        /// Data changes per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// At the end, re-emit the last N transactions with their original
+        /// LSNs, as a Debezium connector restarting from an older offset does.
+        #[arg(long, default_value_t = 0)]
+        replay_last: usize,
     },
     /// Run one layer's job.
     Run {
@@ -272,21 +279,29 @@ async fn main() -> anyhow::Result<()> {
             seed,
             prefix,
             partitions,
+            rate,
+            replay_last,
         } => {
-            let sim = lakehouse_mock::SimConfig {
-                seed,
-                topic_prefix: prefix,
-                ..Default::default()
+            let options = lakehouse::demo::MockOptions {
+                changes,
+                sim: lakehouse_mock::SimConfig {
+                    seed,
+                    topic_prefix: prefix,
+                    ..Default::default()
+                },
+                partitions,
+                rate,
+                replay_last,
             };
-            let produced =
-                lakehouse::demo::produce_mock(&brokers, changes, sim, partitions).await?;
+            let produced = lakehouse::demo::produce_mock_with(&brokers, &options).await?;
             for (topic, records) in &produced.per_topic {
                 println!("{topic:<40} {records:>10}");
             }
             println!(
-                "{} records ({} changes, {:.1} MB) in {:.2}s",
+                "{} records ({} changes, {} replayed, {:.1} MB) in {:.2}s",
                 produced.records(),
                 produced.changes,
+                produced.replayed_changes,
                 produced.bytes as f64 / 1e6,
                 produced.elapsed.as_secs_f64()
             );
