@@ -738,3 +738,56 @@ fn source_schema_is_the_mocks_ddl() {
         )));
     }
 }
+
+/// The serving database's init script, run against the test Postgres: the
+/// Grafana role reads marts created after it ran (as each publish creates
+/// them) and cannot write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_init_script_gives_grafana_read_only_access_to_gold() {
+    use sqlx::Connection;
+    let Some(admin) = crate::gold_support::postgres_url() else {
+        return;
+    };
+    let url = crate::mock_postgres::fresh_database(&admin).await;
+    let script = read("docker/serving-postgres/01-grafana-reader.sh");
+    let sql = script
+        .split_once("<<'SQL'\n")
+        .and_then(|(_, rest)| rest.split_once("\nSQL"))
+        .map(|(sql, _)| sql)
+        .expect("the script's SQL heredoc");
+    // psql's variables, as the script passes them.
+    let role = crate::support::unique("grafana_");
+    let sql = sql
+        .replace(":\"reader\"", &format!("\"{role}\""))
+        .replace(":'reader_password'", "'secret'");
+    let mut owner = crate::gold_support::connect(&url).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut owner)
+        .await
+        .expect("init script");
+    // A mart published later (the publisher creates a table and swaps it in).
+    sqlx::raw_sql("CREATE TABLE gold.daily_sales_staging AS SELECT 1 AS orders; ALTER TABLE gold.daily_sales_staging RENAME TO daily_sales; CREATE TABLE public.private AS SELECT 1 AS x;")
+        .execute(&mut owner)
+        .await
+        .expect("mart");
+    let mut reader_url = url::Url::parse(&url).expect("url");
+    reader_url.set_username(&role).expect("username");
+    let mut reader = sqlx::postgres::PgConnection::connect(reader_url.as_str())
+        .await
+        .expect("connect as the grafana role");
+    let orders: i32 = sqlx::query_scalar("SELECT orders FROM gold.daily_sales")
+        .fetch_one(&mut reader)
+        .await
+        .expect("grafana reads the mart");
+    assert_eq!(orders, 1);
+    let write = sqlx::query("INSERT INTO gold.daily_sales VALUES (2)")
+        .execute(&mut reader)
+        .await;
+    assert!(write.is_err(), "the grafana role must not write");
+    let other = sqlx::query("SELECT x FROM public.private")
+        .execute(&mut reader)
+        .await;
+    assert!(other.is_err(), "the grafana role reads only gold");
+    reader.close().await.expect("close");
+    owner.close().await.expect("close");
+}

@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 use crate::gold_support::{connect, postgres_url};
 
 /// A database of its own on the test cluster (the shop tables live in `public`).
-async fn fresh_database(admin_url: &str) -> String {
+pub async fn fresh_database(admin_url: &str) -> String {
     let name = crate::support::unique("mock_src_");
     let mut admin = connect(admin_url).await;
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -238,6 +238,13 @@ async fn postgres_mode_leaves_the_simulated_rows_and_resumes_after_a_restart() {
 
     // ... a restart resumes after what was applied ...
     let second = postgres::run(&options(2_500)).await.expect("second run");
+    eprintln!(
+        "applied {} changes in {} transactions in {:.2}s ({:.0} changes/s unpaced)",
+        second.changes,
+        second.transactions,
+        second.elapsed.as_secs_f64(),
+        second.changes as f64 / second.elapsed.as_secs_f64()
+    );
     assert_eq!(second.resumed_transactions, first.transactions - 1);
     assert_eq!(first.changes + second.changes, second.total_changes);
     let expected = expected_state(2_500);
