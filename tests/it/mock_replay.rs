@@ -104,3 +104,84 @@ async fn a_replayed_window_leaves_silver_unchanged() {
         assert_eq!(actual[i], expected[i], "{table} after the replay");
     }
 }
+
+/// `lakehouse mock --rate R --replay-last N` against a broker: the produce
+/// loop holds the rate, the replay adds its records after the stream, and
+/// bronze ingests every record (the replayed ones as new Kafka records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lakehouse_mock_paces_and_replays_over_kafka() {
+    use lakehouse::bronze::{self, BronzeSource, StopCondition};
+    use lakehouse::demo::{MockOptions, mock_topics, produce_mock_with};
+
+    let broker = crate::support::Broker::embedded();
+    for topic in mock_topics("shop") {
+        broker.create_topic(&topic, 2).await;
+    }
+    let sim = SimConfig {
+        seed: 3,
+        customers: 40,
+        products: 20,
+        sellers: 4,
+        ..SimConfig::default()
+    };
+    let paced = MockOptions {
+        changes: 600,
+        sim,
+        partitions: 2,
+        rate: Some(500.0),
+        replay_last: 25,
+    };
+    let brokers = broker.bootstrap();
+    let first = produce_mock_with(&brokers, &paced).await.expect("paced");
+    let rate = first.changes as f64 / first.elapsed.as_secs_f64();
+    eprintln!(
+        "{} changes in {:.2}s: {rate:.0} changes/s (target 500), {} replayed",
+        first.changes,
+        first.elapsed.as_secs_f64(),
+        first.replayed_changes
+    );
+    assert!((350.0..=520.0).contains(&rate), "{rate:.0} changes/s");
+    assert!(first.replayed_changes >= 25, "{first:?}");
+
+    // What was produced is the stream plus the replay's records.
+    let count = |mut stream: MockStream| {
+        let mut chunk = Vec::new();
+        let mut n = 0u64;
+        while stream.next_chunk(10_000, &mut chunk) {
+            n += chunk.len() as u64;
+        }
+        n
+    };
+    let with_replay = count(MockStream::with_replay(
+        MockLimit::Changes(600),
+        paced.sim.clone(),
+        25,
+    ));
+    let without = count(MockStream::with_config(
+        MockLimit::Changes(600),
+        paced.sim.clone(),
+    ));
+    assert_eq!(first.records(), with_replay);
+    assert!(with_replay >= without + first.replayed_changes + 2 * 25);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::support::config(
+        dir.path(),
+        &broker,
+        &crate::support::unique("mock-replay"),
+        &[],
+        Some("shop\\..*"),
+    );
+    let summary = bronze::run(
+        &config,
+        BronzeSource::Kafka,
+        StopCondition {
+            until_idle: true,
+            max_records: None,
+        },
+        crate::support::no_shutdown(),
+    )
+    .await
+    .expect("bronze");
+    assert_eq!(summary.counts.records, first.records());
+}
