@@ -42,11 +42,19 @@ enum Command {
         #[arg(long)]
         postgres: Option<String>,
     },
-    /// Emit the mock e-commerce database's Debezium records to a Kafka broker.
+    /// Emit the mock e-commerce database's Debezium records to a Kafka broker,
+    /// or (--postgres-url) apply its transactions to a real Postgres for Debezium.
     Mock {
         /// Bootstrap servers.
+        #[arg(long, required_unless_present = "postgres_url")]
+        brokers: Option<String>,
+        /// Apply the changes to this Postgres instead (schema created when
+        /// missing; a restart resumes after the transactions already applied).
+        #[arg(long, conflicts_with_all = ["brokers", "replay_last", "prefix"])]
+        postgres_url: Option<String>,
+        /// With --postgres-url: drop the shop tables and the progress first.
         #[arg(long)]
-        brokers: String,
+        reset: bool,
         /// Data changes to make.
         #[arg(long, default_value_t = 100_000)]
         changes: u64,
@@ -281,7 +289,33 @@ async fn main() -> anyhow::Result<()> {
             partitions,
             rate,
             replay_last,
+            postgres_url,
+            reset,
         } => {
+            if let Some(url) = postgres_url {
+                let options = lakehouse_mock::postgres::PgOptions {
+                    url,
+                    sim: lakehouse_mock::SimConfig {
+                        seed,
+                        ..Default::default()
+                    },
+                    changes,
+                    rate,
+                    reset,
+                };
+                let s = lakehouse_mock::postgres::run(&options).await?;
+                println!(
+                    "applied {} transactions ({} changes) in {:.2}s; {} resumed, {} changes in total",
+                    s.transactions,
+                    s.changes,
+                    s.elapsed.as_secs_f64(),
+                    s.resumed_transactions,
+                    s.total_changes
+                );
+                return Ok(());
+            }
+            anyhow::ensure!(!reset, "--reset applies to --postgres-url only");
+            let brokers = brokers.context("--brokers is required")?;
             let options = lakehouse::demo::MockOptions {
                 changes,
                 sim: lakehouse_mock::SimConfig {
