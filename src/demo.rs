@@ -48,6 +48,8 @@ pub struct Produced {
     pub bytes: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// Data changes re-emitted by the replay at the end (`--replay-last`).
+    pub replayed_changes: u64,
 }
 
 impl Produced {
@@ -75,6 +77,8 @@ pub struct MockStream {
     records: u64,
     changes: u64,
     snapshot_done: bool,
+    replay_last: usize,
+    replayed_changes: u64,
 }
 
 impl MockStream {
@@ -99,7 +103,25 @@ impl MockStream {
             records: 0,
             changes: 0,
             snapshot_done: false,
+            replay_last: 0,
+            replayed_changes: 0,
         }
+    }
+
+    /// A stream that, once `limit` is reached, re-emits its last `replay_last`
+    /// transactions with their original LSNs and payloads — what a Debezium
+    /// connector restarting from an older offset (e.g. without committed
+    /// offsets) writes again.
+    pub fn with_replay(limit: MockLimit, config: SimConfig, replay_last: usize) -> Self {
+        let history = config.history.max(replay_last);
+        let mut stream = Self::with_config(limit, SimConfig { history, ..config });
+        stream.replay_last = replay_last;
+        stream
+    }
+
+    /// Data changes re-emitted by the replay so far.
+    pub fn replayed_changes(&self) -> u64 {
+        self.replayed_changes
     }
 
     /// The encoder (topic names).
@@ -133,6 +155,12 @@ impl MockStream {
             self.changes += tx.changes.len() as u64;
             self.encoder.encode_transaction(&tx, out);
         }
+        if self.replay_last > 0 && self.done_with(out.len()) {
+            for tx in self.sim.replay_last(std::mem::take(&mut self.replay_last)) {
+                self.replayed_changes += tx.changes.len() as u64;
+                self.encoder.encode_transaction(&tx, out);
+            }
+        }
         if let MockLimit::Records(n) = self.limit {
             out.truncate(n.saturating_sub(self.records).min(out.len() as u64) as usize);
         }
@@ -159,6 +187,21 @@ pub fn mock_topics(prefix: &str) -> Vec<String> {
     topics
 }
 
+/// What `lakehouse mock` produces.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Stop after the transaction that reaches this many data changes.
+    pub changes: u64,
+    /// The simulation.
+    pub sim: SimConfig,
+    /// Partitions per topic (records are placed by key hash).
+    pub partitions: u32,
+    /// Data changes per second (`None`: as fast as possible).
+    pub rate: Option<f64>,
+    /// At the end, re-emit the last N transactions (a connector restart).
+    pub replay_last: usize,
+}
+
 /// Produces the mock stream to `brokers`, partitioning by key as Kafka's
 /// default partitioner does.
 pub async fn produce_mock(
@@ -167,6 +210,19 @@ pub async fn produce_mock(
     sim: SimConfig,
     partitions: u32,
 ) -> Result<Produced> {
+    let options = MockOptions {
+        changes,
+        sim,
+        partitions,
+        rate: None,
+        replay_last: 0,
+    };
+    produce_mock_with(brokers, &options).await
+}
+
+/// Produces the mock stream described by `options` to `brokers`.
+pub async fn produce_mock_with(brokers: &str, options: &MockOptions) -> Result<Produced> {
+    let partitions = options.partitions;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "10")
@@ -176,9 +232,19 @@ pub async fn produce_mock(
     let started = Instant::now();
     let mut produced = Produced::default();
     let mut pending = Vec::new();
-    let mut stream = MockStream::with_config(MockLimit::Changes(changes), sim);
+    let mut stream = MockStream::with_replay(
+        MockLimit::Changes(options.changes),
+        options.sim.clone(),
+        options.replay_last,
+    );
     let mut chunk = Vec::new();
-    while stream.next_chunk(10_000, &mut chunk) {
+    let mut pacer = lakehouse_mock::pace::Pacer::new(options.rate);
+    // Paced: about a tenth of a second of changes per chunk, so waits stay short.
+    let chunk_size = options
+        .rate
+        .map_or(10_000, |rate| ((rate / 10.0) as usize).clamp(1, 10_000));
+    let mut last_log = Instant::now();
+    while stream.next_chunk(chunk_size, &mut chunk) {
         for record in &chunk {
             let partition = partition_for(record.key.as_deref(), partitions) as i32;
             let mut out: FutureRecord<'_, [u8], [u8]> =
@@ -197,8 +263,24 @@ pub async fn produce_mock(
         }
         // Bound what is in flight to one chunk.
         await_deliveries(&mut pending).await?;
+        let wait = pacer.record(stream.changes() - pacer.done());
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            last_log = Instant::now();
+            tracing::info!(
+                changes = stream.changes(),
+                rate = format!(
+                    "{:.0} changes/s",
+                    stream.changes() as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                ),
+                "producing"
+            );
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
     }
     produced.changes = stream.changes();
+    produced.replayed_changes = stream.replayed_changes();
     produced.elapsed = started.elapsed();
     Ok(produced)
 }

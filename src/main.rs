@@ -43,11 +43,19 @@ enum Command {
         #[arg(long)]
         postgres: Option<String>,
     },
-    /// Emit the mock e-commerce database's Debezium records to a Kafka broker.
+    /// Emit the mock e-commerce database's Debezium records to a Kafka broker,
+    /// or (--postgres-url) apply its transactions to a real Postgres for Debezium.
     Mock {
         /// Bootstrap servers.
+        #[arg(long, required_unless_present = "postgres_url")]
+        brokers: Option<String>,
+        /// Apply the changes to this Postgres instead (schema created when
+        /// missing; a restart resumes after the transactions already applied).
+        #[arg(long, conflicts_with_all = ["brokers", "replay_last", "prefix"])]
+        postgres_url: Option<String>,
+        /// With --postgres-url: drop the shop tables and the progress first.
         #[arg(long)]
-        brokers: String,
+        reset: bool,
         /// Data changes to make.
         #[arg(long, default_value_t = 100_000)]
         changes: u64,
@@ -60,6 +68,13 @@ enum Command {
         /// Partitions per topic, for choosing each record's partition by key.
         #[arg(long, default_value_t = 1)]
         partitions: u32,
+        /// Data changes per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// At the end, re-emit the last N transactions with their original
+        /// LSNs, as a Debezium connector restarting from an older offset does.
+        #[arg(long, default_value_t = 0)]
+        replay_last: usize,
     },
     /// Run one layer's job.
     Run {
@@ -312,21 +327,55 @@ async fn run() -> anyhow::Result<()> {
             seed,
             prefix,
             partitions,
+            rate,
+            replay_last,
+            postgres_url,
+            reset,
         } => {
-            let sim = lakehouse_mock::SimConfig {
-                seed,
-                topic_prefix: prefix,
-                ..Default::default()
+            if let Some(url) = postgres_url {
+                let options = lakehouse_mock::postgres::PgOptions {
+                    url,
+                    sim: lakehouse_mock::SimConfig {
+                        seed,
+                        ..Default::default()
+                    },
+                    changes,
+                    rate,
+                    reset,
+                };
+                let s = lakehouse_mock::postgres::run(&options).await?;
+                println!(
+                    "applied {} transactions ({} changes) in {:.2}s; {} resumed, {} changes in total",
+                    s.transactions,
+                    s.changes,
+                    s.elapsed.as_secs_f64(),
+                    s.resumed_transactions,
+                    s.total_changes
+                );
+                return Ok(());
+            }
+            anyhow::ensure!(!reset, "--reset applies to --postgres-url only");
+            let brokers = brokers.context("--brokers is required")?;
+            let options = lakehouse::demo::MockOptions {
+                changes,
+                sim: lakehouse_mock::SimConfig {
+                    seed,
+                    topic_prefix: prefix,
+                    ..Default::default()
+                },
+                partitions,
+                rate,
+                replay_last,
             };
-            let produced =
-                lakehouse::demo::produce_mock(&brokers, changes, sim, partitions).await?;
+            let produced = lakehouse::demo::produce_mock_with(&brokers, &options).await?;
             for (topic, records) in &produced.per_topic {
                 println!("{topic:<40} {records:>10}");
             }
             println!(
-                "{} records ({} changes, {:.1} MB) in {:.2}s",
+                "{} records ({} changes, {} replayed, {:.1} MB) in {:.2}s",
                 produced.records(),
                 produced.changes,
+                produced.replayed_changes,
                 produced.bytes as f64 / 1e6,
                 produced.elapsed.as_secs_f64()
             );

@@ -8,6 +8,10 @@
 //!   (data events, tombstones, BEGIN/END transaction metadata).
 //! * [`jsonl`] — [`jsonl::JsonlWriter`]: records → the JSON-lines file format that
 //!   `lakehouse run bronze --from-file` ingests.
+//! * [`ddl`] — the Postgres schema of the simulated tables (REPLICA IDENTITY FULL,
+//!   the Debezium publication).
+//! * [`postgres`] — applies the simulation to a real Postgres with sqlx.
+//! * [`pace`] — `--rate` pacing.
 //!
 //! ```
 //! use lakehouse_mock::{DebeziumEncoder, SimConfig, Simulator};
@@ -23,9 +27,12 @@
 //! assert!(records.len() > snapshot.changes.len());
 //! ```
 
+pub mod ddl;
 pub mod debezium;
 pub mod jsonl;
 pub mod model;
+pub mod pace;
+pub mod postgres;
 pub mod sim;
 
 pub use debezium::{DebeziumEncoder, KafkaRecord};

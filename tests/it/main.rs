@@ -4,12 +4,15 @@
 
 mod bronze_file;
 mod bronze_kafka;
+mod compose;
 mod demo;
 mod e2e;
 mod gold_grafana;
 mod gold_marts;
 mod gold_publish;
 mod gold_support;
+mod mock_postgres;
+mod mock_replay;
 mod mock_roundtrip;
 mod schedule_process;
 mod schedule_run;
