@@ -69,18 +69,12 @@ pub struct MartSpec {
 impl MartSpec {
     /// A configuration error about this spec file.
     pub fn error(&self, message: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.file.clone(),
-            message: message.into(),
-        }
+        Error::config(&self.file, message)
     }
 
     /// A configuration error about this mart's SQL file.
     pub fn sql_error(&self, message: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.sql_file.clone(),
-            message: message.into(),
-        }
+        Error::config(&self.sql_file, message)
     }
 
     /// Whether the `incremental` rule of `table` is a query (else a column).

@@ -194,18 +194,12 @@ pub struct TableSpec {
 impl TableSpec {
     /// A configuration error about this spec file.
     pub fn error(&self, message: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.file.clone(),
-            message: message.into(),
-        }
+        Error::config(&self.file, message)
     }
 
     /// A configuration error about this table's SQL file.
     pub fn sql_error(&self, message: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.sql_file.clone(),
-            message: message.into(),
-        }
+        Error::config(&self.sql_file, message)
     }
 
     /// Tables this one reads (lookups and date coverage), which run first.
