@@ -200,7 +200,16 @@ pub async fn resolve(
 
     let mut from = input.clone();
     for (index, lookup) in lookups.iter().enumerate() {
-        let sql = lookup_sql(lookup, &from, index)?;
+        // Prune the dimension to the batch's keys when they are columns of
+        // the input (not fetched by an earlier lookup): the as-of windows
+        // then rank the versions of those keys only, not the whole table.
+        let keys_from = lookup
+            .spec
+            .on
+            .keys()
+            .all(|c| batch.schema().column_with_name(c).is_some())
+            .then_some(input.as_str());
+        let sql = lookup_sql(lookup, &from, keys_from)?;
         let df = ctx.sql(&sql).await.map_err(|e| {
             Error::Other(format!(
                 "{fact}: lookup of `{}` does not plan: {e}",
@@ -262,7 +271,10 @@ fn with_empty_lookups(lookups: &[Lookup], batch: RecordBatch) -> Result<RecordBa
     )?)
 }
 
-fn lookup_sql(lookup: &Lookup, from: &str, index: usize) -> Result<String> {
+/// The join adding `lookup`'s columns to the rows of `from`; `keys_from`,
+/// when given, is a relation holding the fact columns of `on`, whose
+/// distinct values restrict the dimension rows joined.
+fn lookup_sql(lookup: &Lookup, from: &str, keys_from: Option<&str>) -> Result<String> {
     let spec = &lookup.spec;
     let key = quote(&spec.key);
     if lookup.target.kind == Kind::Date {
@@ -306,8 +318,28 @@ fn lookup_sql(lookup: &Lookup, from: &str, index: usize) -> Result<String> {
             })
             .collect::<String>()
     };
-    let d = format!("(SELECT * FROM {registered} WHERE {first_key} IS NOT NULL)");
-    let _ = index;
+    let d = match keys_from {
+        Some(keys_from) => {
+            let wanted: Vec<String> = spec
+                .on
+                .keys()
+                .enumerate()
+                .map(|(i, c)| format!("{} AS __k{i}", quote(c)))
+                .collect();
+            let on: Vec<String> = spec
+                .on
+                .values()
+                .enumerate()
+                .map(|(i, c)| format!("r.{} = k.__k{i}", quote(c)))
+                .collect();
+            format!(
+                "(SELECT r.* FROM {registered} r JOIN (SELECT DISTINCT {} FROM {keys_from}) k ON {})",
+                wanted.join(", "),
+                on.join(" AND ")
+            )
+        }
+        None => format!("(SELECT * FROM {registered} WHERE {first_key} IS NOT NULL)"),
+    };
     if lookup.target.kind != Kind::Scd2 {
         return Ok(format!(
             "SELECT f.*, coalesce(d.{sk}, {UNKNOWN}) AS {key}{} FROM {from} f LEFT JOIN {d} d ON {}",
