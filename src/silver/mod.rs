@@ -20,6 +20,7 @@ pub mod job;
 pub mod keys;
 pub mod layout;
 pub mod lookups;
+pub mod merge;
 pub mod plan;
 pub mod session;
 pub mod side;
