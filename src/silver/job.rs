@@ -184,13 +184,15 @@ pub async fn run_table(
         (delta, None)
     };
     let mut deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
-    let state = if full_refresh {
+    let current_files = table::files(&delta, &spec.name)?;
+    let full_load = full_refresh || current_files.is_empty();
+    // A load into an empty table still honours every recorded delete;
+    // incremental chunks load the deletes of their own keys.
+    let state = if full_refresh || !full_load {
         DeleteState::default()
     } else {
         deletes.load(ctx, watermark).await?
     };
-    let current_files = table::files(&delta, &spec.name)?;
-    let full_load = full_refresh || current_files.is_empty();
 
     let frame = plan::changes_frame(ctx, spec, &shaped).await?;
     let apply_deletes = spec.deletes == DeleteMode::Apply;
@@ -265,7 +267,7 @@ pub async fn run_table(
     } else {
         // Chunks of whole key groups, as in a load: memory follows
         // `chunk_rows` and the files a chunk touches, not the backlog.
-        let mut merge = MergeState::new(current_files.clone());
+        let mut merge = MergeState::new(current_files.clone(), repair);
         let mut pending: Vec<RecordBatch> = Vec::new();
         let mut pending_rows = 0;
         while let Some(batch) = stream.next().await {
@@ -276,8 +278,15 @@ pub async fn run_table(
                 let all = concat_batches(&pending[0].schema(), &pending)?;
                 let cut = key_boundary(&all, &spec.keys)?;
                 if cut > 0 {
-                    work.merge(&delta, &mut merge, all.slice(0, cut), &state, repair, false)
-                        .await?;
+                    work.merge(
+                        &delta,
+                        &mut merge,
+                        all.slice(0, cut),
+                        &deletes,
+                        watermark,
+                        false,
+                    )
+                    .await?;
                     let rest = all.slice(cut, all.num_rows() - cut);
                     pending_rows = rest.num_rows();
                     pending = vec![rest];
@@ -286,7 +295,7 @@ pub async fn run_table(
         }
         let schema = pending.first().map_or(schema_of_frame, RecordBatch::schema);
         let all = concat_batches(&schema, &pending)?;
-        work.merge(&delta, &mut merge, all, &state, repair, true)
+        work.merge(&delta, &mut merge, all, &deletes, watermark, true)
             .await?;
         removes = merge.removes;
     }
@@ -690,13 +699,13 @@ impl Work<'_> {
         delta: &DeltaTable,
         merge: &mut MergeState,
         batch: RecordBatch,
-        state: &DeleteState,
-        repair: bool,
+        deletes: &Deletes,
+        watermark: Option<i64>,
         last: bool,
     ) -> Result<()> {
         let ctx = self.rc.ctx;
         let first = std::mem::replace(&mut merge.first, false);
-        let repair = repair && first;
+        let repair = merge.repair && first;
         let files = &merge.files;
         let bound = if last {
             None
@@ -756,7 +765,14 @@ impl Work<'_> {
         if repair {
             self.repair(&mut existing, &mut dirty).await?;
         }
-        let applied = apply::apply(&self.mode, &changes, &existing, state, &self.truncates)?;
+        // The recorded deletes of this chunk's keys (and truncates), and of
+        // the held keys when truncates apply to them.
+        let mut state_keys = changes.keys.clone();
+        if !self.truncates.is_empty() {
+            state_keys.extend(existing.keys.iter().cloned());
+        }
+        let state = deletes.load_keys(ctx, watermark, &state_keys).await?;
+        let applied = apply::apply(&self.mode, &changes, &existing, &state, &self.truncates)?;
         self.absorb(&applied);
         dirty.extend(applied.dirty_files.iter().copied());
         let rows: Vec<OutRow> = applied

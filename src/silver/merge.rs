@@ -30,6 +30,9 @@ pub struct MergeState {
     pub carried: Option<RecordBatch>,
     /// Whether no chunk ran yet (truncates and repairs read every file once).
     pub first: bool,
+    /// Whether the first chunk re-resolves unknown members (a looked-up
+    /// dimension changed).
+    pub repair: bool,
     /// Rewritten rows up to the last chunk's keys, fewer than a file's
     /// worth, held so that chunks do not each leave a small file.
     unwritten: Option<RecordBatch>,
@@ -37,9 +40,10 @@ pub struct MergeState {
 
 impl MergeState {
     /// The state before the first chunk, over the snapshot's files.
-    pub fn new(files: Vec<TableFile>) -> Self {
+    pub fn new(files: Vec<TableFile>, repair: bool) -> Self {
         Self {
             files,
+            repair,
             removes: Vec::new(),
             carried: None,
             first: true,

@@ -139,6 +139,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             stale = run.counts.stale,
             repaired = run.repaired,
             quarantined = run.quarantined,
+            files_removed = run.files_removed,
+            files_added = run.files_added,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "silver table done"
         );
