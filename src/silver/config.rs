@@ -22,8 +22,8 @@ pub struct SilverConfig {
     /// only the files of the keys it touches: smaller files make that
     /// rewrite smaller, at the price of more files.
     pub file_rows: usize,
-    /// Rows of changes applied per chunk on an initial load or full refresh,
-    /// bounding memory when the table has no files to merge with.
+    /// Changes applied per chunk (whole key groups), on loads and
+    /// incremental runs alike: bounds the memory of a large backlog.
     pub chunk_rows: usize,
 }
 

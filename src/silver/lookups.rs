@@ -17,7 +17,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use super::spec::{Kind, LookupSpec, Pipeline, TableSpec};
-use super::table::{self, LAYER};
+use super::table::{self, KeyValues, LAYER};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
@@ -209,7 +209,11 @@ pub async fn resolve(
             .keys()
             .all(|c| batch.schema().column_with_name(c).is_some())
             .then_some(input.as_str());
-        let sql = lookup_sql(lookup, &from, keys_from)?;
+        let range = match keys_from {
+            Some(_) => key_range(lookup, &batch)?,
+            None => None,
+        };
+        let sql = lookup_sql(lookup, &from, keys_from, range.as_deref())?;
         let df = ctx.sql(&sql).await.map_err(|e| {
             Error::Other(format!(
                 "{fact}: lookup of `{}` does not plan: {e}",
@@ -271,10 +275,49 @@ fn with_empty_lookups(lookups: &[Lookup], batch: RecordBatch) -> Result<RecordBa
     )?)
 }
 
+/// A predicate bounding the looked-up table's key columns to the range of
+/// the batch's values (`r.k BETWEEN min AND max`), for integer and text
+/// keys. Pushed into the Delta scan, it skips the files whose key
+/// statistics lie outside: a batch of recent orders reads the newest
+/// files of `orders`, not all of them.
+fn key_range(lookup: &Lookup, batch: &RecordBatch) -> Result<Option<String>> {
+    let mut bounds = Vec::new();
+    for (fact_column, column) in &lookup.spec.on {
+        let Some(values) = batch.column_by_name(fact_column) else {
+            continue;
+        };
+        let literal = match (values.data_type(), KeyValues::from_array(values.as_ref())?) {
+            (_, KeyValues::Int(v)) => v
+                .first()
+                .zip(v.last())
+                .map(|(min, max)| (min.to_string(), max.to_string())),
+            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, KeyValues::Text(v)) => v
+                .first()
+                .zip(v.last())
+                .map(|(min, max)| (sql_string(min), sql_string(max))),
+            _ => None,
+        };
+        if let Some((min, max)) = literal {
+            bounds.push(format!("r.{} BETWEEN {min} AND {max}", quote(column)));
+        }
+    }
+    Ok((!bounds.is_empty()).then(|| bounds.join(" AND ")))
+}
+
+fn sql_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 /// The join adding `lookup`'s columns to the rows of `from`; `keys_from`,
 /// when given, is a relation holding the fact columns of `on`, whose
-/// distinct values restrict the dimension rows joined.
-fn lookup_sql(lookup: &Lookup, from: &str, keys_from: Option<&str>) -> Result<String> {
+/// distinct values restrict the dimension rows joined, and `range` a
+/// predicate on those rows (see [`key_range`]).
+fn lookup_sql(
+    lookup: &Lookup,
+    from: &str,
+    keys_from: Option<&str>,
+    range: Option<&str>,
+) -> Result<String> {
     let spec = &lookup.spec;
     let key = quote(&spec.key);
     if lookup.target.kind == Kind::Date {
@@ -333,9 +376,10 @@ fn lookup_sql(lookup: &Lookup, from: &str, keys_from: Option<&str>) -> Result<St
                 .map(|(i, c)| format!("r.{} = k.__k{i}", quote(c)))
                 .collect();
             format!(
-                "(SELECT r.* FROM {registered} r JOIN (SELECT DISTINCT {} FROM {keys_from}) k ON {})",
+                "(SELECT r.* FROM {registered} r JOIN (SELECT DISTINCT {} FROM {keys_from}) k ON {}{})",
                 wanted.join(", "),
-                on.join(" AND ")
+                on.join(" AND "),
+                range.map(|r| format!(" WHERE {r}")).unwrap_or_default()
             )
         }
         None => format!("(SELECT * FROM {registered} WHERE {first_key} IS NOT NULL)"),
