@@ -25,7 +25,7 @@ use super::config::SilverConfig;
 use super::keys::{Seq, key_strings, sequences};
 use super::layout::Layout;
 use super::lookups::{self, Lookup, UNKNOWN};
-use super::merge::{self, MergeState};
+use super::merge::{self, KeyChunks, MergeState};
 use super::plan::{self, KEEP, Shaped};
 use super::side::{self, Deletes, Quarantined};
 use super::spec::{Action, DeleteMode, Kind, Pipeline, TableSpec};
@@ -240,26 +240,14 @@ pub async fn run_table(
                 .await?,
             );
         }
-        let mut pending: Vec<RecordBatch> = Vec::new();
-        let mut pending_rows = 0;
+        let mut chunks = KeyChunks::new(&spec.keys, rc.config.chunk_rows);
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            pending_rows += batch.num_rows();
-            pending.push(batch);
-            if pending_rows >= rc.config.chunk_rows {
-                let all = concat_batches(&pending[0].schema(), &pending)?;
-                let cut = key_boundary(&all, &spec.keys)?;
-                if cut > 0 {
-                    work.load_chunk(&delta, all.slice(0, cut), &state).await?;
-                    let rest = all.slice(cut, all.num_rows() - cut);
-                    pending_rows = rest.num_rows();
-                    pending = vec![rest];
-                }
+            if let Some(chunk) = chunks.push(batch?)? {
+                work.load_chunk(&delta, chunk, &state).await?;
             }
         }
-        if pending_rows > 0 {
-            let all = concat_batches(&pending[0].schema(), &pending)?;
-            work.load_chunk(&delta, all, &state).await?;
+        if let Some(chunk) = chunks.finish()? {
+            work.load_chunk(&delta, chunk, &state).await?;
         }
         if full_refresh {
             removes = current_files.iter().map(|f| f.remove.clone()).collect();
@@ -268,34 +256,19 @@ pub async fn run_table(
         // Chunks of whole key groups, as in a load: memory follows
         // `chunk_rows` and the files a chunk touches, not the backlog.
         let mut merge = MergeState::new(current_files.clone(), repair);
-        let mut pending: Vec<RecordBatch> = Vec::new();
-        let mut pending_rows = 0;
+        let mut chunks = KeyChunks::new(&spec.keys, rc.config.chunk_rows);
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            pending_rows += batch.num_rows();
-            pending.push(batch);
-            if pending_rows >= rc.config.chunk_rows {
-                let all = concat_batches(&pending[0].schema(), &pending)?;
-                let cut = key_boundary(&all, &spec.keys)?;
-                if cut > 0 {
-                    work.merge(
-                        &delta,
-                        &mut merge,
-                        all.slice(0, cut),
-                        &deletes,
-                        watermark,
-                        false,
-                    )
+            if let Some(chunk) = chunks.push(batch?)? {
+                work.merge(&delta, &mut merge, chunk, &deletes, watermark, false)
                     .await?;
-                    let rest = all.slice(cut, all.num_rows() - cut);
-                    pending_rows = rest.num_rows();
-                    pending = vec![rest];
-                }
             }
         }
-        let schema = pending.first().map_or(schema_of_frame, RecordBatch::schema);
-        let all = concat_batches(&schema, &pending)?;
-        work.merge(&delta, &mut merge, all, &deletes, watermark, true)
+        // The last chunk runs even when empty: it writes what is carried
+        // and repairs unknown members when only a dimension changed.
+        let rest = chunks
+            .finish()?
+            .unwrap_or_else(|| RecordBatch::new_empty(schema_of_frame));
+        work.merge(&delta, &mut merge, rest, &deletes, watermark, true)
             .await?;
         removes = merge.removes;
     }
@@ -433,19 +406,6 @@ async fn truncates_of(ctx: &SessionContext, spec: &TableSpec) -> Result<Vec<Seq>
         )?);
     }
     Ok(out)
-}
-
-/// Index where the last key group of a key-sorted batch starts.
-fn key_boundary(batch: &RecordBatch, keys: &[String]) -> Result<usize> {
-    let strings = key_strings(batch, keys)?;
-    let Some(last) = strings.last() else {
-        return Ok(0);
-    };
-    let mut cut = strings.len();
-    while cut > 0 && &strings[cut - 1] == last {
-        cut -= 1;
-    }
-    Ok(cut)
 }
 
 /// The unknown member row (surrogate key -1, everything else null).

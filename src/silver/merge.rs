@@ -16,6 +16,7 @@ use arrow::compute::cast;
 use arrow::row::{RowConverter, SortField};
 use deltalake::kernel::Remove;
 
+use super::keys::key_strings;
 use super::table::TableFile;
 use crate::error::{Error, Result};
 
@@ -80,6 +81,66 @@ impl MergeState {
         self.files
             .retain(|f| !chosen.iter().any(|c| c.path == f.path));
     }
+}
+
+/// Cuts a key-sorted stream of batches into chunks of whole key groups of
+/// at least `rows` rows (the last chunk may be smaller), so a key's changes
+/// are never split between two chunks.
+#[derive(Debug)]
+pub struct KeyChunks {
+    keys: Vec<String>,
+    rows: usize,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+}
+
+impl KeyChunks {
+    /// Chunks of at least `rows` rows, grouped by `keys`.
+    pub fn new(keys: &[String], rows: usize) -> Self {
+        Self {
+            keys: keys.to_vec(),
+            rows,
+            pending: Vec::new(),
+            pending_rows: 0,
+        }
+    }
+
+    /// Adds `batch`; returns a chunk once enough whole key groups are pending.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        if self.pending_rows < self.rows {
+            return Ok(None);
+        }
+        let all = arrow::compute::concat_batches(&self.pending[0].schema(), &self.pending)?;
+        let cut = key_boundary(&all, &self.keys)?;
+        let rest = all.slice(cut, all.num_rows() - cut);
+        self.pending_rows = rest.num_rows();
+        self.pending = vec![rest];
+        Ok((cut > 0).then(|| all.slice(0, cut)))
+    }
+
+    /// What is still pending (`None`: nothing).
+    pub fn finish(self) -> Result<Option<RecordBatch>> {
+        if self.pending_rows == 0 {
+            return Ok(None);
+        }
+        let all = arrow::compute::concat_batches(&self.pending[0].schema(), &self.pending)?;
+        Ok(Some(all))
+    }
+}
+
+/// Index where the last key group of a key-sorted batch starts.
+fn key_boundary(batch: &RecordBatch, keys: &[String]) -> Result<usize> {
+    let strings = key_strings(batch, keys)?;
+    let Some(last) = strings.last() else {
+        return Ok(0);
+    };
+    let mut cut = strings.len();
+    while cut > 0 && &strings[cut - 1] == last {
+        cut -= 1;
+    }
+    Ok(cut)
 }
 
 /// The key columns of `batch`'s last row: the chunk's upper bound.

@@ -27,9 +27,9 @@ fn customer(d: &Dbz, op: &str, id: i64, city: &str, lsn: i64) -> String {
     )
 }
 
-/// (adds, removes) of commit `version` of silver table `table`, with the
-/// removed files' paths.
-fn commit_actions(lake: &Lake, table: &str, version: u64) -> (usize, Vec<String>) {
+/// The actions of commit `version` of silver table `table`, read from its
+/// Delta log as written.
+fn log_actions(lake: &Lake, table: &str, version: u64) -> Vec<serde_json::Value> {
     let log = lake
         .path()
         .join("lake/silver")
@@ -37,10 +37,17 @@ fn commit_actions(lake: &Lake, table: &str, version: u64) -> (usize, Vec<String>
         .join("_delta_log")
         .join(format!("{version:020}.json"));
     let text = std::fs::read_to_string(&log).expect("commit file");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("action json"))
+        .collect()
+}
+
+/// (adds, removes) of commit `version` of silver table `table`, with the
+/// removed files' paths.
+fn commit_actions(lake: &Lake, table: &str, version: u64) -> (usize, Vec<String>) {
     let mut adds = 0;
     let mut removes = Vec::new();
-    for line in text.lines() {
-        let action: serde_json::Value = serde_json::from_str(line).expect("action json");
+    for action in log_actions(lake, table, version) {
         if action.get("add").is_some() {
             adds += 1;
         }
@@ -56,15 +63,7 @@ fn commit_actions(lake: &Lake, table: &str, version: u64) -> (usize, Vec<String>
 fn file_ranges(lake: &Lake, table: &str, upto: u64) -> Vec<(String, i64, i64)> {
     let mut live: Vec<(String, i64, i64)> = Vec::new();
     for version in 0..=upto {
-        let log = lake
-            .path()
-            .join("lake/silver")
-            .join(table)
-            .join("_delta_log")
-            .join(format!("{version:020}.json"));
-        let text = std::fs::read_to_string(&log).expect("commit file");
-        for line in text.lines() {
-            let action: serde_json::Value = serde_json::from_str(line).expect("action json");
+        for action in log_actions(lake, table, version) {
             if let Some(add) = action.get("add") {
                 let stats: serde_json::Value =
                     serde_json::from_str(add["stats"].as_str().expect("stats")).expect("stats");
@@ -83,8 +82,9 @@ fn file_ranges(lake: &Lake, table: &str, upto: u64) -> Vec<(String, i64, i64)> {
     live
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incremental_run_rewrites_only_the_files_holding_its_keys() {
+/// A lake whose `dim_c` holds customers 1..=100 in files of 10 rows, with
+/// the key range of each file.
+async fn loaded() -> (Lake, Dbz, Vec<(String, i64, i64)>) {
     let mut lake = Lake::new();
     lake.config.silver.file_rows = 10;
     lake.table("dim_c", SPEC, SQL);
@@ -96,6 +96,12 @@ async fn incremental_run_rewrites_only_the_files_holding_its_keys() {
     lake.silver().await;
     let v0 = lake.version("silver", "dim_c").await.expect("built");
     let ranges = file_ranges(&lake, "dim_c", v0);
+    (lake, d, ranges)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_run_rewrites_only_the_files_holding_its_keys() {
+    let (lake, d, ranges) = loaded().await;
     assert_eq!(ranges.len(), 10, "100 keys in files of 10 rows: {ranges:?}");
 
     // Two updates in two different files and one new key after all of them.
@@ -155,17 +161,7 @@ async fn incremental_run_rewrites_only_the_files_holding_its_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_run_in_chunks_rewrites_each_file_once() {
-    let mut lake = Lake::new();
-    lake.config.silver.file_rows = 10;
-    lake.table("dim_c", SPEC, SQL);
-    let d = Dbz::new();
-    let initial: Vec<String> = (1..=100)
-        .map(|id| customer(&d, "r", id, "Paris", 100))
-        .collect();
-    lake.feed(&initial).await;
-    lake.silver().await;
-    let v0 = lake.version("silver", "dim_c").await.expect("built");
-    let ranges = file_ranges(&lake, "dim_c", v0);
+    let (mut lake, d, ranges) = loaded().await;
 
     // 20 updates over two files, a delete, and a stale replay, applied in
     // chunks of 3 changes: chunks share files, each file is still
