@@ -319,6 +319,56 @@ pub fn read_spec_files(dir: &Path, what: &str) -> Result<Vec<(PathBuf, String)>>
         .collect()
 }
 
+/// Whether `name` is a lower-case SQL identifier (letters, digits, `_`; not
+/// starting with a digit), safe to splice unquoted into generated SQL.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The longest spec (table or mart) name: it becomes a Delta folder, a
+/// Postgres table and index names with suffixes (Postgres allows 63).
+pub const MAX_SPEC_NAME: usize = 48;
+
+/// Reads one layer spec file: its name (the file stem, which must be a
+/// lower-case identifier of at most [`MAX_SPEC_NAME`] characters) and its
+/// TOML text parsed as `T`. `what` names the thing in errors ("table",
+/// "mart"); TOML errors carry the line of the offending key.
+pub fn parse_spec_file<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    what: &str,
+) -> Result<(String, T)> {
+    let err = |message: String| Error::Config {
+        file: file.to_path_buf(),
+        message,
+    };
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| err(format!("the file name is not a {what} name")))?
+        .to_string();
+    if !is_identifier(&name) || name.len() > MAX_SPEC_NAME {
+        return Err(err(format!(
+            "{what} name `{name}` (the file name) must be lower-case letters, digits and _ \
+             (at most {MAX_SPEC_NAME})"
+        )));
+    }
+    let raw: T = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        err(match line {
+            Some(line) => format!("line {line}: {}", e.message()),
+            None => e.message().to_string(),
+        })
+    })?;
+    Ok((name, raw))
+}
+
 /// Reads an override as TOML when it is a TOML value, else as a string.
 fn parse_env_value(raw: &str) -> toml::Value {
     let probe = format!("v = {raw}");

@@ -120,6 +120,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// A configuration error about `file` (a config, spec or SQL file).
+    pub fn config(file: impl Into<std::path::PathBuf>, message: impl Into<String>) -> Self {
+        Error::Config {
+            file: file.into(),
+            message: message.into(),
+        }
+    }
+
     /// Wraps a Delta error with the table it concerns.
     pub fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
         // A lost commit race becomes `CommitConflict`, so it is reported as one.

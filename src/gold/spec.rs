@@ -69,18 +69,12 @@ pub struct MartSpec {
 impl MartSpec {
     /// A configuration error about this spec file.
     pub fn error(&self, message: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.file.clone(),
-            message: message.into(),
-        }
+        Error::config(&self.file, message)
     }
 
     /// A configuration error about this mart's SQL file.
     pub fn sql_error(&self, message: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.sql_file.clone(),
-            message: message.into(),
-        }
+        Error::config(&self.sql_file, message)
     }
 
     /// Whether the `incremental` rule of `table` is a query (else a column).
@@ -91,41 +85,15 @@ impl MartSpec {
     }
 }
 
-/// Whether `name` is a lower-case SQL identifier (safe to splice unquoted).
+/// Whether `name` is a lower-case SQL identifier (safe to splice unquoted)
+/// short enough for Postgres object names with suffixes.
 pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 48
+    crate::config::is_identifier(name) && name.len() <= crate::config::MAX_SPEC_NAME
 }
 
 /// Parses and validates one spec; `sql` is the text of its SQL file.
 pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<MartSpec> {
-    let err = |message: String| Error::Config {
-        file: file.to_path_buf(),
-        message,
-    };
-    let name = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .ok_or_else(|| err("the file name is not a mart name".into()))?
-        .to_string();
-    if !is_identifier(&name) {
-        return Err(err(format!(
-            "mart name `{name}` (the file name) must be lower-case letters, digits and _ (at most 48)"
-        )));
-    }
-    let raw: RawMart = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        err(match line {
-            Some(line) => format!("line {line}: {}", e.message()),
-            None => e.message().to_string(),
-        })
-    })?;
+    let (name, raw): (String, RawMart) = crate::config::parse_spec_file(file, text, "mart")?;
     let sql_file = sql_dir.join(
         raw.sql
             .clone()

@@ -265,15 +265,6 @@ impl Event {
     }
 }
 
-struct Version {
-    row: RowRef,
-    sk: Option<i64>,
-    valid_from: Option<i64>,
-    valid_to: Option<i64>,
-    is_current: bool,
-    seq: Seq,
-}
-
 /// Applies `changes` to `existing` (all rows of the files that may hold the
 /// changed keys; every file when there are truncates). `batch_truncates`
 /// are truncates of the run that are not rows of `changes` (a chunked load).
@@ -316,15 +307,8 @@ pub fn apply(
                 }
                 entry.push(i);
             }
-            None => out.rows.push(OutRow {
-                // The unknown member passes through untouched.
-                row: RowRef::new((EXISTING, i)),
-                sk: existing.sk.get(i).copied().flatten(),
-                valid_from: existing.valid_from.get(i).copied().flatten(),
-                valid_to: existing.valid_to.get(i).copied().flatten(),
-                is_current: existing.is_current.get(i).copied().unwrap_or(true),
-                seq: existing.seq.get(i).copied().unwrap_or_default(),
-            }),
+            // The unknown member passes through untouched.
+            None => out.rows.push(existing_row(existing, i)),
         }
     }
     let mut incoming: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -347,19 +331,9 @@ pub fn apply(
             }
             continue;
         }
-        let mut versions: Vec<Version> = held_rows
+        let mut versions: Vec<OutRow> = held_rows
             .iter()
-            .map(|&i| {
-                let row = existing_row(existing, i);
-                Version {
-                    row: row.row,
-                    sk: row.sk,
-                    valid_from: row.valid_from,
-                    valid_to: row.valid_to,
-                    is_current: row.is_current,
-                    seq: row.seq,
-                }
-            })
+            .map(|&i| existing_row(existing, i))
             .collect();
         let stored_tombstone = state.tombstones.get(key).copied();
         let mut state_seq = versions.iter().map(|v| v.seq).max();
@@ -448,35 +422,29 @@ pub fn apply(
                         }
                     }
                 }
-                (_, ChangeKind::Delete | ChangeKind::Tombstone) => {
-                    if !mode.apply_deletes {
+                (_, kind) => {
+                    // A delete at the state's own sequence still applies (a
+                    // tombstone follows its delete); a truncate must be newer.
+                    let is_truncate = kind == ChangeKind::Truncate;
+                    if !is_truncate && !mode.apply_deletes {
                         continue;
                     }
-                    if state_seq.is_some_and(|s| seq < s) {
-                        out.counts.stale += 1;
+                    if state_seq.is_some_and(|s| seq < s || (is_truncate && seq == s)) {
+                        out.counts.stale += u64::from(!is_truncate);
                         continue;
                     }
                     state_seq = Some(seq);
-                    last_delete = Some(seq);
+                    if !is_truncate {
+                        last_delete = Some(seq);
+                    }
+                    // Everything older is gone: delete (SCD1) or close (SCD2).
                     if let Some(c) = current.take() {
                         changed = true;
-                        out.counts.deleted += 1;
-                        if mode.scd2 {
-                            close(&mut versions[c], seq);
+                        if is_truncate {
+                            out.counts.truncates += 1;
                         } else {
-                            versions.remove(c);
+                            out.counts.deleted += 1;
                         }
-                    }
-                }
-                (_, _) => {
-                    // Truncate: everything older than it is gone.
-                    if state_seq.is_some_and(|s| seq <= s) {
-                        continue;
-                    }
-                    state_seq = Some(seq);
-                    if let Some(c) = current.take() {
-                        changed = true;
-                        out.counts.truncates += 1;
                         if mode.scd2 {
                             close(&mut versions[c], seq);
                         } else {
@@ -494,16 +462,7 @@ pub fn apply(
                 out.dirty_files.insert(existing.file[i]);
             }
         }
-        for v in versions {
-            out.rows.push(OutRow {
-                row: v.row,
-                sk: v.sk,
-                valid_from: v.valid_from,
-                valid_to: v.valid_to,
-                is_current: v.is_current,
-                seq: v.seq,
-            });
-        }
+        out.rows.extend(versions);
     }
     Ok(out)
 }
@@ -522,7 +481,7 @@ fn existing_row(existing: &Existing, i: usize) -> OutRow {
 /// The far-future `valid_to` of current versions: 9999-12-31T00:00:00Z.
 pub const END_OF_TIME_US: i64 = 253_402_214_400_000_000;
 
-fn open(mode: &Mode, key: &str, row: RowRef, seq: Seq) -> Version {
+fn open(mode: &Mode, key: &str, row: RowRef, seq: Seq) -> OutRow {
     let sk = if mode.scd2 {
         Some(version_hash(key, seq))
     } else if mode.surrogate_key {
@@ -530,7 +489,7 @@ fn open(mode: &Mode, key: &str, row: RowRef, seq: Seq) -> Version {
     } else {
         None
     };
-    Version {
+    OutRow {
         row,
         sk,
         valid_from: if mode.scd2 {
@@ -548,7 +507,7 @@ fn open(mode: &Mode, key: &str, row: RowRef, seq: Seq) -> Version {
     }
 }
 
-fn close(version: &mut Version, at: Seq) {
+fn close(version: &mut OutRow, at: Seq) {
     let at = micros(at).or(version.valid_from).unwrap_or(0);
     // A version never ends before it starts, even when clocks disagree.
     version.valid_to = Some(version.valid_from.map_or(at, |from| at.max(from)));

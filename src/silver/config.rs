@@ -17,10 +17,13 @@ pub struct SilverConfig {
     pub memory_limit: usize,
     /// Where spill files go (default: the system temporary folder).
     pub spill_dir: Option<PathBuf>,
-    /// Rows per Parquet file written to silver tables.
+    /// Rows per Parquet file written to silver tables. Files hold narrow
+    /// key ranges (rows are sorted by key), so an incremental run rewrites
+    /// only the files of the keys it touches: smaller files make that
+    /// rewrite smaller, at the price of more files.
     pub file_rows: usize,
-    /// Rows of changes applied per chunk on an initial load or full refresh,
-    /// bounding memory when the table has no files to merge with.
+    /// Changes applied per chunk (whole key groups), on loads and
+    /// incremental runs alike: bounds the memory of a large backlog.
     pub chunk_rows: usize,
 }
 
@@ -31,7 +34,7 @@ impl Default for SilverConfig {
             sql_dir: PathBuf::from("sql/silver"),
             memory_limit: 1024 * 1024 * 1024,
             spill_dir: None,
-            file_rows: 1_000_000,
+            file_rows: 100_000,
             chunk_rows: 500_000,
         }
     }

@@ -25,6 +25,7 @@ use super::config::SilverConfig;
 use super::keys::{Seq, key_strings, sequences};
 use super::layout::Layout;
 use super::lookups::{self, Lookup, UNKNOWN};
+use super::merge::{self, KeyChunks, MergeState};
 use super::plan::{self, KEEP, Shaped};
 use super::side::{self, Deletes, Quarantined};
 use super::spec::{Action, DeleteMode, Kind, Pipeline, TableSpec};
@@ -183,13 +184,15 @@ pub async fn run_table(
         (delta, None)
     };
     let mut deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
-    let state = if full_refresh {
+    let current_files = table::files(&delta, &spec.name)?;
+    let full_load = full_refresh || current_files.is_empty();
+    // A load into an empty table still honours every recorded delete;
+    // incremental chunks load the deletes of their own keys.
+    let state = if full_refresh || !full_load {
         DeleteState::default()
     } else {
         deletes.load(ctx, watermark).await?
     };
-    let current_files = table::files(&delta, &spec.name)?;
-    let full_load = full_refresh || current_files.is_empty();
 
     let frame = plan::changes_frame(ctx, spec, &shaped).await?;
     let apply_deletes = spec.deletes == DeleteMode::Apply;
@@ -237,40 +240,37 @@ pub async fn run_table(
                 .await?,
             );
         }
-        let mut pending: Vec<RecordBatch> = Vec::new();
-        let mut pending_rows = 0;
+        let mut chunks = KeyChunks::new(&spec.keys, rc.config.chunk_rows);
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            pending_rows += batch.num_rows();
-            pending.push(batch);
-            if pending_rows >= rc.config.chunk_rows {
-                let all = concat_batches(&pending[0].schema(), &pending)?;
-                let cut = key_boundary(&all, &spec.keys)?;
-                if cut > 0 {
-                    work.load_chunk(&delta, all.slice(0, cut), &state).await?;
-                    let rest = all.slice(cut, all.num_rows() - cut);
-                    pending_rows = rest.num_rows();
-                    pending = vec![rest];
-                }
+            if let Some(chunk) = chunks.push(batch?)? {
+                work.load_chunk(&delta, chunk, &state).await?;
             }
         }
-        if pending_rows > 0 {
-            let all = concat_batches(&pending[0].schema(), &pending)?;
-            work.load_chunk(&delta, all, &state).await?;
+        if let Some(chunk) = chunks.finish()? {
+            work.load_chunk(&delta, chunk, &state).await?;
         }
         if full_refresh {
             removes = current_files.iter().map(|f| f.remove.clone()).collect();
         }
     } else {
-        let mut batches = Vec::new();
+        // Chunks of whole key groups, as in a load: memory follows
+        // `chunk_rows` and the files a chunk touches, not the backlog.
+        let mut merge = MergeState::new(current_files.clone(), repair);
+        let mut chunks = KeyChunks::new(&spec.keys, rc.config.chunk_rows);
         while let Some(batch) = stream.next().await {
-            batches.push(batch?);
+            if let Some(chunk) = chunks.push(batch?)? {
+                work.merge(&delta, &mut merge, chunk, &deletes, watermark, false)
+                    .await?;
+            }
         }
-        let schema = batches.first().map_or(schema_of_frame, RecordBatch::schema);
-        let all = concat_batches(&schema, &batches)?;
-        removes = work
-            .merge(ctx, &delta, &current_files, all, &state, repair)
+        // The last chunk runs even when empty: it writes what is carried
+        // and repairs unknown members when only a dimension changed.
+        let rest = chunks
+            .finish()?
+            .unwrap_or_else(|| RecordBatch::new_empty(schema_of_frame));
+        work.merge(&delta, &mut merge, rest, &deletes, watermark, true)
             .await?;
+        removes = merge.removes;
     }
     plan::deregister_source(ctx, spec)?;
     let _ = ctx.deregister_table(format!("__shaped_{}", spec.name))?;
@@ -406,19 +406,6 @@ async fn truncates_of(ctx: &SessionContext, spec: &TableSpec) -> Result<Vec<Seq>
         )?);
     }
     Ok(out)
-}
-
-/// Index where the last key group of a key-sorted batch starts.
-fn key_boundary(batch: &RecordBatch, keys: &[String]) -> Result<usize> {
-    let strings = key_strings(batch, keys)?;
-    let Some(last) = strings.last() else {
-        return Ok(0);
-    };
-    let mut cut = strings.len();
-    while cut > 0 && &strings[cut - 1] == last {
-        cut -= 1;
-    }
-    Ok(cut)
 }
 
 /// The unknown member row (surrogate key -1, everything else null).
@@ -663,19 +650,30 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// An incremental batch: read the files that may hold its keys, apply,
-    /// rewrite the files that changed. Returns their removes.
+    /// A chunk of an incremental run: read the files that may hold its
+    /// keys, apply, rewrite the files that changed (see [`MergeState`]).
+    /// Truncates and repairs read every file (with unknown members) in the
+    /// first chunk; `last` writes the rows carried so far.
     async fn merge(
         &mut self,
-        ctx: &SessionContext,
         delta: &DeltaTable,
-        files: &[TableFile],
+        merge: &mut MergeState,
         batch: RecordBatch,
-        state: &DeleteState,
-        repair: bool,
-    ) -> Result<Vec<Remove>> {
+        deletes: &Deletes,
+        watermark: Option<i64>,
+        last: bool,
+    ) -> Result<()> {
+        let ctx = self.rc.ctx;
+        let first = std::mem::replace(&mut merge.first, false);
+        let repair = merge.repair && first;
+        let files = &merge.files;
+        let bound = if last {
+            None
+        } else {
+            merge::last_key(&batch, &self.spec.keys)?
+        };
         let changes = self.changes(batch).await?;
-        let mut selected: Vec<usize> = if !self.truncates.is_empty() {
+        let mut selected: Vec<usize> = if first && !self.truncates.is_empty() {
             (0..files.len()).collect()
         } else {
             let first_key = &self.spec.keys[0];
@@ -700,21 +698,41 @@ impl Work<'_> {
             }
         }
         selected.sort_unstable();
-        let chosen: Vec<&TableFile> = selected.iter().map(|i| &files[*i]).collect();
-        let (rows, file_of_row) = table::read_files(
+        let chosen: Vec<TableFile> = selected.iter().map(|i| files[*i].clone()).collect();
+        let (rows, mut file_of_row) = table::read_files(
             ctx,
             delta,
             &self.spec.name,
-            &chosen,
+            &chosen.iter().collect::<Vec<_>>(),
             &self.layout.table_schema,
         )
         .await?;
-        let mut existing = self.layout.existing(&rows, file_of_row)?;
+        // Carried rows come from files already retired: a pseudo file
+        // (index `chosen.len()`) that is always written.
+        let carried_file = chosen.len();
         let mut dirty: HashSet<usize> = HashSet::new();
+        let rows = match merge.carried.take() {
+            Some(carried) if carried.num_rows() > 0 => {
+                dirty.insert(carried_file);
+                let mut index = vec![carried_file; carried.num_rows()];
+                index.append(&mut file_of_row);
+                file_of_row = index;
+                concat_batches(&self.layout.table_schema, &[carried, rows])?
+            }
+            _ => rows,
+        };
+        let mut existing = self.layout.existing(&rows, file_of_row)?;
         if repair {
             self.repair(&mut existing, &mut dirty).await?;
         }
-        let applied = apply::apply(&self.mode, &changes, &existing, state, &self.truncates)?;
+        // The recorded deletes of this chunk's keys (and truncates), and of
+        // the held keys when truncates apply to them.
+        let mut state_keys = changes.keys.clone();
+        if !self.truncates.is_empty() {
+            state_keys.extend(existing.keys.iter().cloned());
+        }
+        let state = deletes.load_keys(ctx, watermark, &state_keys).await?;
+        let applied = apply::apply(&self.mode, &changes, &existing, &state, &self.truncates)?;
         self.absorb(&applied);
         dirty.extend(applied.dirty_files.iter().copied());
         let rows: Vec<OutRow> = applied
@@ -725,9 +743,8 @@ impl Work<'_> {
                 source != EXISTING || dirty.contains(&existing.file[index])
             })
             .collect();
-        if rows.is_empty() && dirty.is_empty() {
-            return Ok(Vec::new());
-        }
+        // Even with nothing to rewrite, the last chunk writes what earlier
+        // chunks held back.
         let (data, engine) = build_batch(
             &self.layout.data_schema,
             &existing.data,
@@ -735,6 +752,15 @@ impl Work<'_> {
             &rows,
         )?;
         let out = sort_by_keys(&self.layout.assemble(&data, &engine)?, &self.spec.keys)?;
+        let out = match &bound {
+            Some(bound) => {
+                let (now, later) = merge::split_at_key(&out, &self.spec.keys, bound)?;
+                merge.carried = Some(later);
+                now
+            }
+            None => out,
+        };
+        let out = merge.ready_to_write(out, self.rc.config.file_rows, last)?;
         self.adds.extend(
             table::write_to(
                 delta,
@@ -745,12 +771,11 @@ impl Work<'_> {
             )
             .await?,
         );
-        let mut dirty: Vec<usize> = dirty.into_iter().collect();
+        let mut dirty: Vec<usize> = dirty.into_iter().filter(|i| *i < carried_file).collect();
         dirty.sort_unstable();
-        Ok(dirty
-            .into_iter()
-            .map(|i| chosen[i].remove.clone())
-            .collect())
+        let retired: Vec<TableFile> = dirty.into_iter().map(|i| chosen[i].clone()).collect();
+        merge.retire(&retired);
+        Ok(())
     }
 
     /// Re-resolves the lookups of held fact rows that point at an unknown member.

@@ -17,7 +17,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use super::spec::{Kind, LookupSpec, Pipeline, TableSpec};
-use super::table::{self, LAYER};
+use super::table::{self, KeyValues, LAYER};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
@@ -200,7 +200,20 @@ pub async fn resolve(
 
     let mut from = input.clone();
     for (index, lookup) in lookups.iter().enumerate() {
-        let sql = lookup_sql(lookup, &from, index)?;
+        // Prune the dimension to the batch's keys when they are columns of
+        // the input (not fetched by an earlier lookup): the as-of windows
+        // then rank the versions of those keys only, not the whole table.
+        let keys_from = lookup
+            .spec
+            .on
+            .keys()
+            .all(|c| batch.schema().column_with_name(c).is_some())
+            .then_some(input.as_str());
+        let range = match keys_from {
+            Some(_) => key_range(lookup, &batch)?,
+            None => None,
+        };
+        let sql = lookup_sql(lookup, &from, keys_from, range.as_deref())?;
         let df = ctx.sql(&sql).await.map_err(|e| {
             Error::Other(format!(
                 "{fact}: lookup of `{}` does not plan: {e}",
@@ -262,7 +275,49 @@ fn with_empty_lookups(lookups: &[Lookup], batch: RecordBatch) -> Result<RecordBa
     )?)
 }
 
-fn lookup_sql(lookup: &Lookup, from: &str, index: usize) -> Result<String> {
+/// A predicate bounding the looked-up table's key columns to the range of
+/// the batch's values (`r.k BETWEEN min AND max`), for integer and text
+/// keys. Pushed into the Delta scan, it skips the files whose key
+/// statistics lie outside: a batch of recent orders reads the newest
+/// files of `orders`, not all of them.
+fn key_range(lookup: &Lookup, batch: &RecordBatch) -> Result<Option<String>> {
+    let mut bounds = Vec::new();
+    for (fact_column, column) in &lookup.spec.on {
+        let Some(values) = batch.column_by_name(fact_column) else {
+            continue;
+        };
+        let literal = match (values.data_type(), KeyValues::from_array(values.as_ref())?) {
+            (_, KeyValues::Int(v)) => v
+                .first()
+                .zip(v.last())
+                .map(|(min, max)| (min.to_string(), max.to_string())),
+            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, KeyValues::Text(v)) => v
+                .first()
+                .zip(v.last())
+                .map(|(min, max)| (sql_string(min), sql_string(max))),
+            _ => None,
+        };
+        if let Some((min, max)) = literal {
+            bounds.push(format!("r.{} BETWEEN {min} AND {max}", quote(column)));
+        }
+    }
+    Ok((!bounds.is_empty()).then(|| bounds.join(" AND ")))
+}
+
+fn sql_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The join adding `lookup`'s columns to the rows of `from`; `keys_from`,
+/// when given, is a relation holding the fact columns of `on`, whose
+/// distinct values restrict the dimension rows joined, and `range` a
+/// predicate on those rows (see [`key_range`]).
+fn lookup_sql(
+    lookup: &Lookup,
+    from: &str,
+    keys_from: Option<&str>,
+    range: Option<&str>,
+) -> Result<String> {
     let spec = &lookup.spec;
     let key = quote(&spec.key);
     if lookup.target.kind == Kind::Date {
@@ -306,8 +361,29 @@ fn lookup_sql(lookup: &Lookup, from: &str, index: usize) -> Result<String> {
             })
             .collect::<String>()
     };
-    let d = format!("(SELECT * FROM {registered} WHERE {first_key} IS NOT NULL)");
-    let _ = index;
+    let d = match keys_from {
+        Some(keys_from) => {
+            let wanted: Vec<String> = spec
+                .on
+                .keys()
+                .enumerate()
+                .map(|(i, c)| format!("{} AS __k{i}", quote(c)))
+                .collect();
+            let on: Vec<String> = spec
+                .on
+                .values()
+                .enumerate()
+                .map(|(i, c)| format!("r.{} = k.__k{i}", quote(c)))
+                .collect();
+            format!(
+                "(SELECT r.* FROM {registered} r JOIN (SELECT DISTINCT {} FROM {keys_from}) k ON {}{})",
+                wanted.join(", "),
+                on.join(" AND "),
+                range.map(|r| format!(" WHERE {r}")).unwrap_or_default()
+            )
+        }
+        None => format!("(SELECT * FROM {registered} WHERE {first_key} IS NOT NULL)"),
+    };
     if lookup.target.kind != Kind::Scd2 {
         return Ok(format!(
             "SELECT f.*, coalesce(d.{sk}, {UNKNOWN}) AS {key}{} FROM {from} f LEFT JOIN {d} d ON {}",

@@ -20,6 +20,7 @@ pub mod job;
 pub mod keys;
 pub mod layout;
 pub mod lookups;
+pub mod merge;
 pub mod plan;
 pub mod session;
 pub mod side;
@@ -139,6 +140,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             stale = run.counts.stale,
             repaired = run.repaired,
             quarantined = run.quarantined,
+            files_removed = run.files_removed,
+            files_added = run.files_added,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "silver table done"
         );

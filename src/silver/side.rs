@@ -84,12 +84,71 @@ impl Deletes {
     /// first would make the run's own older upserts stale (an SCD2 table
     /// would lose the versions they open).
     pub async fn load(&self, ctx: &SessionContext, watermark: Option<i64>) -> Result<DeleteState> {
-        let mut state = DeleteState::default();
         let Some(watermark) = watermark else {
-            return Ok(state);
+            return Ok(DeleteState::default());
         };
-        for batch in table::read_all(ctx, &self.table, &self.name).await? {
-            let batch = table::conform(&batch, &deletes_schema())?;
+        let batches = table::read_all(ctx, &self.table, &self.name).await?;
+        Self::state_of(&batches, watermark)
+    }
+
+    /// [`Deletes::load`] for the keys of one chunk of changes (and every
+    /// truncate): the side table is joined with the chunk's distinct keys,
+    /// so the state held follows the chunk, not every key ever deleted.
+    pub async fn load_keys(
+        &self,
+        ctx: &SessionContext,
+        watermark: Option<i64>,
+        keys: &[Option<String>],
+    ) -> Result<DeleteState> {
+        let Some(watermark) = watermark else {
+            return Ok(DeleteState::default());
+        };
+        if self.table.version().is_none() {
+            return Ok(DeleteState::default());
+        }
+        let mut distinct: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let keys_schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
+        let keys_batch = RecordBatch::try_new(
+            keys_schema.clone(),
+            vec![Arc::new(StringArray::from(distinct))],
+        )?;
+        let side = format!("__deletes_{}", self.name);
+        let wanted = format!("__deletes_keys_{}", self.name);
+        self.table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| crate::error::Error::delta(&self.name, e))?;
+        let provider = self.table.table_provider().await.map_err(|e| {
+            crate::error::Error::delta(&self.name, deltalake::DeltaTableError::from(e))
+        })?;
+        let _ = ctx.deregister_table(&side)?;
+        let _ = ctx.deregister_table(&wanted)?;
+        ctx.register_table(&side, provider)?;
+        ctx.register_table(
+            &wanted,
+            Arc::new(datafusion::datasource::MemTable::try_new(
+                keys_schema,
+                vec![vec![keys_batch]],
+            )?),
+        )?;
+        let sql = format!(
+            "SELECT d.key, d.seq, d.seq_ts, d.bronze_version FROM {side} d WHERE d.key IS NULL \
+             UNION ALL \
+             SELECT d.key, d.seq, d.seq_ts, d.bronze_version FROM {side} d JOIN {wanted} w ON d.key = w.k"
+        );
+        let batches = ctx.sql(&sql).await?.collect().await;
+        let _ = ctx.deregister_table(&side)?;
+        let _ = ctx.deregister_table(&wanted)?;
+        Self::state_of(&batches?, watermark)
+    }
+
+    /// The latest delete per key and the latest truncate in `batches`,
+    /// ignoring rows recorded after `watermark` (see [`Deletes::load`]).
+    fn state_of(batches: &[RecordBatch], watermark: i64) -> Result<DeleteState> {
+        let mut state = DeleteState::default();
+        for batch in batches {
+            let batch = table::conform(batch, &deletes_schema())?;
             let keys = batch.column(0).as_string::<i32>();
             let versions = batch.column(3).as_primitive::<Int64Type>();
             let seqs = sequences(batch.column(1).as_ref(), batch.column(2).as_ref())?;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::config::is_identifier;
 use crate::error::{Error, Result};
 
 /// What kind of silver table a spec describes.
@@ -193,18 +194,12 @@ pub struct TableSpec {
 impl TableSpec {
     /// A configuration error about this spec file.
     pub fn error(&self, message: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.file.clone(),
-            message: message.into(),
-        }
+        Error::config(&self.file, message)
     }
 
     /// A configuration error about this table's SQL file.
     pub fn sql_error(&self, message: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.sql_file.clone(),
-            message: message.into(),
-        }
+        Error::config(&self.sql_file, message)
     }
 
     /// Tables this one reads (lookups and date coverage), which run first.
@@ -221,35 +216,12 @@ impl TableSpec {
     }
 }
 
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 /// Column names the engine adds; SQL output may not use them.
 pub const RESERVED: &[&str] = &["valid_from", "valid_to", "is_current", "_seq", "_seq_ts"];
 
 /// Parses and validates one spec; `sql_dir` is where its SQL lives.
 pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<TableSpec> {
-    let err = |message: String| Error::Config {
-        file: file.to_path_buf(),
-        message,
-    };
-    let name = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .ok_or_else(|| err("the file name is not a table name".into()))?
-        .to_string();
-    if !is_identifier(&name) {
-        return Err(err(format!(
-            "table name `{name}` (the file name) must be lower-case letters, digits and _"
-        )));
-    }
-    let raw: RawSpec =
-        toml::from_str(text).map_err(|e| err(e.message().to_string()).with_span(text, e.span()))?;
+    let (name, raw): (String, RawSpec) = crate::config::parse_spec_file(file, text, "table")?;
     let sql_file = sql_dir.join(
         raw.sql
             .clone()
@@ -276,26 +248,6 @@ pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<TableSpec> 
         date: raw.date,
     };
     validate(spec, &name)
-}
-
-trait WithSpan {
-    fn with_span(self, text: &str, span: Option<std::ops::Range<usize>>) -> Self;
-}
-
-impl WithSpan for Error {
-    /// Adds `line N` to TOML errors so the key is easy to find.
-    fn with_span(self, text: &str, span: Option<std::ops::Range<usize>>) -> Self {
-        match (self, span) {
-            (Error::Config { file, message }, Some(span)) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                Error::Config {
-                    file,
-                    message: format!("line {line}: {message}"),
-                }
-            }
-            (other, _) => other,
-        }
-    }
 }
 
 fn validate(mut spec: TableSpec, name: &str) -> Result<TableSpec> {

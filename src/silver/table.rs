@@ -427,32 +427,7 @@ pub async fn write(
     batch: &RecordBatch,
     file_rows: usize,
 ) -> Result<Vec<Add>> {
-    if batch.num_rows() == 0 {
-        return Ok(Vec::new());
-    }
-    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-    let kernel_schema = snapshot
-        .metadata()
-        .parse_schema()
-        .map_err(|e| Error::delta(name, DeltaTableError::from(e)))?;
-    let arrow_schema: arrow::datatypes::Schema = (&kernel_schema)
-        .try_into_arrow()
-        .map_err(|e: arrow::error::ArrowError| Error::Arrow(e))?;
-    let arrow_schema = Arc::new(arrow_schema);
-    let batch = conform(batch, &arrow_schema)?;
-    let mut adds = Vec::new();
-    let mut offset = 0;
-    while offset < batch.num_rows() {
-        let length = file_rows.max(1).min(batch.num_rows() - offset);
-        let mut writer = RecordBatchWriter::for_table(table).map_err(|e| Error::delta(name, e))?;
-        writer
-            .write(batch.slice(offset, length))
-            .await
-            .map_err(|e| Error::delta(name, e))?;
-        adds.extend(writer.flush().await.map_err(|e| Error::delta(name, e))?);
-        offset += length;
-    }
-    Ok(adds)
+    write_to(table, None, name, batch, file_rows).await
 }
 
 /// [`write`], in the new layout of a full refresh when there is one.
@@ -463,23 +438,39 @@ pub async fn write_to(
     batch: &RecordBatch,
     file_rows: usize,
 ) -> Result<Vec<Add>> {
-    let Some(relayout) = relayout else {
-        return write(table, name, batch, file_rows).await;
-    };
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let batch = conform(batch, &relayout.schema)?;
+    // Files are written in the table's schema as Delta sees it (the kernel
+    // round trip), or in the refresh's new one.
+    let schema = match relayout {
+        Some(relayout) => relayout.schema.clone(),
+        None => {
+            let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+            let kernel_schema = snapshot
+                .metadata()
+                .parse_schema()
+                .map_err(|e| Error::delta(name, DeltaTableError::from(e)))?;
+            let arrow_schema: arrow::datatypes::Schema = (&kernel_schema)
+                .try_into_arrow()
+                .map_err(|e: arrow::error::ArrowError| Error::Arrow(e))?;
+            Arc::new(arrow_schema)
+        }
+    };
+    let batch = conform(batch, &schema)?;
     let mut adds = Vec::new();
     let mut offset = 0;
     while offset < batch.num_rows() {
         let length = file_rows.max(1).min(batch.num_rows() - offset);
-        let mut writer = RecordBatchWriter::try_new(
-            &relayout.url,
-            relayout.schema.clone(),
-            Some(relayout.partition_by.clone()),
-            Some(relayout.options.clone()),
-        )
+        let mut writer = match relayout {
+            Some(relayout) => RecordBatchWriter::try_new(
+                &relayout.url,
+                relayout.schema.clone(),
+                Some(relayout.partition_by.clone()),
+                Some(relayout.options.clone()),
+            ),
+            None => RecordBatchWriter::for_table(table),
+        }
         .map_err(|e| Error::delta(name, e))?;
         writer
             .write(batch.slice(offset, length))

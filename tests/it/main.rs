@@ -22,6 +22,7 @@ mod silver_crash;
 mod silver_facts;
 mod silver_mock;
 mod silver_oracle;
+mod silver_pruning;
 mod silver_scd1;
 mod silver_support;
 mod storage_cli;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Silver benchmark (BENCHMARKS.md, "Silver"): N mock changes through bronze,
+# the silver initial load, then +1% and the incremental run, each timed with
+# /usr/bin/time (wall, CPU, peak RSS) and the load average noted.
+#
+#   scripts/bench-silver.sh N [DIR]
+#
+# Needs the release binaries (`cargo build --release`, CARGO_TARGET_DIR as
+# usual). The JSONL goes through a FIFO: 10M changes are 54 GB of JSON. The
+# increment is the generator's output for 1.01·N cut after the first N
+# changes' lines, landed as a file of its own.
+set -euo pipefail
+
+N=${1:?usage: bench-silver.sh N [DIR]}
+DIR=${2:-$(mktemp -d /tmp/bench-silver.XXXXXX)}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
+mkdir -p "$DIR"
+cat > "$DIR/lakehouse.toml" <<EOF
+[storage]
+root = "$DIR/lake"
+[silver]
+layers_dir = "$REPO/layers/silver"
+sql_dir = "$REPO/sql/silver"
+memory_limit = 536870912
+EOF
+
+timed() { # label command...
+    local label=$1
+    shift
+    echo "== $label (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+    RUST_LOG=info /usr/bin/time -f "   %e s wall, %U s user, %S s sys, %M KB peak RSS" "$@" \
+        > "$DIR/$label.out" 2> "$DIR/$label.err" || { tail -20 "$DIR/$label.err"; exit 1; }
+    tail -1 "$DIR/$label.err"
+}
+
+rm -f "$DIR/in.jsonl"
+mkfifo "$DIR/in.jsonl"
+"$BIN/lakehouse-mock" jsonl --changes "$N" --seed 1 --partitions 4 --out "$DIR/in.jsonl" \
+    2> "$DIR/generate.err" &
+timed bronze_initial "$BIN/lakehouse" --config "$DIR/lakehouse.toml" run bronze --from-file "$DIR/in.jsonl"
+wait
+LINES=$(grep -o '^[0-9]* records' "$DIR/generate.err" | cut -d' ' -f1)
+timed silver_initial "$BIN/lakehouse" --config "$DIR/lakehouse.toml" run silver
+
+"$BIN/lakehouse-mock" jsonl --changes $((N + N / 100)) --seed 1 --partitions 4 --out - 2> /dev/null |
+    tail -n +$((LINES + 1)) > "$DIR/plus1.jsonl"
+timed bronze_plus1 "$BIN/lakehouse" --config "$DIR/lakehouse.toml" run bronze --from-file "$DIR/plus1.jsonl"
+timed silver_incremental "$BIN/lakehouse" --config "$DIR/lakehouse.toml" run silver
+grep -h "silver table done" "$DIR/silver_incremental.err" | sed 's/\x1b\[[0-9;]*m//g' |
+    grep -o 'table=[a-z_]* .*' | cut -c1-200
+echo "data and logs in $DIR"

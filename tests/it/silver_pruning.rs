@@ -1,0 +1,205 @@
+//! Silver incremental runs rewrite only the files that hold the keys they
+//! touch: counted in the Delta commit's `add` and `remove` actions.
+
+use serde_json::json;
+
+use crate::silver_support::*;
+
+const SPEC: &str = r#"
+kind = "scd1"
+keys = ["customer_id"]
+surrogate_key = "customer_key"
+[source]
+name = "customers"
+topic = "shop.public.customers"
+columns = { id = "BIGINT", city = "VARCHAR" }
+"#;
+
+const SQL: &str = "SELECT id AS customer_id, city FROM customers";
+
+fn customer(d: &Dbz, op: &str, id: i64, city: &str, lsn: i64) -> String {
+    d.change(
+        "customers",
+        op,
+        json!({ "id": id }),
+        json!({ "id": id, "city": city }),
+        lsn,
+    )
+}
+
+/// The actions of commit `version` of silver table `table`, read from its
+/// Delta log as written.
+fn log_actions(lake: &Lake, table: &str, version: u64) -> Vec<serde_json::Value> {
+    let log = lake
+        .path()
+        .join("lake/silver")
+        .join(table)
+        .join("_delta_log")
+        .join(format!("{version:020}.json"));
+    let text = std::fs::read_to_string(&log).expect("commit file");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("action json"))
+        .collect()
+}
+
+/// (adds, removes) of commit `version` of silver table `table`, with the
+/// removed files' paths.
+fn commit_actions(lake: &Lake, table: &str, version: u64) -> (usize, Vec<String>) {
+    let mut adds = 0;
+    let mut removes = Vec::new();
+    for action in log_actions(lake, table, version) {
+        if action.get("add").is_some() {
+            adds += 1;
+        }
+        if let Some(remove) = action.get("remove") {
+            removes.push(remove["path"].as_str().expect("path").to_string());
+        }
+    }
+    (adds, removes)
+}
+
+/// Key range (min, max) of every active data file, by path, from the
+/// `add` actions of the log (files never removed).
+fn file_ranges(lake: &Lake, table: &str, upto: u64) -> Vec<(String, i64, i64)> {
+    let mut live: Vec<(String, i64, i64)> = Vec::new();
+    for version in 0..=upto {
+        for action in log_actions(lake, table, version) {
+            if let Some(add) = action.get("add") {
+                let stats: serde_json::Value =
+                    serde_json::from_str(add["stats"].as_str().expect("stats")).expect("stats");
+                if let (Some(min), Some(max)) = (
+                    stats["minValues"]["customer_id"].as_i64(),
+                    stats["maxValues"]["customer_id"].as_i64(),
+                ) {
+                    live.push((add["path"].as_str().expect("path").into(), min, max));
+                }
+            }
+            if let Some(remove) = action.get("remove") {
+                live.retain(|(p, _, _)| p != remove["path"].as_str().expect("path"));
+            }
+        }
+    }
+    live
+}
+
+/// A lake whose `dim_c` holds customers 1..=100 in files of 10 rows, with
+/// the key range of each file.
+async fn loaded() -> (Lake, Dbz, Vec<(String, i64, i64)>) {
+    let mut lake = Lake::new();
+    lake.config.silver.file_rows = 10;
+    lake.table("dim_c", SPEC, SQL);
+    let d = Dbz::new();
+    let initial: Vec<String> = (1..=100)
+        .map(|id| customer(&d, "r", id, "Paris", 100))
+        .collect();
+    lake.feed(&initial).await;
+    lake.silver().await;
+    let v0 = lake.version("silver", "dim_c").await.expect("built");
+    let ranges = file_ranges(&lake, "dim_c", v0);
+    (lake, d, ranges)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_run_rewrites_only_the_files_holding_its_keys() {
+    let (lake, d, ranges) = loaded().await;
+    assert_eq!(ranges.len(), 10, "100 keys in files of 10 rows: {ranges:?}");
+
+    // Two updates in two different files and one new key after all of them.
+    lake.feed(&[
+        customer(&d, "u", 15, "Oslo", 200),
+        customer(&d, "u", 77, "Rome", 201),
+        customer(&d, "c", 150, "Bern", 202),
+    ])
+    .await;
+    let summary = lake.silver().await;
+    let run = &summary.tables[0];
+    let v1 = lake.version("silver", "dim_c").await.expect("built");
+    assert_eq!(run.version, Some(v1 as i64));
+    let (adds, removed) = commit_actions(&lake, "dim_c", v1);
+    let mut expected: Vec<String> = ranges
+        .iter()
+        .filter(|(_, min, max)| (*min..=*max).contains(&15) || (*min..=*max).contains(&77))
+        .map(|(p, _, _)| p.clone())
+        .collect();
+    let mut removed_sorted = removed.clone();
+    removed_sorted.sort();
+    expected.sort();
+    assert_eq!(removed_sorted, expected, "only the files of keys 15 and 77");
+    assert_eq!(adds, 3, "two rewritten files and one for the new key");
+    assert_eq!((run.files_removed, run.files_added), (2, 3));
+    let rows = lake
+        .rows(
+            &["dim_c"],
+            "SELECT customer_id, city FROM dim_c WHERE customer_id IN (14, 15, 77, 150)",
+        )
+        .await;
+    let cell = |id: &str, city: &str| vec![id.to_string(), city.to_string()];
+    assert_eq!(
+        rows,
+        vec![
+            cell("14", "Paris"),
+            cell("15", "Oslo"),
+            cell("150", "Bern"),
+            cell("77", "Rome"),
+        ]
+    );
+    let count = lake.rows(&["dim_c"], "SELECT count(*) FROM dim_c").await;
+    assert_eq!(
+        count,
+        vec![vec!["102".to_string()]],
+        "101 keys and the unknown member"
+    );
+
+    // A replay of an applied change touches no file: nothing changes, the
+    // commit only moves the watermark.
+    lake.feed(&[customer(&d, "u", 15, "Oslo", 200)]).await;
+    let summary = lake.silver().await;
+    let v2 = lake.version("silver", "dim_c").await.expect("built");
+    assert_eq!(summary.tables[0].counts.stale, 1);
+    assert_eq!(commit_actions(&lake, "dim_c", v2), (0, Vec::new()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_run_in_chunks_rewrites_each_file_once() {
+    let (mut lake, d, ranges) = loaded().await;
+
+    // 20 updates over two files, a delete, and a stale replay, applied in
+    // chunks of 3 changes: chunks share files, each file is still
+    // replaced once and no row is lost or doubled.
+    lake.config.silver.chunk_rows = 3;
+    let mut batch: Vec<String> = (11..=30)
+        .map(|id| customer(&d, "u", id, "Oslo", 200 + id))
+        .collect();
+    batch.push(customer(&d, "d", 12, "Oslo", 300));
+    batch.push(customer(&d, "u", 25, "Stale", 90));
+    lake.feed(&batch).await;
+    let summary = lake.silver().await;
+    let v1 = lake.version("silver", "dim_c").await.expect("built");
+    let (adds, mut removed) = commit_actions(&lake, "dim_c", v1);
+    removed.sort();
+    let mut expected: Vec<String> = ranges
+        .iter()
+        .filter(|(_, min, max)| *max >= 11 && *min <= 30)
+        .map(|(p, _, _)| p.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 2);
+    assert_eq!(removed, expected, "each touched file removed once");
+    assert_eq!(adds, 2, "19 rows rewritten in files of 10");
+    let run = &summary.tables[0];
+    assert_eq!(
+        (run.counts.updated, run.counts.deleted, run.counts.stale),
+        (20, 1, 1)
+    );
+    let rows = lake
+        .rows(
+            &["dim_c"],
+            "SELECT count(*), count(DISTINCT customer_id), sum(CASE WHEN city = 'Oslo' THEN 1 ELSE 0 END) FROM dim_c",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        vec![vec!["100".to_string(), "99".to_string(), "19".to_string()]],
+        "99 keys once each (12 deleted), the unknown member, 19 updated"
+    );
+}
