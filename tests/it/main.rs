@@ -7,6 +7,7 @@ mod bronze_kafka;
 mod demo;
 mod e2e;
 mod gold_grafana;
+mod gold_incremental;
 mod gold_marts;
 mod gold_publish;
 mod gold_support;
