@@ -1,3 +1,6 @@
+-- The distinct count of active customers is a two-level aggregation (the
+-- customers per cell first, then counted), joined on the grain: plain
+-- GROUP BYs spill to disk, `count(DISTINCT ...)` accumulators do not.
 WITH first_orders AS (
   SELECT customer_id, min(order_date) AS first_date
   FROM orders
@@ -7,25 +10,39 @@ WITH first_orders AS (
 activity AS (
   SELECT
     CAST(date_trunc('month', f.first_date) AS DATE) AS cohort_month,
-    (date_part('year', o.order_date) - date_part('year', f.first_date)) * 12
-      + date_part('month', o.order_date) - date_part('month', f.first_date) AS months_since_first,
+    CAST((date_part('year', o.order_date) - date_part('year', f.first_date)) * 12
+      + date_part('month', o.order_date) - date_part('month', f.first_date) AS INT) AS months_since_first,
     o.customer_id,
     o.total
   FROM orders o
   JOIN first_orders f ON o.customer_id = f.customer_id
   WHERE o.order_key <> -1 AND o.order_date IS NOT NULL
-)
-SELECT
-  a.cohort_month,
-  CAST(a.months_since_first AS INT)               AS months_since_first,
-  CAST(count(DISTINCT a.customer_id) AS BIGINT)   AS active_customers,
-  CAST(max(c.cohort_size) AS BIGINT)              AS cohort_size,
-  CAST(count(DISTINCT a.customer_id) AS DOUBLE) / CAST(max(c.cohort_size) AS DOUBLE) AS retention,
-  CAST(sum(a.total) AS DECIMAL(18,2))             AS revenue
-FROM activity a
-JOIN (
+),
+cells AS (
+  SELECT cohort_month, months_since_first, sum(total) AS revenue
+  FROM activity
+  GROUP BY cohort_month, months_since_first
+),
+actives AS (
+  SELECT cohort_month, months_since_first, count(customer_id) AS active_customers
+  FROM (
+    SELECT cohort_month, months_since_first, customer_id FROM activity
+    GROUP BY cohort_month, months_since_first, customer_id
+  ) a
+  GROUP BY cohort_month, months_since_first
+),
+sizes AS (
   SELECT CAST(date_trunc('month', first_date) AS DATE) AS cohort_month, count(*) AS cohort_size
   FROM first_orders
   GROUP BY CAST(date_trunc('month', first_date) AS DATE)
-) c ON a.cohort_month = c.cohort_month
-GROUP BY a.cohort_month, CAST(a.months_since_first AS INT)
+)
+SELECT
+  c.cohort_month,
+  c.months_since_first,
+  CAST(a.active_customers AS BIGINT)            AS active_customers,
+  CAST(s.cohort_size AS BIGINT)                 AS cohort_size,
+  CAST(a.active_customers AS DOUBLE) / CAST(s.cohort_size AS DOUBLE) AS retention,
+  CAST(c.revenue AS DECIMAL(18,2))              AS revenue
+FROM cells c
+JOIN actives a ON a.cohort_month = c.cohort_month AND a.months_since_first = c.months_since_first
+JOIN sizes s ON s.cohort_month = c.cohort_month

@@ -214,5 +214,6 @@ fn describe(refresh: &super::Refresh) -> String {
         super::Refresh::Unchanged => "unchanged".into(),
         super::Refresh::Full(why) => format!("rebuilt ({why})"),
         super::Refresh::Partitions(p) => format!("{} partition(s)", p.len()),
+        super::Refresh::Keys(k) => format!("{} key(s)", k.len()),
     }
 }

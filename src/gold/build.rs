@@ -9,27 +9,28 @@
 //! commit, so the mart is as before or fully updated and a crashed run is
 //! simply redone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::{LogicalPlan, SortExpr};
+use datafusion::prelude::{SessionContext, ident, lit};
 use deltalake::DeltaTableError;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Remove, StructType, Transaction};
 use futures::StreamExt;
 
 use super::catalog::{Catalog, LAYER, SYSTEM_TABLES, gold_app_id};
-use super::changes::{changed_dates, file_changes};
+use super::changes::{changed_dates, changed_keys, file_changes};
 use super::config::GoldConfig;
 use super::spec::MartSpec;
 use crate::error::{Error, Result};
 use crate::silver::keys::key_strings;
-use crate::silver::table::{self, txn_version, version};
+use crate::silver::table::{self, KeyValues, TableFile, txn_version, version};
 use crate::storage::StorageRoot;
 
 /// What a mart's run recomputed.
@@ -41,6 +42,8 @@ pub enum Refresh {
     Full(String),
     /// Only these partitions (dates as days since 1970-01-01).
     Partitions(BTreeSet<i32>),
+    /// Only the rows with these values of the `incremental_by` key column.
+    Keys(Vec<ScalarValue>),
 }
 
 /// What a mart's run did.
@@ -74,6 +77,16 @@ pub fn scanned_tables(plan: &LogicalPlan) -> Result<BTreeSet<String>> {
         Ok(TreeNodeRecursion::Continue)
     })?;
     Ok(names)
+}
+
+/// The refresh kind's short form, for logs and the commit metadata.
+pub fn describe(refresh: &Refresh) -> String {
+    match refresh {
+        Refresh::Unchanged => "unchanged".to_string(),
+        Refresh::Full(why) => format!("rebuilt ({why})"),
+        Refresh::Partitions(p) => format!("{} partition(s) recomputed", p.len()),
+        Refresh::Keys(k) => format!("{} key(s) recomputed", k.len()),
+    }
 }
 
 fn date_literal(days: i32) -> String {
@@ -145,15 +158,26 @@ pub async fn build_mart(
             txn_version(&existing, &spec.name, &app).await?,
         );
     }
+    let mart_rows = match existing.version() {
+        Some(_) => table::files(&existing, &spec.name)?
+            .iter()
+            .filter_map(|f| f.stats.as_ref()?.get("numRecords")?.as_u64())
+            .sum(),
+        None => 0,
+    };
     let refresh = decide(
         ctx,
         spec,
+        &schema,
         &inputs,
         &watermarks,
-        full_refresh,
-        reads_system,
-        same_layout,
-        existing.version().is_some(),
+        Layout {
+            full_refresh,
+            reads_system,
+            same_layout,
+            exists: existing.version().is_some(),
+            mart_rows,
+        },
     )
     .await?;
     let mut run = MartRun {
@@ -171,36 +195,47 @@ pub async fn build_mart(
         return Ok(run);
     }
     let full = matches!(refresh, Refresh::Full(_));
-    let (mut delta, _) = table::ensure(
-        root,
-        LAYER,
-        &spec.name,
-        &schema,
-        &partition_by,
-        full,
-        &spec.file,
-    )
-    .await?;
+    // A changed layout comes back as `relayout` and goes into the data's
+    // commit, so readers see the old mart or the new one, never an empty one.
+    let (mut delta, relayout) =
+        table::open_for_refresh(root, LAYER, &spec.name, &schema, &partition_by).await?;
 
-    let order: Vec<String> = spec.keys.iter().map(|k| format!("\"{k}\"")).collect();
-    let (filter, removes) = match &refresh {
+    let mart = ctx
+        .sql(&format!(
+            "SELECT * FROM ({}) AS __mart",
+            spec.sql.trim().trim_end_matches(';')
+        ))
+        .await?;
+    let (frame, removes) = match &refresh {
         Refresh::Partitions(dates) => {
             let Some(p) = &spec.partition_by else {
                 return Err(spec.error("partition_by: missing"));
             };
             let values: BTreeSet<String> = dates.iter().map(|d| date_literal(*d)).collect();
-            let list: Vec<String> = values.iter().map(|d| format!("DATE '{d}'")).collect();
+            let list = dates
+                .iter()
+                .map(|d| lit(ScalarValue::Date32(Some(*d))))
+                .collect();
             let removes = partition_files(&delta, &spec.name, p, &values)?;
-            (format!(" WHERE \"{p}\" IN ({})", list.join(", ")), removes)
+            (mart.filter(ident(p).in_list(list, false))?, removes)
         }
-        _ => (String::new(), all_files(&delta, &spec.name)?),
+        Refresh::Keys(keys) => {
+            let Some(column) = &spec.incremental_by else {
+                return Err(spec.error("incremental_by: missing"));
+            };
+            let (removes, kept) = key_files(ctx, &delta, spec, column, keys, &schema).await?;
+            let list = keys.iter().cloned().map(lit).collect();
+            let recomputed = mart.filter(ident(column).in_list(list, false))?;
+            (recomputed.union(ctx.read_batch(kept)?)?, removes)
+        }
+        _ => (mart, all_files(&delta, &spec.name)?),
     };
-    let sql = format!(
-        "SELECT * FROM ({}) AS __mart{filter} ORDER BY {}",
-        spec.sql.trim().trim_end_matches(';'),
-        order.join(", ")
-    );
-    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    let order: Vec<SortExpr> = spec
+        .keys
+        .iter()
+        .map(|k| ident(k).sort(true, false))
+        .collect();
+    let mut stream = frame.sort(order)?.execute_stream().await?;
     let mut adds = Vec::new();
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0usize;
@@ -228,14 +263,32 @@ pub async fn build_mart(
         pending.push(batch);
         if pending_rows >= config.file_rows {
             let all = concat_batches(&schema, &pending)?;
-            adds.extend(table::write(&delta, &spec.name, &all, config.file_rows).await?);
+            adds.extend(
+                table::write_to(
+                    &delta,
+                    relayout.as_ref(),
+                    &spec.name,
+                    &all,
+                    config.file_rows,
+                )
+                .await?,
+            );
             pending.clear();
             pending_rows = 0;
         }
     }
     if pending_rows > 0 {
         let all = concat_batches(&schema, &pending)?;
-        adds.extend(table::write(&delta, &spec.name, &all, config.file_rows).await?);
+        adds.extend(
+            table::write_to(
+                &delta,
+                relayout.as_ref(),
+                &spec.name,
+                &all,
+                config.file_rows,
+            )
+            .await?,
+        );
     }
     let txns: Vec<Transaction> = inputs
         .iter()
@@ -246,37 +299,59 @@ pub async fn build_mart(
     run.files_removed = removes.len();
     run.files_added = adds.len();
     let metadata = metadata(&run, &inputs);
-    let committed =
-        table::commit(&mut delta, &spec.name, removes, adds, txns, metadata, full).await?;
+    let committed = table::commit_with(
+        &mut delta, &spec.name, relayout, removes, adds, txns, metadata, full,
+    )
+    .await?;
     run.version = Some(committed);
     run.current_version = Some(committed);
     run.elapsed = started.elapsed();
     Ok(run)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn decide(
-    ctx: &SessionContext,
-    spec: &MartSpec,
-    inputs: &[&super::catalog::Entry],
-    watermarks: &BTreeMap<String, Option<i64>>,
+/// The mart's state as far as the refresh decision goes.
+struct Layout {
     full_refresh: bool,
     reads_system: bool,
     same_layout: bool,
     exists: bool,
+    /// Rows in the mart (from the files' statistics).
+    mart_rows: u64,
+}
+
+async fn decide(
+    ctx: &SessionContext,
+    spec: &MartSpec,
+    schema: &SchemaRef,
+    inputs: &[&super::catalog::Entry],
+    watermarks: &BTreeMap<String, Option<i64>>,
+    layout: Layout,
 ) -> Result<Refresh> {
-    if full_refresh {
+    if layout.full_refresh {
         return Ok(Refresh::Full("--full-refresh".into()));
     }
-    if !exists {
+    if !layout.exists {
         return Ok(Refresh::Full("new mart".into()));
     }
-    if !same_layout {
+    if !layout.same_layout {
         return Ok(Refresh::Full("columns or partitioning changed".into()));
     }
-    if reads_system {
+    if layout.reads_system {
         return Ok(Refresh::Full("reads the system tables".into()));
     }
+    let key_type = match &spec.incremental_by {
+        Some(column) => Some(
+            schema
+                .field_with_name(column)
+                .map_err(|_| {
+                    spec.sql_error(format!("does not select `{column}` (incremental_by)"))
+                })?
+                .data_type()
+                .clone(),
+        ),
+        None => None,
+    };
+    let mut keys: HashSet<ScalarValue> = HashSet::new();
     let mut dates = BTreeSet::new();
     let mut changed_any = false;
     for input in inputs {
@@ -300,16 +375,84 @@ async fn decide(
                 input.name
             )));
         };
-        match changed_dates(ctx, spec, &input.name, rule, &changes).await? {
-            Some(d) => dates.extend(d),
-            None => return Ok(Refresh::Full(format!("{}: removed files gone", input.name))),
+        let found = match &key_type {
+            Some(key_type) => changed_keys(ctx, spec, &input.name, rule, key_type, &changes)
+                .await?
+                .map(|k| keys.extend(k)),
+            None => changed_dates(ctx, spec, &input.name, rule, &changes)
+                .await?
+                .map(|d| dates.extend(d)),
+        };
+        if found.is_none() {
+            return Ok(Refresh::Full(format!("{}: removed files gone", input.name)));
         }
     }
-    Ok(if !changed_any {
-        Refresh::Unchanged
-    } else {
-        Refresh::Partitions(dates)
-    })
+    if !changed_any {
+        return Ok(Refresh::Unchanged);
+    }
+    if key_type.is_none() {
+        return Ok(Refresh::Partitions(dates));
+    }
+    // Recomputing most keys costs a rebuild plus the filtering: rebuild.
+    if keys.len() as u64 * 2 > layout.mart_rows {
+        return Ok(Refresh::Full(format!(
+            "{} changed keys of {} rows",
+            keys.len(),
+            layout.mart_rows
+        )));
+    }
+    let mut keys: Vec<ScalarValue> = keys.into_iter().collect();
+    keys.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    Ok(Refresh::Keys(keys))
+}
+
+/// For a mart incremental by key: the files holding any of `keys` (pruned
+/// by the key column's statistics, then confirmed by reading them) and
+/// their other rows, which are written again with the recomputed ones.
+async fn key_files(
+    ctx: &SessionContext,
+    delta: &deltalake::DeltaTable,
+    spec: &MartSpec,
+    column: &str,
+    keys: &[ScalarValue],
+    schema: &SchemaRef,
+) -> Result<(Vec<Remove>, RecordBatch)> {
+    let files = table::files(delta, &spec.name)?;
+    if keys.is_empty() || files.is_empty() {
+        return Ok((Vec::new(), RecordBatch::new_empty(schema.clone())));
+    }
+    let values = KeyValues::from_array(&ScalarValue::iter_to_array(keys.iter().cloned())?)?;
+    let selected: Vec<&TableFile> = table::candidates(&files, column, &values)
+        .into_iter()
+        .filter_map(|i| files.get(i))
+        .collect();
+    let (rows, file_of_row) = table::read_files(ctx, delta, &spec.name, &selected, schema).await?;
+    let key_column = rows
+        .column_by_name(column)
+        .ok_or_else(|| spec.sql_error(format!("the mart has no column `{column}`")))?;
+    let wanted: HashSet<&ScalarValue> = keys.iter().collect();
+    let mut changed = Vec::with_capacity(rows.num_rows());
+    let mut hit = vec![false; selected.len()];
+    for (row, file) in file_of_row.iter().enumerate() {
+        let is_changed = wanted.contains(&ScalarValue::try_from_array(key_column, row)?);
+        if is_changed && let Some(h) = hit.get_mut(*file) {
+            *h = true;
+        }
+        changed.push(is_changed);
+    }
+    let keep: BooleanArray = file_of_row
+        .iter()
+        .zip(&changed)
+        .map(|(file, is_changed)| Some(!is_changed && hit.get(*file).copied().unwrap_or(false)))
+        .collect();
+    let kept = filter_record_batch(&rows, &keep)?;
+    let removes = selected
+        .iter()
+        .zip(&hit)
+        .filter(|(_, hit)| **hit)
+        .map(|(f, _)| f.remove.clone())
+        .collect();
+    Ok((removes, kept))
 }
 
 fn all_files(delta: &deltalake::DeltaTable, name: &str) -> Result<Vec<Remove>> {
@@ -347,6 +490,7 @@ fn metadata(
         Refresh::Unchanged => ("unchanged".to_string(), 0),
         Refresh::Full(why) => (format!("full: {why}"), 0),
         Refresh::Partitions(p) => ("partitions".to_string(), p.len()),
+        Refresh::Keys(k) => ("keys".to_string(), k.len()),
     };
     let versions: serde_json::Map<String, serde_json::Value> = inputs
         .iter()

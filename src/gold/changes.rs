@@ -6,13 +6,15 @@
 //! rows that differ between the removed and added files (a symmetric
 //! difference: silver rewrites whole files when one row changes) are the
 //! table's `changed` rows, and the mart's `incremental` rule maps them to
-//! the partition dates to recompute.
+//! the partition dates (or, for a mart incremental by key, the key values)
+//! to recompute.
 
 use std::collections::{BTreeSet, HashSet};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Date32Type};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use deltalake::DeltaTable;
@@ -95,6 +97,61 @@ pub async fn changed_dates(
     rule: &str,
     changes: &FileChanges,
 ) -> Result<Option<BTreeSet<i32>>> {
+    let column = format!("CAST({rule} AS DATE)");
+    let Some(columns) = changed_column(ctx, spec, input, rule, &column, changes).await? else {
+        return Ok(None);
+    };
+    let mut dates = BTreeSet::new();
+    for column in columns {
+        let column = cast(&column, &DataType::Date32)?;
+        dates.extend(column.as_primitive::<Date32Type>().iter().flatten());
+        if column.null_count() > 0 {
+            tracing::debug!(mart = %spec.name, input, "changed rows without a date are not in any partition");
+        }
+    }
+    Ok(Some(dates))
+}
+
+/// [`changed_dates`] for a mart incremental by key: the distinct values of
+/// the key column the changed rows map to, cast to `key_type` (nulls
+/// dropped: the grain has none); `None`: rebuild.
+pub async fn changed_keys(
+    ctx: &SessionContext,
+    spec: &MartSpec,
+    input: &str,
+    rule: &str,
+    key_type: &DataType,
+    changes: &FileChanges,
+) -> Result<Option<HashSet<ScalarValue>>> {
+    let Some(columns) = changed_column(ctx, spec, input, rule, rule, changes).await? else {
+        return Ok(None);
+    };
+    let mut keys = HashSet::new();
+    for column in columns {
+        let column = cast(&column, key_type).map_err(|e| {
+            spec.error(format!(
+                "incremental.{input}: `{rule}` does not give values of the key's type {key_type}: {e}"
+            ))
+        })?;
+        for row in 0..column.len() {
+            if column.is_valid(row) {
+                keys.insert(ScalarValue::try_from_array(&column, row)?);
+            }
+        }
+    }
+    Ok(Some(keys))
+}
+
+/// The first column of `rule` (a query) or of `SELECT DISTINCT column` (a
+/// column rule) over the input's changed rows; `None`: a removed file is gone.
+async fn changed_column(
+    ctx: &SessionContext,
+    spec: &MartSpec,
+    input: &str,
+    rule: &str,
+    column: &str,
+    changes: &FileChanges,
+) -> Result<Option<Vec<ArrayRef>>> {
     let read = |urls: Vec<String>| async move {
         if urls.is_empty() {
             return Ok::<_, Error>(None);
@@ -116,11 +173,11 @@ pub async fn changed_dates(
     };
     let added = read(changes.added.clone()).await?;
     let changed: Vec<RecordBatch> = match (added, removed) {
-        (None, None) => return Ok(Some(BTreeSet::new())),
+        (None, None) => return Ok(Some(Vec::new())),
         (Some(rows), None) | (None, Some(rows)) => rows,
         (Some(added), Some(removed)) => {
             let (Some(a), Some(r)) = (added.first(), removed.first()) else {
-                return Ok(Some(BTreeSet::new()));
+                return Ok(Some(Vec::new()));
             };
             let a = MemTable::try_new(a.schema(), vec![added.clone()])?;
             let r = MemTable::try_new(r.schema(), vec![removed.clone()])?;
@@ -134,16 +191,16 @@ pub async fn changed_dates(
         }
     };
     let Some(first) = changed.first() else {
-        return Ok(Some(BTreeSet::new()));
+        return Ok(Some(Vec::new()));
     };
     let table = MemTable::try_new(first.schema(), vec![changed.clone()])?;
     let _ = ctx.deregister_table(CHANGED)?;
     ctx.register_table(CHANGED, std::sync::Arc::new(table))?;
     let sql = if MartSpec::rule_is_query(rule) {
-        // The rule's first column holds the dates.
+        // The rule's first column holds the values.
         rule.to_string()
     } else {
-        format!("SELECT DISTINCT CAST({rule} AS DATE) FROM {CHANGED}")
+        format!("SELECT DISTINCT {column} FROM {CHANGED}")
     };
     let result = async { ctx.sql(&sql).await?.collect().await }.await;
     let _ = ctx.deregister_table(CHANGED)?;
@@ -152,13 +209,5 @@ pub async fn changed_dates(
             "incremental.{input}: `{rule}` failed over the changed rows: {e}"
         ))
     })?;
-    let mut dates = BTreeSet::new();
-    for batch in batches {
-        let column = cast(batch.column(0), &DataType::Date32)?;
-        dates.extend(column.as_primitive::<Date32Type>().iter().flatten());
-        if column.null_count() > 0 {
-            tracing::debug!(mart = %spec.name, input, "changed rows without a date are not in any partition");
-        }
-    }
-    Ok(Some(dates))
+    Ok(Some(batches.iter().map(|b| b.column(0).clone()).collect()))
 }

@@ -143,11 +143,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
 impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for m in &self.marts {
-            let what = match &m.refresh {
-                Refresh::Unchanged => "unchanged".to_string(),
-                Refresh::Full(why) => format!("rebuilt ({why})"),
-                Refresh::Partitions(p) => format!("{} partition(s) recomputed", p.len()),
-            };
+            let what = build::describe(&m.refresh);
             match m.version {
                 Some(v) => writeln!(
                     f,

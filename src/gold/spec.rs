@@ -25,6 +25,8 @@ struct RawMart {
     #[serde(default)]
     partition_by: Option<String>,
     #[serde(default)]
+    incremental_by: Option<String>,
+    #[serde(default)]
     indexes: Vec<Vec<String>>,
     #[serde(default)]
     incremental: BTreeMap<String, String>,
@@ -54,12 +56,18 @@ pub struct MartSpec {
     /// A `DATE` output column the Delta table is partitioned by. Required for
     /// incremental runs, which replace whole partitions.
     pub partition_by: Option<String>,
+    /// A key column by whose values the mart is incremental (instead of by
+    /// date partition): the `incremental` rules then map changed input rows
+    /// to values of this column, and a run recomputes only the rows with
+    /// those values, rewriting only the files that hold them.
+    pub incremental_by: Option<String>,
     /// Extra Postgres indexes (each a list of columns).
     pub indexes: Vec<Vec<String>>,
     /// Per table the SQL reads: how a change to it maps to the partitions to
     /// recompute. The value is a column of that table holding the partition
     /// date (`order_date`), or a `SELECT` over `changed` (the table's changed
-    /// rows) and any other table returning the dates. A read table not listed
+    /// rows) and any other table returning the dates (with `incremental_by`:
+    /// the key values instead of dates). A read table not listed
     /// here makes any change to it rebuild the whole mart.
     pub incremental: BTreeMap<String, String>,
     /// Whether the mart is published to Postgres.
@@ -107,6 +115,7 @@ pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<MartSpec> {
         sql: String::new(),
         keys: raw.keys,
         partition_by: raw.partition_by,
+        incremental_by: raw.incremental_by,
         indexes: raw.indexes,
         incremental: raw.incremental,
         publish: raw.publish,
@@ -155,9 +164,29 @@ fn validate(spec: &MartSpec) -> Result<()> {
             check(&format!("indexes[{index}]"), column)?;
         }
     }
-    if !spec.incremental.is_empty() && spec.partition_by.is_none() {
+    if let Some(column) = &spec.incremental_by {
+        check("incremental_by", column)?;
+        if !spec.keys.contains(column) {
+            return Err(spec.error(format!(
+                "incremental_by: `{column}` must be one of the keys (the grain)"
+            )));
+        }
+        if spec.partition_by.is_some() {
+            return Err(spec.error(
+                "incremental_by: a mart is incremental by `partition_by` or by `incremental_by`, not both",
+            ));
+        }
+        if spec.incremental.is_empty() {
+            return Err(spec.error(format!(
+                "incremental_by: add an [incremental] rule per input mapping its changed rows to `{column}` values"
+            )));
+        }
+    }
+    if !spec.incremental.is_empty() && spec.partition_by.is_none() && spec.incremental_by.is_none()
+    {
         return Err(spec.error(
-            "incremental: needs `partition_by` (a DATE column): incremental runs replace partitions",
+            "incremental: needs `partition_by` (a DATE column: runs replace partitions) \
+             or `incremental_by` (a key column: runs replace the rows of the changed keys)",
         ));
     }
     for (table, rule) in &spec.incremental {
@@ -248,5 +277,38 @@ dim_product = "SELECT f.order_date FROM fact_sales f JOIN changed c ON f.product
             .unwrap_err()
             .to_string();
         assert!(err.contains("incremental.fact_sales"), "{err}");
+    }
+
+    #[test]
+    fn incremental_by_key() {
+        let by_key = r#"
+keys = ["product_id"]
+incremental_by = "product_id"
+[incremental]
+fact_sales = "product_id"
+"#;
+        let spec = parse(by_key).unwrap();
+        assert_eq!(spec.incremental_by.as_deref(), Some("product_id"));
+        let err = parse(&by_key.replace(
+            "incremental_by = \"product_id\"",
+            "incremental_by = \"sku\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("incremental_by") && err.contains("keys"),
+            "{err}"
+        );
+        let err = parse(&by_key.replace("[incremental]\nfact_sales = \"product_id\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[incremental]"), "{err}");
+        let err = parse(&GOOD.replace(
+            "partition_by",
+            "incremental_by = \"category_id\"\npartition_by",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ mod compose;
 mod demo;
 mod e2e;
 mod gold_grafana;
+mod gold_incremental;
 mod gold_marts;
 mod gold_publish;
 mod gold_support;
