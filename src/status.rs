@@ -13,7 +13,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use serde::{Deserialize, Serialize};
 
 use crate::bronze::kafka::app_id;
@@ -197,37 +197,15 @@ pub async fn kafka_lag(config: &Config, root: &StorageRoot) -> Result<Vec<Partit
             .create()
             .map_err(|e| Error::kafka("creating a client for status", e))?;
         let timeout = Duration::from_secs(10);
-        let metadata = consumer
-            .fetch_metadata(None, timeout)
-            .map_err(|e| Error::kafka("reading topic metadata", e))?;
-        let pattern = match &kafka.topic_pattern {
-            Some(p) => Some(
-                regex::Regex::new(&format!("^(?:{})$", p.trim_start_matches('^')))
-                    .map_err(|e| Error::Other(format!("kafka.topic_pattern: {e}")))?,
-            ),
-            None => None,
-        };
-        let mut out = Vec::new();
-        for topic in metadata.topics() {
-            let name = topic.name();
-            let subscribed = kafka.topics.iter().any(|t| t == name)
-                || pattern.as_ref().is_some_and(|p| p.is_match(name));
-            if !subscribed {
-                continue;
-            }
-            for partition in topic.partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(name, partition.id(), timeout)
-                    .map_err(|e| {
-                        Error::kafka(
-                            format!("reading watermarks of {name}/{}", partition.id()),
-                            e,
-                        )
-                    })?;
-                out.push((name.to_string(), partition.id(), low, high));
-            }
-        }
-        Ok(out)
+        let watermarks = crate::bronze::backlog::subscription_watermarks(
+            &consumer,
+            &kafka.subscription(),
+            timeout,
+        )?;
+        Ok(watermarks
+            .into_iter()
+            .map(|((topic, partition), (low, high))| (topic, partition, low, high))
+            .collect())
     })
     .await
     .map_err(|e| Error::Other(format!("status: {e}")))??;

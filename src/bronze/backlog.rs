@@ -25,6 +25,46 @@ pub struct Backlog {
     last_seen: BTreeMap<(String, i32), Option<i64>>,
 }
 
+/// The low and high watermarks of every partition of the topics that
+/// `subscription` (topic names and `^regex` patterns, as librdkafka takes
+/// them; see [`crate::config::KafkaConfig::subscription`]) names.
+pub fn subscription_watermarks<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    subscription: &[String],
+    timeout: Duration,
+) -> Result<BTreeMap<(String, i32), (i64, i64)>> {
+    let patterns = subscription
+        .iter()
+        .filter_map(|s| s.strip_prefix('^'))
+        .map(|p| regex::Regex::new(&format!("^(?:{p})$")))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Other(format!("topic pattern: {e}")))?;
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(|e| Error::kafka("cannot read topic metadata", e))?;
+    let mut targets = BTreeMap::new();
+    for topic in metadata.topics() {
+        let name = topic.name();
+        let wanted =
+            subscription.iter().any(|s| s == name) || patterns.iter().any(|p| p.is_match(name));
+        if !wanted {
+            continue;
+        }
+        for partition in topic.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(name, partition.id(), timeout)
+                .map_err(|e| {
+                    Error::kafka(
+                        format!("cannot read the watermarks of {name}/{}", partition.id()),
+                        e,
+                    )
+                })?;
+            targets.insert((name.to_string(), partition.id()), (low, high));
+        }
+    }
+    Ok(targets)
+}
+
 impl Backlog {
     /// Reads the subscription's partitions and their watermarks from the broker.
     /// `subscription` holds topic names and `^regex` patterns, as librdkafka takes them.
@@ -33,35 +73,7 @@ impl Backlog {
         subscription: &[String],
         timeout: Duration,
     ) -> Result<Self> {
-        let patterns = subscription
-            .iter()
-            .filter_map(|s| s.strip_prefix('^'))
-            .map(|p| regex::Regex::new(&format!("^(?:{p})$")))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Other(format!("topic pattern: {e}")))?;
-        let metadata = consumer
-            .fetch_metadata(None, timeout)
-            .map_err(|e| Error::kafka("cannot read topic metadata", e))?;
-        let mut targets = BTreeMap::new();
-        for topic in metadata.topics() {
-            let name = topic.name();
-            let wanted =
-                subscription.iter().any(|s| s == name) || patterns.iter().any(|p| p.is_match(name));
-            if !wanted {
-                continue;
-            }
-            for partition in topic.partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(name, partition.id(), timeout)
-                    .map_err(|e| {
-                        Error::kafka(
-                            format!("cannot read the watermarks of {name}/{}", partition.id()),
-                            e,
-                        )
-                    })?;
-                targets.insert((name.to_string(), partition.id()), (low, high));
-            }
-        }
+        let targets = subscription_watermarks(consumer, subscription, timeout)?;
         Ok(Self {
             targets,
             last_progress: Instant::now(),

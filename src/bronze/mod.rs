@@ -8,7 +8,7 @@
 //! Records that cannot be decoded go to `bronze_dead_letters` and ingestion
 //! goes on.
 
-mod backlog;
+pub mod backlog;
 pub mod buffer;
 pub mod file;
 pub mod kafka;
