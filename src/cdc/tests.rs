@@ -1289,48 +1289,6 @@ fn fuzz_mutated_corpus_never_panics() {
     }
 }
 
-/// `cargo test --release -- --ignored --nocapture decode_throughput`
-#[test]
-#[ignore]
-fn decode_throughput() {
-    let sets = [
-        "mysql-1.9.7-alltypes-numeric-decimal-schema.json",
-        "pg-1.9.5-tpcc-customer-float32-snapshot-schema.jsonl",
-        "mysql-1.1.1-products-schema.jsonl",
-        "mysql-1.1.1-products-noschema.jsonl",
-        "pg-1.2.1-products-replica-full-noschema.jsonl",
-    ];
-    for name in sets {
-        let recs = corpus(name);
-        let bytes: usize = recs
-            .iter()
-            .map(|r| r.value.as_ref().map_or(0, String::len))
-            .sum();
-        let mut dec = Decoder::default();
-        let mut out = DecodedRecord::default();
-        let rounds = (200_000_000 / bytes).max(1);
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            for r in &recs {
-                dec.decode(
-                    &r.topic,
-                    None,
-                    r.value.as_deref().map(str::as_bytes),
-                    &mut out,
-                )
-                .unwrap();
-            }
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let mb = (bytes * rounds) as f64 / 1e6;
-        println!(
-            "{name}: {:.0} MB/s, {:.0} k records/s",
-            mb / secs,
-            (recs.len() * rounds) as f64 / secs / 1e3
-        );
-    }
-}
-
 /// The README's epoch → UTC conversions of the metadata timestamps decoded above.
 #[test]
 fn readme_metadata_times() {
