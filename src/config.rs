@@ -40,6 +40,8 @@ pub struct Config {
     pub gold: crate::gold::GoldConfig,
     /// Postgres the gold marts are published to.
     pub postgres: crate::publish::PostgresConfig,
+    /// Table maintenance: compaction, vacuum, checkpoints.
+    pub maintenance: crate::maintenance::MaintenanceConfig,
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -124,6 +126,8 @@ pub struct BronzeConfig {
     pub assignment_timeout_ms: u64,
     /// Target Parquet file size in bytes.
     pub target_file_size: u64,
+    /// Columns `lakehouse optimize` Z-orders `bronze_events` by (empty: plain compaction).
+    pub zorder: Vec<String>,
     /// Types of columns in schemaless (`schemas.enable=false`) topics, which
     /// carry no types on the wire: `topic -> column -> type`, e.g.
     /// `"shop.public.orders" = { total = "decimal(2)", created = "timestamp_us" }`.
@@ -140,6 +144,7 @@ impl Default for BronzeConfig {
             idle_timeout_ms: 2_000,
             assignment_timeout_ms: 120_000,
             target_file_size: 128 * 1024 * 1024,
+            zorder: Vec::new(),
             schemaless_types: BTreeMap::new(),
         }
     }
@@ -269,6 +274,7 @@ impl Config {
         }
         self.bronze.type_hints(file)?;
         self.postgres.validate().map_err(err)?;
+        self.maintenance.validate().map_err(err)?;
         Ok(())
     }
 

@@ -14,6 +14,8 @@
 //! - [`query`]: DataFusion sessions over the Delta tables.
 //! - [`gold`]: aggregated marts over silver, `lakehouse query`.
 //! - [`publish`]: gold marts published to Postgres.
+//! - [`maintenance`]: `optimize`, `vacuum`, checkpoints and bronze auto-compaction.
+//! - [`watch`]: `run all` and continuous mode (`run all --watch`).
 //! - [`embedded_kafka`]: an in-process Kafka-protocol broker for the demo and tests.
 
 pub mod bench;
@@ -24,9 +26,11 @@ pub mod demo;
 pub mod embedded_kafka;
 pub mod error;
 pub mod gold;
+pub mod maintenance;
 pub mod publish;
 pub mod query;
 pub mod silver;
 pub mod storage;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -74,6 +74,33 @@ enum Command {
         #[arg(long, default_value = "table")]
         format: lakehouse::gold::adhoc::Format,
     },
+    /// Compact small files of the Delta tables (Z-order by the columns a spec's `zorder` lists).
+    Optimize {
+        /// Only this layer: bronze, silver or gold.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Delete data files removed from the tables longer ago than the retention.
+    Vacuum {
+        /// Only this layer: bronze, silver or gold.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Retention in hours (default: [maintenance] retention_hours).
+        #[arg(long)]
+        retention_hours: Option<u64>,
+        /// Allow a retention below the safe minimum ([maintenance] min_retention_hours).
+        #[arg(long)]
+        force: bool,
+        /// Only list the files that would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Measure a layer's throughput and peak memory (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -114,6 +141,18 @@ enum BenchLayer {
 
 #[derive(Debug, Subcommand)]
 enum Layer {
+    /// Bronze (until idle), silver and gold once; with --watch, continuously.
+    All {
+        /// Run bronze continuously and silver, then gold, whenever bronze commits.
+        #[arg(long)]
+        watch: bool,
+        /// --watch: how often to look for new bronze versions, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Do not publish the gold marts to Postgres.
+        #[arg(long)]
+        no_publish: bool,
+    },
     /// Build the gold marts (layers/gold/*.toml, sql/gold/*.sql) and publish them to Postgres.
     Gold {
         /// Rebuild from all of silver: every mart, or only MART.
@@ -243,6 +282,62 @@ async fn main() -> anyhow::Result<()> {
             let failed = summary.failed_publishes().len();
             if failed > 0 {
                 anyhow::bail!("{failed} mart(s) could not be published; the next run retries");
+            }
+        }
+        Command::Run {
+            layer:
+                Layer::All {
+                    watch,
+                    poll_ms,
+                    no_publish,
+                },
+        } => {
+            let options = lakehouse::watch::AllOptions {
+                no_publish,
+                poll: std::time::Duration::from_millis(poll_ms.max(10)),
+            };
+            let summary = if watch {
+                lakehouse::watch::watch(&config, &options, shutdown_signal()?).await?
+            } else {
+                lakehouse::watch::run_once(&config, &options, shutdown_signal()?).await?
+            };
+            print!("{summary}");
+        }
+        Command::Optimize { layer, table } => {
+            let selection = lakehouse::maintenance::Selection { layer, table };
+            for report in lakehouse::maintenance::optimize(&config, &selection).await? {
+                println!("{report}");
+            }
+        }
+        Command::Vacuum {
+            layer,
+            table,
+            retention_hours,
+            force,
+            dry_run,
+        } => {
+            let options = lakehouse::maintenance::VacuumOptions {
+                selection: lakehouse::maintenance::Selection { layer, table },
+                retention_hours,
+                force,
+                dry_run,
+            };
+            for report in lakehouse::maintenance::vacuum(&config, &options).await? {
+                let verb = if report.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                };
+                if report.missing {
+                    println!("{:<32} not created yet", report.table);
+                    continue;
+                }
+                println!("{:<32} {verb} {} file(s)", report.table, report.files.len());
+                if report.dry_run {
+                    for file in &report.files {
+                        println!("  {file}");
+                    }
+                }
             }
         }
         Command::Demo {

@@ -123,6 +123,17 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         }
         summary.marts.push(run);
     }
+    // Checkpoints every `[maintenance] checkpoint_interval` commits.
+    crate::maintenance::checkpoint::checkpoint_tables(
+        &root,
+        catalog::LAYER,
+        summary
+            .marts
+            .iter()
+            .filter_map(|m| m.version.map(|v| (m.mart.clone(), v))),
+        config.maintenance.checkpoint_interval,
+    )
+    .await?;
     summary.build_elapsed = started.elapsed();
     if config.gold.publish && !options.no_publish && config.postgres.url.is_some() {
         let started = Instant::now();

@@ -30,6 +30,8 @@ struct RawMart {
     incremental: BTreeMap<String, String>,
     #[serde(default = "yes")]
     publish: bool,
+    #[serde(default)]
+    zorder: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -64,6 +66,8 @@ pub struct MartSpec {
     pub incremental: BTreeMap<String, String>,
     /// Whether the mart is published to Postgres.
     pub publish: bool,
+    /// Columns `lakehouse optimize` Z-orders the mart's files by (empty: plain compaction).
+    pub zorder: Vec<String>,
 }
 
 impl MartSpec {
@@ -142,6 +146,7 @@ pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<MartSpec> {
         indexes: raw.indexes,
         incremental: raw.incremental,
         publish: raw.publish,
+        zorder: raw.zorder,
     };
     validate(&spec)?;
     Ok(spec)
@@ -185,6 +190,14 @@ fn validate(spec: &MartSpec) -> Result<()> {
         }
         for column in columns {
             check(&format!("indexes[{index}]"), column)?;
+        }
+    }
+    for column in &spec.zorder {
+        check("zorder", column)?;
+        if spec.partition_by.as_ref() == Some(column) {
+            return Err(spec.error(format!(
+                "zorder: `{column}` is the partition column; Z-order by columns inside a partition"
+            )));
         }
     }
     if !spec.incremental.is_empty() && spec.partition_by.is_none() {
