@@ -184,6 +184,9 @@ pub async fn build_mart(
 
     let order: Vec<String> = spec.keys.iter().map(|k| format!("\"{k}\"")).collect();
     let (filter, removes) = match &refresh {
+        // The inputs moved but no row changed (an `optimize` of an input
+        // rewrote files with the same rows): only the watermarks advance.
+        Refresh::Partitions(dates) if dates.is_empty() => (" WHERE false".to_string(), Vec::new()),
         Refresh::Partitions(dates) => {
             let Some(p) = &spec.partition_by else {
                 return Err(spec.error("partition_by: missing"));

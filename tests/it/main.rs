@@ -10,6 +10,7 @@ mod gold_grafana;
 mod gold_marts;
 mod gold_publish;
 mod gold_support;
+mod maintenance;
 mod mock_roundtrip;
 mod silver_crash;
 mod silver_facts;
