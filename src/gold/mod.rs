@@ -130,7 +130,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         summary
             .marts
             .iter()
-            .filter_map(|m| m.version.map(|v| (m.mart.clone(), v))),
+            .filter_map(|m| m.version.map(|v| (m.mart.clone(), v)))
+            .collect(),
         config.maintenance.checkpoint_interval,
     )
     .await?;

@@ -66,7 +66,7 @@ pub async fn checkpoint_if_due(
 pub async fn checkpoint_tables(
     root: &StorageRoot,
     layer: &str,
-    committed: impl IntoIterator<Item = (String, i64)>,
+    committed: Vec<(String, i64)>,
     interval: u64,
 ) -> Result<()> {
     if interval == 0 {

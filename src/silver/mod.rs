@@ -150,7 +150,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         summary
             .tables
             .iter()
-            .filter_map(|t| t.version.map(|v| (t.table.clone(), v))),
+            .filter_map(|t| t.version.map(|v| (t.table.clone(), v)))
+            .collect(),
         config.maintenance.checkpoint_interval,
     )
     .await?;

@@ -19,3 +19,4 @@ mod silver_oracle;
 mod silver_scd1;
 mod silver_support;
 mod support;
+mod watch;
