@@ -11,6 +11,7 @@
 //! - [`storage`]: storage root URLs and Delta table locations.
 //! - [`bronze`]: Kafka / JSON-lines ingestion into the bronze tables.
 //! - [`bench`]: `lakehouse bench` throughput and memory measurements.
+//! - [`freshness`]: `lakehouse bench freshness`, produce-to-gold latency of `run all --watch`.
 //! - [`query`]: DataFusion sessions over the Delta tables.
 //! - [`gold`]: aggregated marts over silver, `lakehouse query`.
 //! - [`publish`]: gold marts published to Postgres.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod embedded_kafka;
 pub mod error;
+pub mod freshness;
 pub mod gold;
 pub mod maintenance;
 pub mod publish;

@@ -128,6 +128,30 @@ enum BenchLayer {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Freshness of `run all --watch`: time from a record's produce to its gold row.
+    Freshness {
+        /// Records produced per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// How long to produce, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// A probe order every this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        probe_every_ms: u64,
+        /// Partitions per topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Bronze flush interval for the run, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        flush_interval_ms: u64,
+        /// Poll interval of --watch, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Scratch folder (removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Gold: build and publish time of the shipped marts over generated silver facts.
     Gold {
         /// Silver fact_sales rows to generate.
@@ -390,6 +414,32 @@ async fn main() -> anyhow::Result<()> {
             let ctx = lakehouse::gold::adhoc::session(&config).await?;
             let batches = lakehouse::gold::adhoc::run(&ctx, &sql).await?;
             print!("{}", lakehouse::gold::adhoc::render(&batches, format)?);
+        }
+        Command::Bench {
+            layer:
+                BenchLayer::Freshness {
+                    rate,
+                    seconds,
+                    probe_every_ms,
+                    partitions,
+                    flush_interval_ms,
+                    poll_ms,
+                    dir,
+                },
+        } => {
+            let dir = dir.unwrap_or_else(lakehouse::bench::default_dir);
+            let options = lakehouse::freshness::FreshnessOptions {
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+                probe_every: std::time::Duration::from_millis(probe_every_ms),
+                partitions,
+                flush_interval: std::time::Duration::from_millis(flush_interval_ms),
+                poll: std::time::Duration::from_millis(poll_ms.max(10)),
+                dir: dir.clone(),
+            };
+            let result = lakehouse::freshness::bench_freshness(&config, &options).await;
+            lakehouse::bench::cleanup(&dir);
+            print!("{}", result?);
         }
         Command::Bench {
             layer: BenchLayer::Gold { rows, dir },

@@ -62,3 +62,44 @@ impl MaintenanceConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(text: &str) -> crate::Result<Config> {
+        Config::parse(text, Path::new("test.toml"), Vec::<(String, String)>::new())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = parse("").unwrap();
+        assert_eq!(config.maintenance.retention_hours, 168);
+        assert_eq!(config.maintenance.checkpoint_interval, 10);
+        let config =
+            parse("[maintenance]\ncheckpoint_interval = 3\nauto_compact_files = 0\n").unwrap();
+        assert_eq!(config.maintenance.checkpoint_interval, 3);
+        assert_eq!(config.maintenance.auto_compact_files, 0);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = parse("[maintenance]\nauto_compact_files = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maintenance.auto_compact_files"), "{err}");
+        let err = parse("[maintenance]\nretention = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retention"), "{err}");
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../lakehouse.example.toml");
+        let config = parse(text).unwrap();
+        assert_eq!(config.maintenance.auto_compact_files, 50);
+    }
+}
