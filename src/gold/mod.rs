@@ -96,7 +96,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let root = StorageRoot::from_config(&config.storage)?;
     let ctx = session::new_session(&config.gold.session_config(&config.silver))?;
     let mut catalog = Catalog::open(&root, &pipeline, &marts).await?;
-    catalog.register(&ctx).await?;
+    // The system tables are built once, before the marts that read them.
+    catalog.register_tables(&ctx).await?;
     let selected: Vec<&MartSpec> = marts
         .marts
         .iter()
@@ -119,7 +120,11 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         tracing::info!(mart = %run.mart, refresh = ?run.refresh, version = ?run.version, rows = run.rows, elapsed_ms = run.elapsed.as_millis() as u64, "gold mart done");
         if run.version.is_some() {
             catalog.refresh(&root, &spec.name).await?;
-            catalog.register(&ctx).await?;
+            catalog.register_one(&ctx, &spec.name).await?;
+            // Later system-table marts see this commit too.
+            if i >= early.len() && i + 1 < early.len() + late.len() {
+                catalog.register_system(&ctx).await?;
+            }
         }
         summary.marts.push(run);
     }
