@@ -263,33 +263,30 @@ pub async fn bench_freshness(base: &Config, options: &FreshnessOptions) -> Resul
         poll: options.poll,
     };
     let running = tokio::spawn(async move { watch(&watch_config, &watch_options, shutdown).await });
-    // Warm-up: the snapshot's orders reach gold (the first micro-batch
-    // creates the tables empty, before bronze has committed anything).
-    let warmup = Instant::now();
-    while daily_rows(&root).await? == 0 {
-        if running.is_finished() || warmup.elapsed() > Duration::from_secs(600) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tracing::info!(
-        seconds = warmup.elapsed().as_secs_f64(),
-        "warm-up done; measuring"
-    );
-
-    // Probes: (date, items, produced at, seen after).
+    // The load starts at once; probes start once gold shows the first orders
+    // (the first micro-batch creates the tables empty), and the measured
+    // `duration` counts from there.
     let mut probes: Vec<(String, i64, Instant, Option<Duration>)> = Vec::new();
-    let started = Instant::now();
-    let mut next_probe = started;
+    let warmup = Instant::now();
+    let mut warm_at: Option<Instant> = None;
+    let mut next_probe = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let per_tick = (options.rate / 4).max(1) as usize;
-    let mut check = Instant::now();
-    while started.elapsed() < options.duration && !running.is_finished() {
+    loop {
+        if running.is_finished() || warm_at.is_some_and(|w| w.elapsed() >= options.duration) {
+            break;
+        }
+        if warm_at.is_none() && warmup.elapsed() > Duration::from_secs(600) {
+            return Err(Error::Other(
+                "no order reached gold.daily_sales within 600 s".into(),
+            ));
+        }
         tick.tick().await;
         records.clear();
         while records.len() < per_tick {
             let tx = sim.next_transaction();
-            if Instant::now() >= next_probe
+            if warm_at.is_some()
+                && Instant::now() >= next_probe
                 && let Some((probe, date, items)) = probe_of(&tx, probes.len() as u32)
                 && items > 0
             {
@@ -305,8 +302,16 @@ pub async fn bench_freshness(base: &Config, options: &FreshnessOptions) -> Resul
         }
         producer.send(&records).await?;
         report.records += records.len() as u64;
-        if check.elapsed() >= Duration::from_millis(250) {
-            check = Instant::now();
+        if warm_at.is_none() {
+            if daily_rows(&root).await? > 0 {
+                tracing::info!(
+                    seconds = warmup.elapsed().as_secs_f64(),
+                    "warm-up done; measuring"
+                );
+                warm_at = Some(Instant::now());
+                next_probe = Instant::now();
+            }
+        } else {
             see(&root, &mut probes).await?;
         }
     }
