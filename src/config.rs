@@ -42,6 +42,8 @@ pub struct Config {
     pub postgres: crate::publish::PostgresConfig,
     /// `lakehouse schedule`: jobs, retries, leases.
     pub schedule: crate::schedule::ScheduleConfig,
+    /// Table maintenance: compaction, vacuum, checkpoints.
+    pub maintenance: crate::maintenance::MaintenanceConfig,
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -128,6 +130,8 @@ pub struct BronzeConfig {
     pub assignment_timeout_ms: u64,
     /// Target Parquet file size in bytes.
     pub target_file_size: u64,
+    /// Columns `lakehouse optimize` Z-orders `bronze_events` by (empty: plain compaction).
+    pub zorder: Vec<String>,
     /// Types of columns in schemaless (`schemas.enable=false`) topics, which
     /// carry no types on the wire: `topic -> column -> type`, e.g.
     /// `"shop.public.orders" = { total = "decimal(2)", created = "timestamp_us" }`.
@@ -144,6 +148,7 @@ impl Default for BronzeConfig {
             idle_timeout_ms: 2_000,
             assignment_timeout_ms: 120_000,
             target_file_size: 128 * 1024 * 1024,
+            zorder: Vec::new(),
             schemaless_types: BTreeMap::new(),
         }
     }
@@ -274,6 +279,7 @@ impl Config {
         }
         self.bronze.type_hints(file)?;
         self.postgres.validate().map_err(err)?;
+        self.maintenance.validate().map_err(err)?;
         Ok(())
     }
 

@@ -102,6 +102,33 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// Compact small files of the Delta tables (Z-order by the columns a spec's `zorder` lists).
+    Optimize {
+        /// Only this layer: bronze, silver or gold.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Delete data files removed from the tables longer ago than the retention.
+    Vacuum {
+        /// Only this layer: bronze, silver or gold.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Retention in hours (default: [maintenance] retention_hours).
+        #[arg(long)]
+        retention_hours: Option<u64>,
+        /// Allow a retention below the safe minimum ([maintenance] min_retention_hours).
+        #[arg(long)]
+        force: bool,
+        /// Only list the files that would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Measure a layer's throughput and peak memory (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -129,6 +156,30 @@ enum BenchLayer {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Freshness of `run all --watch`: time from a record's produce to its gold row.
+    Freshness {
+        /// Records produced per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// How long to produce, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// A probe order every this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        probe_every_ms: u64,
+        /// Partitions per topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Bronze flush interval for the run, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        flush_interval_ms: u64,
+        /// Poll interval of --watch, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Scratch folder (removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Gold: build and publish time of the shipped marts over generated silver facts.
     Gold {
         /// Silver fact_sales rows to generate.
@@ -142,6 +193,18 @@ enum BenchLayer {
 
 #[derive(Debug, Subcommand)]
 enum Layer {
+    /// Bronze (until idle), silver and gold once; with --watch, continuously.
+    All {
+        /// Run bronze continuously and silver, then gold, whenever bronze commits.
+        #[arg(long)]
+        watch: bool,
+        /// --watch: how often to look for new bronze versions, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Do not publish the gold marts to Postgres.
+        #[arg(long)]
+        no_publish: bool,
+    },
     /// Build the gold marts (layers/gold/*.toml, sql/gold/*.sql) and publish them to Postgres.
     Gold {
         /// Rebuild from all of silver: every mart, or only MART.
@@ -300,6 +363,62 @@ async fn run() -> anyhow::Result<()> {
                 anyhow::bail!("{failure}; the next run retries");
             }
         }
+        Command::Run {
+            layer:
+                Layer::All {
+                    watch,
+                    poll_ms,
+                    no_publish,
+                },
+        } => {
+            let options = lakehouse::watch::AllOptions {
+                no_publish,
+                poll: std::time::Duration::from_millis(poll_ms.max(10)),
+            };
+            let summary = if watch {
+                lakehouse::watch::watch(&config, &options, shutdown_signal()?).await?
+            } else {
+                lakehouse::watch::run_once(&config, &options, shutdown_signal()?).await?
+            };
+            print!("{summary}");
+        }
+        Command::Optimize { layer, table } => {
+            let selection = lakehouse::maintenance::Selection { layer, table };
+            for report in lakehouse::maintenance::optimize(&config, &selection).await? {
+                println!("{report}");
+            }
+        }
+        Command::Vacuum {
+            layer,
+            table,
+            retention_hours,
+            force,
+            dry_run,
+        } => {
+            let options = lakehouse::maintenance::VacuumOptions {
+                selection: lakehouse::maintenance::Selection { layer, table },
+                retention_hours,
+                force,
+                dry_run,
+            };
+            for report in lakehouse::maintenance::vacuum(&config, &options).await? {
+                let verb = if report.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                };
+                if report.missing {
+                    println!("{:<32} not created yet", report.table);
+                    continue;
+                }
+                println!("{:<32} {verb} {} file(s)", report.table, report.files.len());
+                if report.dry_run {
+                    for file in &report.files {
+                        println!("  {file}");
+                    }
+                }
+            }
+        }
         Command::Demo {
             changes,
             seed,
@@ -391,6 +510,32 @@ async fn run() -> anyhow::Result<()> {
             let ctx = lakehouse::gold::adhoc::session(&config).await?;
             let batches = lakehouse::gold::adhoc::run(&ctx, &sql).await?;
             print!("{}", lakehouse::gold::adhoc::render(&batches, format)?);
+        }
+        Command::Bench {
+            layer:
+                BenchLayer::Freshness {
+                    rate,
+                    seconds,
+                    probe_every_ms,
+                    partitions,
+                    flush_interval_ms,
+                    poll_ms,
+                    dir,
+                },
+        } => {
+            let dir = dir.unwrap_or_else(lakehouse::bench::default_dir);
+            let options = lakehouse::freshness::FreshnessOptions {
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+                probe_every: std::time::Duration::from_millis(probe_every_ms),
+                partitions,
+                flush_interval: std::time::Duration::from_millis(flush_interval_ms),
+                poll: std::time::Duration::from_millis(poll_ms.max(10)),
+                dir: dir.clone(),
+            };
+            let result = lakehouse::freshness::bench_freshness(&config, &options).await;
+            lakehouse::bench::cleanup(&dir);
+            print!("{}", result?);
         }
         Command::Bench {
             layer: BenchLayer::Gold { rows, dir },

@@ -95,6 +95,8 @@ pub struct Ingestor {
     summary: RunSummary,
     started: Instant,
     progress: Progress,
+    /// Auto-compaction and checkpoints after commits (off unless configured).
+    upkeep: Option<crate::maintenance::compact::BronzeUpkeep>,
 }
 
 impl Ingestor {
@@ -116,7 +118,19 @@ impl Ingestor {
             summary: RunSummary::default(),
             started: Instant::now(),
             progress,
+            upkeep: None,
         })
+    }
+
+    /// Compacts and checkpoints the tables after commits, as `[maintenance]` says.
+    pub fn with_upkeep(mut self, config: crate::maintenance::MaintenanceConfig) -> Self {
+        self.upkeep = Some(crate::maintenance::compact::BronzeUpkeep::new(config));
+        self
+    }
+
+    /// Automatic compactions this run made.
+    pub fn compactions(&self) -> u64 {
+        self.upkeep.as_ref().map_or(0, |u| u.compactions)
     }
 
     /// Overrides the flush policy (benchmarks, tests).
@@ -265,6 +279,24 @@ impl Ingestor {
             self.summary.events_version = outcome.events_version;
         }
         self.progress.batch_committed(&batch.counts, &outcome);
+        if let Some(upkeep) = &mut self.upkeep {
+            let mut compacted = false;
+            if outcome.events_version.is_some() {
+                compacted |= upkeep
+                    .after_commit(self.sink.events_table(), schema::EVENTS_TABLE)
+                    .await?
+                    .is_some();
+            }
+            if outcome.dead_letters_version.is_some() {
+                compacted |= upkeep
+                    .after_commit(self.sink.dead_letters_table(), schema::DEAD_LETTERS_TABLE)
+                    .await?
+                    .is_some();
+            }
+            if compacted {
+                self.sink.refresh().await?;
+            }
+        }
         Ok(Some(outcome))
     }
 
@@ -302,7 +334,9 @@ pub async fn run(
     let root = StorageRoot::from_config(&config.storage)?;
     let hints = config.bronze.type_hints(&config.origin())?;
     let progress = Progress::new(stop.until_idle || matches!(source, BronzeSource::Files(_)));
-    let ingestor = Ingestor::open(&root, &config.bronze, hints, progress).await?;
+    let ingestor = Ingestor::open(&root, &config.bronze, hints, progress)
+        .await?
+        .with_upkeep(config.maintenance.clone());
     match source {
         BronzeSource::Kafka => kafka::run(config, &root, ingestor, stop, shutdown).await,
         BronzeSource::Files(paths) => file::run_files(ingestor, &paths, stop).await,

@@ -105,6 +105,11 @@ impl BronzeSink {
         &self.events
     }
 
+    /// The dead-letter table (as of the last commit or refresh).
+    pub fn dead_letters_table(&self) -> &DeltaTable {
+        &self.dead_letters
+    }
+
     /// Reloads both tables to their latest versions.
     pub async fn refresh(&mut self) -> Result<()> {
         self.events

@@ -207,6 +207,10 @@ pub async fn build_mart(
         ))
         .await?;
     let (frame, removes) = match &refresh {
+        // The inputs moved but no row changed (an `optimize` of an input
+        // rewrote files with the same rows): only the watermarks advance.
+        Refresh::Partitions(dates) if dates.is_empty() => (mart.filter(lit(false))?, Vec::new()),
+        Refresh::Keys(keys) if keys.is_empty() => (mart.filter(lit(false))?, Vec::new()),
         Refresh::Partitions(dates) => {
             let Some(p) = &spec.partition_by else {
                 return Err(spec.error("partition_by: missing"));

@@ -97,7 +97,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let ctx = session::new_session(&config.gold.session_config(&config.silver))?;
     root.register_object_store(&ctx)?;
     let mut catalog = Catalog::open(&root, &pipeline, &marts).await?;
-    catalog.register(&ctx).await?;
+    // The system tables are built once, before the marts that read them.
+    catalog.register_tables(&ctx).await?;
     let selected: Vec<&MartSpec> = marts
         .marts
         .iter()
@@ -120,10 +121,26 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         tracing::info!(mart = %run.mart, refresh = ?run.refresh, version = ?run.version, rows = run.rows, elapsed_ms = run.elapsed.as_millis() as u64, "gold mart done");
         if run.version.is_some() {
             catalog.refresh(&root, &spec.name).await?;
-            catalog.register(&ctx).await?;
+            catalog.register_one(&ctx, &spec.name).await?;
+            // Later system-table marts see this commit too.
+            if i >= early.len() && i + 1 < early.len() + late.len() {
+                catalog.register_system(&ctx).await?;
+            }
         }
         summary.marts.push(run);
     }
+    // Checkpoints every `[maintenance] checkpoint_interval` commits.
+    crate::maintenance::checkpoint::checkpoint_tables(
+        &root,
+        catalog::LAYER,
+        summary
+            .marts
+            .iter()
+            .filter_map(|m| m.version.map(|v| (m.mart.clone(), v)))
+            .collect(),
+        config.maintenance.checkpoint_interval,
+    )
+    .await?;
     summary.build_elapsed = started.elapsed();
     if config.gold.publish && !options.no_publish && config.postgres.url.is_some() {
         let started = Instant::now();

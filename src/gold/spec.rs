@@ -32,6 +32,8 @@ struct RawMart {
     incremental: BTreeMap<String, String>,
     #[serde(default = "yes")]
     publish: bool,
+    #[serde(default)]
+    zorder: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -72,6 +74,8 @@ pub struct MartSpec {
     pub incremental: BTreeMap<String, String>,
     /// Whether the mart is published to Postgres.
     pub publish: bool,
+    /// Columns `lakehouse optimize` Z-orders the mart's files by (empty: plain compaction).
+    pub zorder: Vec<String>,
 }
 
 impl MartSpec {
@@ -119,6 +123,7 @@ pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<MartSpec> {
         indexes: raw.indexes,
         incremental: raw.incremental,
         publish: raw.publish,
+        zorder: raw.zorder,
     };
     validate(&spec)?;
     Ok(spec)
@@ -162,6 +167,14 @@ fn validate(spec: &MartSpec) -> Result<()> {
         }
         for column in columns {
             check(&format!("indexes[{index}]"), column)?;
+        }
+    }
+    for column in &spec.zorder {
+        check("zorder", column)?;
+        if spec.partition_by.as_ref() == Some(column) {
+            return Err(spec.error(format!(
+                "zorder: `{column}` is the partition column; Z-order by columns inside a partition"
+            )));
         }
     }
     if let Some(column) = &spec.incremental_by {

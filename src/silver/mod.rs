@@ -147,6 +147,18 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         );
         summary.tables.push(run);
     }
+    // Checkpoints every `[maintenance] checkpoint_interval` commits.
+    crate::maintenance::checkpoint::checkpoint_tables(
+        &root,
+        table::LAYER,
+        summary
+            .tables
+            .iter()
+            .filter_map(|t| t.version.map(|v| (t.table.clone(), v)))
+            .collect(),
+        config.maintenance.checkpoint_interval,
+    )
+    .await?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

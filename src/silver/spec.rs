@@ -152,6 +152,8 @@ struct RawSpec {
     lookups: Vec<LookupSpec>,
     #[serde(default)]
     date: Option<DateSpec>,
+    #[serde(default)]
+    zorder: Vec<String>,
 }
 
 /// A validated table spec with its SQL text.
@@ -189,6 +191,8 @@ pub struct TableSpec {
     pub lookups: Vec<LookupSpec>,
     /// Date dimension settings.
     pub date: Option<DateSpec>,
+    /// Columns `lakehouse optimize` Z-orders the table's files by (empty: plain compaction).
+    pub zorder: Vec<String>,
 }
 
 impl TableSpec {
@@ -246,6 +250,7 @@ pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<TableSpec> 
         expectations: raw.expectations,
         lookups: raw.lookups,
         date: raw.date,
+        zorder: raw.zorder,
     };
     validate(spec, &name)
 }
