@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::config::Config;
-use lakehouse::schedule::{self, JobKind};
+use lakehouse::schedule::{self, JobKind, Trigger};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -315,7 +315,8 @@ async fn run() -> anyhow::Result<()> {
                 max_records,
             };
             let run = schedule::jobs::run_bronze(&config, source, stop, shutdown_signal()?);
-            let summary = schedule::jobs::record_manual(&config, JobKind::Bronze, run).await?;
+            let summary =
+                schedule::jobs::recorded(&config, JobKind::Bronze, Trigger::Manual, run).await?;
             print!("{summary}");
         }
         Command::Run {
@@ -336,7 +337,7 @@ async fn run() -> anyhow::Result<()> {
             };
             print!(
                 "{}",
-                schedule::jobs::record_manual(&config, JobKind::Silver, run).await?
+                schedule::jobs::recorded(&config, JobKind::Silver, Trigger::Manual, run).await?
             );
         }
         Command::Run {
@@ -357,7 +358,8 @@ async fn run() -> anyhow::Result<()> {
                     lakehouse::gold::run(&config, &options).await?,
                 ))
             };
-            let summary = schedule::jobs::record_manual(&config, JobKind::Gold, run).await?;
+            let summary =
+                schedule::jobs::recorded(&config, JobKind::Gold, Trigger::Manual, run).await?;
             print!("{summary}");
             if let Some(failure) = summary.failure() {
                 anyhow::bail!("{failure}; the next run retries");
@@ -402,21 +404,7 @@ async fn run() -> anyhow::Result<()> {
                 dry_run,
             };
             for report in lakehouse::maintenance::vacuum(&config, &options).await? {
-                let verb = if report.dry_run {
-                    "would delete"
-                } else {
-                    "deleted"
-                };
-                if report.missing {
-                    println!("{:<32} not created yet", report.table);
-                    continue;
-                }
-                println!("{:<32} {verb} {} file(s)", report.table, report.files.len());
-                if report.dry_run {
-                    for file in &report.files {
-                        println!("  {file}");
-                    }
-                }
+                print!("{report}");
             }
         }
         Command::Demo {

@@ -23,6 +23,8 @@ use crate::bronze::schema::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::schedule::jobs::{self, LayerSummary};
+use crate::schedule::{JobKind, Trigger};
 use crate::storage::StorageRoot;
 
 /// Options of `lakehouse run all`.
@@ -86,6 +88,31 @@ impl std::fmt::Display for AllSummary {
     }
 }
 
+/// A silver run, recorded in `_lakehouse_runs` with `trigger`.
+async fn silver_run(config: &Config, trigger: Trigger) -> Result<crate::silver::RunSummary> {
+    let started_at = chrono::Utc::now();
+    let result = crate::silver::run(config, &crate::silver::RunOptions::default()).await;
+    let for_history = result.as_ref().map(|s| LayerSummary::Silver(s.clone()));
+    let for_history = for_history.map_err(|e| Error::Other(e.to_string()));
+    jobs::record_result(config, JobKind::Silver, trigger, started_at, &for_history).await?;
+    result
+}
+
+/// A gold run, recorded in `_lakehouse_runs` with `trigger` (unpublished
+/// marts make it a failed run there).
+async fn gold_run(
+    config: &Config,
+    options: &AllOptions,
+    trigger: Trigger,
+) -> Result<crate::gold::RunSummary> {
+    let started_at = chrono::Utc::now();
+    let result = crate::gold::run(config, &gold_options(options)).await;
+    let for_history = result.as_ref().map(|s| LayerSummary::Gold(s.clone()));
+    let for_history = for_history.map_err(|e| Error::Other(e.to_string()));
+    jobs::record_result(config, JobKind::Gold, trigger, started_at, &for_history).await?;
+    result
+}
+
 fn gold_options(options: &AllOptions) -> crate::gold::RunOptions {
     crate::gold::RunOptions {
         no_publish: options.no_publish,
@@ -113,10 +140,9 @@ pub async fn run_once(
         summary.elapsed = started.elapsed();
         return Ok(summary);
     }
-    summary.last_silver =
-        Some(crate::silver::run(config, &crate::silver::RunOptions::default()).await?);
+    summary.last_silver = Some(silver_run(config, Trigger::Manual).await?);
     summary.silver_runs = 1;
-    let gold = crate::gold::run(config, &gold_options(options)).await?;
+    let gold = gold_run(config, options, Trigger::Manual).await?;
     summary.gold_runs = 1;
     let failed = gold.failed_publishes().len();
     summary.last_gold = Some(gold);
@@ -272,7 +298,7 @@ async fn micro_batch(
 ) -> Result<()> {
     if *silver_seen != Some(latest) {
         let run_started = Instant::now();
-        let silver = crate::silver::run(config, &crate::silver::RunOptions::default()).await?;
+        let silver = silver_run(config, Trigger::Watch).await?;
         summary.silver_runs += 1;
         // Silver read up to the version it saw, which may be past `latest`.
         *silver_seen = Some(silver.bronze_version.max(latest));
@@ -288,7 +314,7 @@ async fn micro_batch(
     }
     if *gold_due {
         let run_started = Instant::now();
-        let gold = crate::gold::run(config, &gold_options(options)).await?;
+        let gold = gold_run(config, options, Trigger::Watch).await?;
         summary.gold_runs += 1;
         *gold_due = false;
         let failed = gold.failed_publishes().len();

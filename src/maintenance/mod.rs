@@ -31,13 +31,15 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
-/// The layers, in pipeline order.
-pub const LAYERS: [&str; 3] = ["bronze", "silver", "gold"];
+/// The layers, in pipeline order, then the system tables (the run history).
+pub const LAYERS: [&str; 4] = ["bronze", "silver", "gold", SYSTEM_LAYER];
+
+use crate::schedule::history::{RUNS_FOLDER, SYSTEM_LAYER};
 
 /// A table maintenance can work on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableTarget {
-    /// `bronze`, `silver` or `gold`.
+    /// `bronze`, `silver`, `gold` or `_lakehouse` (system tables).
     pub layer: &'static str,
     /// Table name.
     pub name: String,
@@ -63,7 +65,7 @@ pub fn targets(config: &Config, selection: &Selection) -> Result<Vec<TableTarget
         && !LAYERS.contains(&layer.as_str())
     {
         return Err(Error::Other(format!(
-            "unknown layer `{layer}`: use bronze, silver or gold"
+            "unknown layer `{layer}`: use bronze, silver, gold or {SYSTEM_LAYER}"
         )));
     }
     let wanted = |layer: &str| selection.layer.as_deref().is_none_or(|l| l == layer);
@@ -101,6 +103,15 @@ pub fn targets(config: &Config, selection: &Selection) -> Result<Vec<TableTarget
             zorder: spec.zorder.clone(),
             declared_in: spec.file.clone(),
         }));
+    }
+    // One small file per recorded run: compacted like any other table.
+    if wanted(SYSTEM_LAYER) {
+        out.push(TableTarget {
+            layer: SYSTEM_LAYER,
+            name: RUNS_FOLDER.to_string(),
+            zorder: Vec::new(),
+            declared_in: config.origin(),
+        });
     }
     if let Some(table) = &selection.table {
         out.retain(|t| &t.name == table);
@@ -262,6 +273,27 @@ pub struct VacuumReport {
     pub dry_run: bool,
     /// Whether the table did not exist yet.
     pub missing: bool,
+}
+
+impl std::fmt::Display for VacuumReport {
+    /// One line per table; a dry run lists the files too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.missing {
+            return writeln!(f, "{:<32} not created yet", self.table);
+        }
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        writeln!(f, "{:<32} {verb} {} file(s)", self.table, self.files.len())?;
+        if self.dry_run {
+            for file in &self.files {
+                writeln!(f, "  {file}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The retention floor of a table: the configured minimum, or the table's

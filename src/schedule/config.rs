@@ -338,15 +338,6 @@ impl ScheduleConfig {
             let what = format!("schedule.jobs[{i}] (`{}`)", job.name);
             let kind = JobKind::from_str(&job.run)
                 .map_err(|e| err(at.run.or(at.table), format!("{what}: {e}")))?;
-            if matches!(kind, JobKind::Optimize | JobKind::Vacuum) {
-                return Err(err(
-                    at.run.or(at.table),
-                    format!(
-                        "{what}: run `{}` is not available in this build yet",
-                        kind.name()
-                    ),
-                ));
-            }
             let timing = match (&job.cron, job.continuous) {
                 (Some(_), true) => {
                     return Err(err(

@@ -262,8 +262,22 @@ pub async fn append(root: &StorageRoot, records: &[RunRecord]) -> Result<i64> {
         .update_state()
         .await
         .map_err(|e| Error::delta(RUNS_TABLE, e))?;
+    // One commit per run: without checkpoints, loading the history would
+    // replay every commit ever made.
+    if let Err(error) = crate::maintenance::checkpoint::checkpoint_if_due(
+        &table,
+        RUNS_TABLE,
+        RUNS_CHECKPOINT_INTERVAL,
+    )
+    .await
+    {
+        tracing::warn!(%error, "cannot checkpoint {RUNS_TABLE}; the next run retries");
+    }
     Ok(finalized.version() as i64)
 }
+
+/// Commits of `_lakehouse_runs` between checkpoints.
+const RUNS_CHECKPOINT_INTERVAL: u64 = 100;
 
 /// Records a run, logging (not failing) when the history cannot be written:
 /// the job's own tables are what matters.

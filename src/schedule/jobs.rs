@@ -8,9 +8,9 @@ use super::history::{self, Outcome, RunRecord, Status, TableStat, Trigger};
 use crate::bronze::schema::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::storage::StorageRoot;
-use crate::{gold, silver};
+use crate::{gold, maintenance, silver};
 
 /// What a layer's run returned.
 #[derive(Debug, Clone)]
@@ -21,6 +21,10 @@ pub enum LayerSummary {
     Silver(silver::RunSummary),
     /// Gold marts.
     Gold(gold::RunSummary),
+    /// `optimize` of every table.
+    Optimize(Vec<maintenance::OptimizeReport>),
+    /// `vacuum` of every table.
+    Vacuum(Vec<maintenance::VacuumReport>),
 }
 
 impl LayerSummary {
@@ -75,6 +79,37 @@ impl LayerSummary {
                 watermark_before: None,
                 watermark_after: None,
             },
+            // Maintenance moves no rows: files rewritten or deleted are what
+            // the history keeps (as rows_written of the table, for lack of a
+            // files column), with the version the table reached.
+            LayerSummary::Optimize(reports) => Outcome {
+                tables: reports
+                    .iter()
+                    .filter(|r| !r.missing)
+                    .map(|r| TableStat {
+                        table: r.table.clone(),
+                        rows_read: 0,
+                        rows_written: 0,
+                        version: r.version,
+                    })
+                    .collect(),
+                watermark_before: None,
+                watermark_after: None,
+            },
+            LayerSummary::Vacuum(reports) => Outcome {
+                tables: reports
+                    .iter()
+                    .filter(|r| !r.missing)
+                    .map(|r| TableStat {
+                        table: r.table.clone(),
+                        rows_read: 0,
+                        rows_written: 0,
+                        version: None,
+                    })
+                    .collect(),
+                watermark_before: None,
+                watermark_after: None,
+            },
         }
     }
 
@@ -114,6 +149,18 @@ impl std::fmt::Display for LayerSummary {
             ),
             LayerSummary::Silver(s) => write!(f, "{s}"),
             LayerSummary::Gold(s) => write!(f, "{s}"),
+            LayerSummary::Optimize(reports) => {
+                for report in reports {
+                    writeln!(f, "{report}")?;
+                }
+                Ok(())
+            }
+            LayerSummary::Vacuum(reports) => {
+                for report in reports {
+                    write!(f, "{report}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -148,11 +195,15 @@ pub async fn execute(
         JobKind::Gold => Ok(LayerSummary::Gold(
             gold::run(config, &gold::RunOptions::default()).await?,
         )),
-        // Wired by the maintenance module; rejected by config validation until then.
-        JobKind::Optimize | JobKind::Vacuum => Err(Error::Other(format!(
-            "run `{}` is not available in this build",
-            kind.name()
-        ))),
+        JobKind::Optimize => Ok(LayerSummary::Optimize(
+            maintenance::optimize(config, &maintenance::Selection::default()).await?,
+        )),
+        // The configured retention, never forced: a scheduled vacuum below
+        // the safe minimum fails (and is reported) instead of deleting files
+        // a lagging reader still needs.
+        JobKind::Vacuum => Ok(LayerSummary::Vacuum(
+            maintenance::vacuum(config, &maintenance::VacuumOptions::default()).await?,
+        )),
     }
 }
 
@@ -205,28 +256,47 @@ pub fn record_of(
     }
 }
 
-/// A manual run (`lakehouse run <layer>`): records it in the history and
-/// returns the layer's result unchanged.
-pub async fn record_manual<F>(config: &Config, kind: JobKind, run: F) -> Result<LayerSummary>
+/// Runs `run` and records it in the history with `trigger` (a manual
+/// `lakehouse run <layer>`); returns the layer's result unchanged.
+pub async fn recorded<F>(
+    config: &Config,
+    kind: JobKind,
+    trigger: Trigger,
+    run: F,
+) -> Result<LayerSummary>
 where
     F: std::future::Future<Output = Result<LayerSummary>>,
 {
     let started_at = Utc::now();
     let result = run.await;
+    record_result(config, kind, trigger, started_at, &result).await?;
+    result
+}
+
+/// Records a finished run of `kind` that started at `started_at` (a
+/// failure with its error text). Writing the history is best effort: a
+/// failure to write it is logged, never the run's error.
+pub async fn record_result(
+    config: &Config,
+    kind: JobKind,
+    trigger: Trigger,
+    started_at: chrono::DateTime<Utc>,
+    result: &Result<LayerSummary>,
+) -> Result<()> {
     let root = StorageRoot::from_config(&config.storage)?;
-    let for_history = result
-        .as_ref()
-        .map(Clone::clone)
-        .map_err(|e| (Status::Failed, e.to_string()));
+    let for_history = match result {
+        Ok(summary) => Ok(summary.clone()),
+        Err(e) => Err((Status::Failed, e.to_string())),
+    };
     let record = record_of(
         kind.name(),
         kind,
-        Trigger::Manual,
+        trigger,
         1,
         started_at,
         &super::lease::owner_id(),
         &for_history,
     );
     history::record(&root, &record).await;
-    result
+    Ok(())
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use datafusion::prelude::SessionContext;
 use lakehouse::config::Config;
 use lakehouse::maintenance::{self, Selection, VacuumOptions};
+use lakehouse::schedule::JobKind;
+use lakehouse::schedule::jobs::{self, BronzeMode, LayerSummary};
 use lakehouse::storage::StorageRoot;
 
 use crate::gold_support::{shipped_lake, shop_records};
@@ -146,6 +148,42 @@ async fn optimize_and_vacuum_keep_every_table_readable_with_the_same_rows() {
         "vacuum deleted the replaced files: {vacuumed:?}"
     );
     assert_same(&contents(&lake.config).await, &before, "vacuum");
+
+    // The scheduler's `run = "optimize"` / `run = "vacuum"` jobs run the same
+    // code with the configured options: vacuum at the default retention
+    // (7 days) deletes nothing now, and neither changes a row.
+    let scheduled = jobs::execute(
+        &lake.config,
+        JobKind::Optimize,
+        BronzeMode::UntilIdle,
+        crate::support::no_shutdown(),
+    )
+    .await
+    .unwrap();
+    let LayerSummary::Optimize(reports) = &scheduled else {
+        panic!("{scheduled}")
+    };
+    assert!(
+        reports.iter().any(|r| r.table == "silver.fact_sales"),
+        "{scheduled}"
+    );
+    let scheduled = jobs::execute(
+        &lake.config,
+        JobKind::Vacuum,
+        BronzeMode::UntilIdle,
+        crate::support::no_shutdown(),
+    )
+    .await
+    .unwrap();
+    let LayerSummary::Vacuum(reports) = &scheduled else {
+        panic!("{scheduled}")
+    };
+    assert!(reports.iter().all(|r| r.files.is_empty()), "{scheduled}");
+    assert_same(
+        &contents(&lake.config).await,
+        &before,
+        "scheduled maintenance",
+    );
 
     // And the pipeline goes on after both.
     let more = shop_records(5, 4, 30);

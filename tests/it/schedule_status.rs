@@ -1,7 +1,7 @@
 //! `lakehouse status`: tables, bronze's Kafka lag, runs and failures.
 
 use lakehouse::bronze::{BronzeSource, StopCondition};
-use lakehouse::schedule::{JobKind, jobs};
+use lakehouse::schedule::{JobKind, Trigger, jobs};
 use lakehouse::status::{self, Format};
 
 use crate::support::*;
@@ -27,7 +27,7 @@ async fn status_shows_tables_lag_and_runs() {
         max_records: None,
     };
     let run = jobs::run_bronze(&config, BronzeSource::Kafka, until_idle, no_shutdown());
-    jobs::record_manual(&config, JobKind::Bronze, run)
+    jobs::recorded(&config, JobKind::Bronze, Trigger::Manual, run)
         .await
         .unwrap();
     // Three more records on partition 0 that bronze has not read.
@@ -46,7 +46,7 @@ async fn status_shows_tables_lag_and_runs() {
         ))
     };
     assert!(
-        jobs::record_manual(&config, JobKind::Silver, failing)
+        jobs::recorded(&config, JobKind::Silver, Trigger::Manual, failing)
             .await
             .is_err()
     );

@@ -165,6 +165,32 @@ async fn run_all_watch_brings_records_produced_after_start_to_gold() {
     assert!(summary.silver_runs >= 2, "{summary}");
     assert!(summary.gold_runs >= 2, "{summary}");
     assert_eq!(summary.failed_runs, 0, "{summary}");
+
+    // Every micro-batch is in the run history, as a `watch` run.
+    let history = mart_rows(
+        &config,
+        "SELECT run, \"trigger\", status, CAST(count(*) AS VARCHAR) FROM lakehouse_runs \
+         GROUP BY run, \"trigger\", status",
+    )
+    .await;
+    assert_eq!(
+        history,
+        vec![
+            vec![
+                "gold".into(),
+                "watch".into(),
+                "succeeded".into(),
+                summary.gold_runs.to_string()
+            ],
+            vec![
+                "silver".into(),
+                "watch".into(),
+                "succeeded".into(),
+                summary.silver_runs.to_string()
+            ],
+        ],
+        "{summary}"
+    );
 }
 
 /// The test's settings as a configuration file for the binary.
