@@ -20,6 +20,8 @@ use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::embedded_kafka::EmbeddedKafka;
 use crate::error::{Error, Result};
+use crate::schedule::jobs::{self, LayerSummary};
+use crate::schedule::{JobKind, Trigger};
 
 /// Options of `lakehouse demo`.
 #[derive(Debug, Clone)]
@@ -367,13 +369,30 @@ pub async fn run(options: &DemoOptions, base: &Config) -> Result<DemoReport> {
         until_idle: true,
         max_records: None,
     };
-    let bronze = bronze::run(&config, BronzeSource::Kafka, stop, shutdown).await?;
-    let silver = crate::silver::run(&config, &crate::silver::RunOptions::default()).await?;
+    // Each layer's run goes into the run history, so `lakehouse status`
+    // shows the demo's runs afterwards. The demo's lake starts empty: no
+    // bronze version before the run.
+    let trigger = Trigger::Manual;
+    let run = bronze::run(&config, BronzeSource::Kafka, stop, shutdown);
+    let bronze = jobs::recorded_as(&config, JobKind::Bronze, trigger, run, |s| {
+        LayerSummary::Bronze(s.clone(), None)
+    })
+    .await?;
+    let silver_options = crate::silver::RunOptions::default();
+    let run = crate::silver::run(&config, &silver_options);
+    let silver = jobs::recorded_as(&config, JobKind::Silver, trigger, run, |s| {
+        LayerSummary::Silver(s.clone())
+    })
+    .await?;
     let gold_options = crate::gold::RunOptions {
         no_publish: options.postgres.is_none(),
         ..Default::default()
     };
-    let gold = crate::gold::run(&config, &gold_options).await?;
+    let run = crate::gold::run(&config, &gold_options);
+    let gold = jobs::recorded_as(&config, JobKind::Gold, trigger, run, |s| {
+        LayerSummary::Gold(s.clone())
+    })
+    .await?;
     Ok(DemoReport {
         produced,
         bronze,

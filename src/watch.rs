@@ -90,12 +90,12 @@ impl std::fmt::Display for AllSummary {
 
 /// A silver run, recorded in `_lakehouse_runs` with `trigger`.
 async fn silver_run(config: &Config, trigger: Trigger) -> Result<crate::silver::RunSummary> {
-    let started_at = chrono::Utc::now();
-    let result = crate::silver::run(config, &crate::silver::RunOptions::default()).await;
-    let for_history = result.as_ref().map(|s| LayerSummary::Silver(s.clone()));
-    let for_history = for_history.map_err(|e| Error::Other(e.to_string()));
-    jobs::record_result(config, JobKind::Silver, trigger, started_at, &for_history).await?;
-    result
+    let silver_options = crate::silver::RunOptions::default();
+    let run = crate::silver::run(config, &silver_options);
+    jobs::recorded_as(config, JobKind::Silver, trigger, run, |s| {
+        LayerSummary::Silver(s.clone())
+    })
+    .await
 }
 
 /// A gold run, recorded in `_lakehouse_runs` with `trigger` (unpublished
@@ -105,12 +105,12 @@ async fn gold_run(
     options: &AllOptions,
     trigger: Trigger,
 ) -> Result<crate::gold::RunSummary> {
-    let started_at = chrono::Utc::now();
-    let result = crate::gold::run(config, &gold_options(options)).await;
-    let for_history = result.as_ref().map(|s| LayerSummary::Gold(s.clone()));
-    let for_history = for_history.map_err(|e| Error::Other(e.to_string()));
-    jobs::record_result(config, JobKind::Gold, trigger, started_at, &for_history).await?;
-    result
+    let gold_options = gold_options(options);
+    let run = crate::gold::run(config, &gold_options);
+    jobs::recorded_as(config, JobKind::Gold, trigger, run, |s| {
+        LayerSummary::Gold(s.clone())
+    })
+    .await
 }
 
 fn gold_options(options: &AllOptions) -> crate::gold::RunOptions {

@@ -8,7 +8,7 @@ use super::history::{self, Outcome, RunRecord, Status, TableStat, Trigger};
 use crate::bronze::schema::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 use crate::{gold, maintenance, silver};
 
@@ -267,9 +267,28 @@ pub async fn recorded<F>(
 where
     F: std::future::Future<Output = Result<LayerSummary>>,
 {
+    recorded_as(config, kind, trigger, run, LayerSummary::clone).await
+}
+
+/// Runs `run` (a layer's own result type) and records it in the history
+/// with `trigger`, seen through `summary`; returns the result unchanged.
+pub async fn recorded_as<T, F>(
+    config: &Config,
+    kind: JobKind,
+    trigger: Trigger,
+    run: F,
+    summary: impl Fn(&T) -> LayerSummary,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
     let started_at = Utc::now();
     let result = run.await;
-    record_result(config, kind, trigger, started_at, &result).await?;
+    let for_history = match &result {
+        Ok(value) => Ok(summary(value)),
+        Err(e) => Err(Error::Other(e.to_string())),
+    };
+    record_result(config, kind, trigger, started_at, &for_history).await?;
     result
 }
 

@@ -38,4 +38,30 @@ async fn demo_runs_every_layer_end_to_end() {
             .any(|m| m.mart == "daily_sales" && m.rows > 0)
     );
     assert!(report.gold.failed_publishes().is_empty());
+
+    // `lakehouse status` / `query` see the demo's runs in the history, with
+    // what each layer wrote.
+    let ctx = lakehouse::gold::adhoc::session(&report.config)
+        .await
+        .unwrap();
+    let batches = lakehouse::gold::adhoc::run(
+        &ctx,
+        "SELECT run, status, rows_written FROM lakehouse_runs ORDER BY started_at",
+    )
+    .await
+    .unwrap();
+    let rendered =
+        lakehouse::gold::adhoc::render(&batches, lakehouse::gold::adhoc::Format::Csv).unwrap();
+    let lines: Vec<&str> = rendered.lines().collect();
+    assert_eq!(lines.len(), 4, "{rendered}");
+    assert_eq!(
+        lines[1],
+        format!(
+            "bronze,succeeded,{}",
+            report.bronze.counts.rows + report.bronze.counts.dead_letters
+        ),
+        "{rendered}"
+    );
+    assert!(lines[2].starts_with("silver,succeeded,"), "{rendered}");
+    assert!(lines[3].starts_with("gold,succeeded,"), "{rendered}");
 }
