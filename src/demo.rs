@@ -248,18 +248,7 @@ pub async fn produce_mock_with(brokers: &str, options: &MockOptions) -> Result<P
     let mut last_log = Instant::now();
     while stream.next_chunk(chunk_size, &mut chunk) {
         for record in &chunk {
-            let partition = partition_for(record.key.as_deref(), partitions) as i32;
-            let mut out: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&record.topic).partition(partition);
-            if let Some(key) = &record.key {
-                out = out.key(key.as_slice());
-            }
-            if let Some(value) = &record.value {
-                out = out.payload(value.as_slice());
-            }
-            pending.push(producer.send_result(out).map_err(|(e, _)| {
-                Error::kafka(format!("cannot produce to {}", record.topic), e)
-            })?);
+            pending.push(send(&producer, record, partitions)?);
             *produced.per_topic.entry(record.topic.clone()).or_default() += 1;
             produced.bytes += record_bytes(record);
         }
@@ -294,7 +283,25 @@ pub fn record_bytes(record: &KafkaRecord) -> u64 {
 
 type Delivery = rdkafka::producer::DeliveryFuture;
 
-async fn await_deliveries(pending: &mut Vec<Delivery>) -> Result<()> {
+/// Enqueues `record` on the partition its key hashes to (as the mock's
+/// `partitions` says Debezium's default partitioner would).
+pub fn send(producer: &FutureProducer, record: &KafkaRecord, partitions: u32) -> Result<Delivery> {
+    let partition = partition_for(record.key.as_deref(), partitions) as i32;
+    let mut out: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(&record.topic).partition(partition);
+    if let Some(key) = &record.key {
+        out = out.key(key.as_slice());
+    }
+    if let Some(value) = &record.value {
+        out = out.payload(value.as_slice());
+    }
+    producer
+        .send_result(out)
+        .map_err(|(e, _)| Error::kafka(format!("cannot produce to {}", record.topic), e))
+}
+
+/// Waits for every delivery of `pending`, failing on the first error.
+pub async fn await_deliveries(pending: &mut Vec<Delivery>) -> Result<()> {
     for delivery in pending.drain(..) {
         delivery
             .await

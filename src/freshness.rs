@@ -16,13 +16,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use lakehouse_mock::jsonl::partition_for;
 use lakehouse_mock::model::{get, set};
 use lakehouse_mock::{
     DebeziumEncoder, KafkaRecord, Op, SimConfig, Simulator, Table, Transaction, Value,
 };
 use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 
 use crate::config::Config;
 use crate::embedded_kafka::EmbeddedKafka;
@@ -153,30 +152,11 @@ struct Producer {
 
 impl Producer {
     async fn send(&self, records: &[KafkaRecord]) -> Result<()> {
-        let mut pending = Vec::with_capacity(records.len());
-        for record in records {
-            let partition = partition_for(record.key.as_deref(), self.partitions) as i32;
-            let mut out: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&record.topic).partition(partition);
-            if let Some(key) = &record.key {
-                out = out.key(key.as_slice());
-            }
-            if let Some(value) = &record.value {
-                out = out.payload(value.as_slice());
-            }
-            pending.push(
-                self.producer
-                    .send_result(out)
-                    .map_err(|(e, _)| Error::kafka("cannot produce", e))?,
-            );
-        }
-        for delivery in pending {
-            delivery
-                .await
-                .map_err(|_| Error::Other("the producer dropped a delivery".into()))?
-                .map_err(|(e, _)| Error::kafka("delivery failed", e))?;
-        }
-        Ok(())
+        let mut pending = records
+            .iter()
+            .map(|record| crate::demo::send(&self.producer, record, self.partitions))
+            .collect::<Result<Vec<_>>>()?;
+        crate::demo::await_deliveries(&mut pending).await
     }
 }
 

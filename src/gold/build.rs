@@ -241,6 +241,13 @@ pub async fn build_mart(
         .collect();
     let mut stream = frame.sort(order)?.execute_stream().await?;
     let mut adds = Vec::new();
+    // Sorted rows go out in files of `file_rows`, into the relayout when the
+    // layout changed (one commit either way).
+    let write = |rows: &RecordBatch| {
+        let rows = rows.clone();
+        let (delta, relayout, name) = (&delta, relayout.as_ref(), &spec.name);
+        async move { table::write_to(delta, relayout, name, &rows, config.file_rows).await }
+    };
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0usize;
     let mut last_key: Option<String> = None;
@@ -267,32 +274,13 @@ pub async fn build_mart(
         pending.push(batch);
         if pending_rows >= config.file_rows {
             let all = concat_batches(&schema, &pending)?;
-            adds.extend(
-                table::write_to(
-                    &delta,
-                    relayout.as_ref(),
-                    &spec.name,
-                    &all,
-                    config.file_rows,
-                )
-                .await?,
-            );
             pending.clear();
             pending_rows = 0;
+            adds.extend(write(&all).await?);
         }
     }
     if pending_rows > 0 {
-        let all = concat_batches(&schema, &pending)?;
-        adds.extend(
-            table::write_to(
-                &delta,
-                relayout.as_ref(),
-                &spec.name,
-                &all,
-                config.file_rows,
-            )
-            .await?,
-        );
+        adds.extend(write(&concat_batches(&schema, &pending)?).await?);
     }
     let txns: Vec<Transaction> = inputs
         .iter()

@@ -79,37 +79,18 @@ impl LayerSummary {
                 watermark_before: None,
                 watermark_after: None,
             },
-            // Maintenance moves no rows: files rewritten or deleted are what
-            // the history keeps (as rows_written of the table, for lack of a
-            // files column), with the version the table reached.
-            LayerSummary::Optimize(reports) => Outcome {
-                tables: reports
+            LayerSummary::Optimize(reports) => maintenance_outcome(
+                reports
                     .iter()
                     .filter(|r| !r.missing)
-                    .map(|r| TableStat {
-                        table: r.table.clone(),
-                        rows_read: 0,
-                        rows_written: 0,
-                        version: r.version,
-                    })
-                    .collect(),
-                watermark_before: None,
-                watermark_after: None,
-            },
-            LayerSummary::Vacuum(reports) => Outcome {
-                tables: reports
+                    .map(|r| (r.table.clone(), r.version)),
+            ),
+            LayerSummary::Vacuum(reports) => maintenance_outcome(
+                reports
                     .iter()
                     .filter(|r| !r.missing)
-                    .map(|r| TableStat {
-                        table: r.table.clone(),
-                        rows_read: 0,
-                        rows_written: 0,
-                        version: None,
-                    })
-                    .collect(),
-                watermark_before: None,
-                watermark_after: None,
-            },
+                    .map(|r| (r.table.clone(), None)),
+            ),
         }
     }
 
@@ -128,6 +109,23 @@ impl LayerSummary {
             )),
             _ => None,
         }
+    }
+}
+
+/// The history's view of a maintenance run: the tables it worked on and
+/// the version each reached; maintenance moves no rows.
+fn maintenance_outcome(tables: impl Iterator<Item = (String, Option<i64>)>) -> Outcome {
+    Outcome {
+        tables: tables
+            .map(|(table, version)| TableStat {
+                table,
+                rows_read: 0,
+                rows_written: 0,
+                version,
+            })
+            .collect(),
+        watermark_before: None,
+        watermark_after: None,
     }
 }
 
