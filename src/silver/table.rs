@@ -522,12 +522,23 @@ pub async fn commit_with(
     } else {
         DeltaOperation::Update { predicate: None }
     };
+    // A commit that removes files (a rewrite, an overwrite, a relayout) was
+    // prepared on `snapshot`: it must not be retried on top of another
+    // writer's commit. deltalake 1.1's conflict checker ignores removals
+    // with `dataChange = false`, so after an `optimize` replaced the files
+    // this commit rewrites, a retry would keep the optimize's copy of the
+    // rows and add ours: duplicates. Such a commit fails as a conflict
+    // instead, and the next run redoes it. Pure appends retry as usual.
+    let rewrites = !removes.is_empty() || overwrite || relayout.is_some();
     let mut actions: Vec<Action> = relayout.map(|r| r.actions).unwrap_or_default();
     actions.extend(removes.into_iter().map(Action::Remove));
     actions.extend(adds.into_iter().map(Action::Add));
-    let properties = CommitProperties::default()
+    let mut properties = CommitProperties::default()
         .with_application_transactions(txns)
         .with_metadata(metadata);
+    if rewrites {
+        properties = properties.with_max_retries(0);
+    }
     let finalized = CommitBuilder::from(properties)
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), operation)
