@@ -123,8 +123,15 @@ impl Ingestor {
     }
 
     /// Compacts and checkpoints the tables after commits, as `[maintenance]` says.
-    pub fn with_upkeep(mut self, config: crate::maintenance::MaintenanceConfig) -> Self {
-        self.upkeep = Some(crate::maintenance::compact::BronzeUpkeep::new(config));
+    pub fn with_upkeep(
+        mut self,
+        config: crate::maintenance::MaintenanceConfig,
+        root: &StorageRoot,
+    ) -> Self {
+        self.upkeep = Some(crate::maintenance::compact::BronzeUpkeep::new(
+            config,
+            root.clone(),
+        ));
         self
     }
 
@@ -336,7 +343,7 @@ pub async fn run(
     let progress = Progress::new(stop.until_idle || matches!(source, BronzeSource::Files(_)));
     let ingestor = Ingestor::open(&root, &config.bronze, hints, progress)
         .await?
-        .with_upkeep(config.maintenance.clone());
+        .with_upkeep(config.maintenance.clone(), &root);
     match source {
         BronzeSource::Kafka => kafka::run(config, &root, ingestor, stop, shutdown).await,
         BronzeSource::Files(paths) => file::run_files(ingestor, &paths, stop).await,

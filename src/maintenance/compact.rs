@@ -21,6 +21,7 @@ use super::MaintenanceConfig;
 use super::checkpoint::{checkpoint_if_due, is_due, last_checkpoint};
 use crate::bronze::schema::PARTITION_COLUMN;
 use crate::error::{Error, Result};
+use crate::storage::StorageRoot;
 
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub struct Compaction {
 #[derive(Debug, Clone)]
 pub struct BronzeUpkeep {
     config: MaintenanceConfig,
+    /// Where the compaction leases live.
+    root: StorageRoot,
     /// Last checkpoint per table, once read (saves a read per commit).
     checkpoints: HashMap<String, Option<i64>>,
     /// Compactions done by this process.
@@ -44,10 +47,11 @@ pub struct BronzeUpkeep {
 }
 
 impl BronzeUpkeep {
-    /// Upkeep with the `[maintenance]` settings.
-    pub fn new(config: MaintenanceConfig) -> Self {
+    /// Upkeep with the `[maintenance]` settings of the tables under `root`.
+    pub fn new(config: MaintenanceConfig, root: StorageRoot) -> Self {
         Self {
             config,
+            root,
             checkpoints: HashMap::new(),
             compactions: 0,
         }
@@ -88,13 +92,27 @@ impl BronzeUpkeep {
             let size = NonZeroU64::new(below).ok_or_else(|| {
                 Error::Other("maintenance.auto_compact_target_size must be at least 1".into())
             })?;
-            let (optimized, metrics) = table
-                .clone()
-                .optimize()
-                .with_target_size(size)
-                .with_writer_properties(super::writer_properties()?)
-                .await
-                .map_err(|e| Error::delta(name, e))?;
+            let properties = super::writer_properties()?;
+            let work = async {
+                table
+                    .clone()
+                    .optimize()
+                    .with_target_size(size)
+                    .with_writer_properties(properties)
+                    .await
+                    .map_err(|e| Error::delta(name, e))
+            };
+            let qualified = format!("{}.{name}", crate::bronze::schema::LAYER);
+            // Another consumer of the group may be compacting the same
+            // table: then it does the work and this one goes on ingesting.
+            let (optimized, metrics) =
+                match super::exclusive::exclusively(&self.root, &qualified, work).await? {
+                    super::exclusive::Exclusive::Done(done) => done,
+                    super::exclusive::Exclusive::Busy { .. } => {
+                        self.checkpoint(&latest, name).await?;
+                        return Ok(None);
+                    }
+                };
             self.compactions += 1;
             tracing::info!(
                 table = name,

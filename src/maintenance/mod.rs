@@ -15,6 +15,7 @@
 pub mod checkpoint;
 pub mod compact;
 mod config;
+pub mod exclusive;
 
 use std::num::NonZeroU64;
 
@@ -144,12 +145,17 @@ pub struct OptimizeReport {
     pub version: Option<i64>,
     /// Whether the table did not exist yet.
     pub missing: bool,
+    /// Another process was compacting the table (its owner id): skipped.
+    pub skipped_for: Option<String>,
 }
 
 impl std::fmt::Display for OptimizeReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.missing {
             return write!(f, "{:<32} not created yet", self.table);
+        }
+        if let Some(owner) = &self.skipped_for {
+            return write!(f, "{:<32} skipped: {owner} is compacting it", self.table);
         }
         write!(
             f,
@@ -209,13 +215,23 @@ pub async fn optimize_table(
     };
     let size = NonZeroU64::new(config.target_file_size)
         .ok_or_else(|| Error::Other("maintenance.target_file_size must be at least 1".into()))?;
-    let (table, metrics) = table
-        .optimize()
-        .with_type(optimize_type)
-        .with_target_size(size)
-        .with_writer_properties(writer_properties()?)
-        .await
-        .map_err(|e| Error::delta(&qualified, e))?;
+    let properties = writer_properties()?;
+    let work = async {
+        table
+            .optimize()
+            .with_type(optimize_type)
+            .with_target_size(size)
+            .with_writer_properties(properties)
+            .await
+            .map_err(|e| Error::delta(&qualified, e))
+    };
+    let (table, metrics) = match exclusive::exclusively(root, &qualified, work).await? {
+        exclusive::Exclusive::Done(done) => done,
+        exclusive::Exclusive::Busy { owner } => {
+            report.skipped_for = Some(owner);
+            return Ok(report);
+        }
+    };
     report.files_removed = metrics.num_files_removed;
     report.files_added = metrics.num_files_added;
     report.version = crate::silver::table::version(&table);

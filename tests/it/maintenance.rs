@@ -552,3 +552,51 @@ async fn a_rewrite_of_files_an_optimize_replaced_is_refused() {
     );
     assert_eq!(lake.rows(&[table], &sql).await, before, "rows unchanged");
 }
+
+/// Two compactions of one table at once (two bronze processes
+/// auto-compacting, or `lakehouse optimize` started while the scheduler's
+/// runs): both would rewrite the same small files, and deltalake retries an
+/// optimize over another one (it ignores `dataChange = false` removals), so
+/// both copies would stay. Only one may compact; rows stay exactly the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_compactions_of_one_table_never_duplicate_rows() {
+    crate::support::init_tracing();
+    let lake = shipped_lake();
+    for round in shop_records(19, 8, 30) {
+        lake.feed(&round).await;
+    }
+    let before = contents(&lake.config).await["bronze.bronze_events"].clone();
+    let root = StorageRoot::from_config(&lake.config.storage).unwrap();
+    let target = maintenance::targets(
+        &lake.config,
+        &Selection {
+            layer: Some("bronze".into()),
+            table: Some("bronze_events".into()),
+        },
+    )
+    .unwrap()
+    .remove(0);
+    let config = lake.config.maintenance.clone();
+    let (a, b) = tokio::join!(
+        maintenance::optimize_table(&root, &target, &config),
+        maintenance::optimize_table(&root, &target, &config),
+    );
+    let compacted: Vec<u64> = [a, b]
+        .into_iter()
+        .map(|r| r.map_or(0, |r| r.files_removed))
+        .collect();
+    // One of them compacted; the other found the lease held (or, had it
+    // come second, nothing left to compact).
+    assert_eq!(
+        compacted.iter().filter(|&&n| n > 0).count(),
+        1,
+        "{compacted:?}"
+    );
+    let after = contents(&lake.config).await["bronze.bronze_events"].clone();
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "row count after concurrent compactions"
+    );
+    assert_eq!(after, before);
+}
