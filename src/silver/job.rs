@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
@@ -58,6 +59,28 @@ pub struct TableRun {
     pub files_removed: usize,
     /// See `files_removed`.
     pub files_added: usize,
+    /// Where the run spent its time.
+    pub phases: Phases,
+}
+
+/// Where a table's run spent its wall time, logged per table: the
+/// profile of an incremental run at a glance.
+#[derive(Debug, Clone, Default)]
+pub struct Phases {
+    /// Opening the tables, planning the SQL and the lookups.
+    pub setup: Duration,
+    /// Reading, shaping and sorting the new bronze changes.
+    pub scan: Duration,
+    /// Resolving fact lookups, repairs included.
+    pub lookups: Duration,
+    /// Reading the files that may hold the changed keys, and their recorded deletes.
+    pub read: Duration,
+    /// Applying the changes in memory and building the rows to write.
+    pub apply: Duration,
+    /// Writing data files.
+    pub write: Duration,
+    /// Side tables and the table's commit.
+    pub commit: Duration,
 }
 
 /// Shared inputs of a run.
@@ -84,6 +107,7 @@ pub async fn run_table(
     spec: &TableSpec,
     full_refresh: bool,
 ) -> Result<TableRun> {
+    let setting_up = Instant::now();
     let ctx = rc.ctx;
     let source = spec
         .source
@@ -226,6 +250,7 @@ pub async fn run_table(
     let mut removes: Vec<Remove> = Vec::new();
     let schema_of_frame: arrow::datatypes::SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let mut stream = frame.execute_stream().await?;
+    work.run.phases.setup = setting_up.elapsed();
     if full_load {
         if spec.unknown_member {
             let unknown = unknown_member(&layout)?;
@@ -241,7 +266,7 @@ pub async fn run_table(
             );
         }
         let mut chunks = KeyChunks::new(&spec.keys, rc.config.chunk_rows);
-        while let Some(batch) = stream.next().await {
+        while let Some(batch) = next_timed(&mut stream, &mut work.run.phases.scan).await {
             if let Some(chunk) = chunks.push(batch?)? {
                 work.load_chunk(&delta, chunk, &state).await?;
             }
@@ -257,7 +282,7 @@ pub async fn run_table(
         // `chunk_rows` and the files a chunk touches, not the backlog.
         let mut merge = MergeState::new(current_files.clone(), repair);
         let mut chunks = KeyChunks::new(&spec.keys, rc.config.chunk_rows);
-        while let Some(batch) = stream.next().await {
+        while let Some(batch) = next_timed(&mut stream, &mut work.run.phases.scan).await {
             if let Some(chunk) = chunks.push(batch?)? {
                 work.merge(&delta, &mut merge, chunk, &deletes, watermark, false)
                     .await?;
@@ -283,6 +308,7 @@ pub async fn run_table(
         // Dimensions changed but no unknown member could be resolved: nothing to commit.
         return Ok(work.run);
     }
+    let committing = Instant::now();
     let mut run = work.run;
     run.quarantined = work.quarantine.len() as u64;
     side::quarantine(
@@ -328,7 +354,19 @@ pub async fn run_table(
     )
     .await?;
     run.version = Some(version);
+    run.phases.commit = committing.elapsed();
     Ok(run)
+}
+
+/// The stream's next batch, the wait added to `spent`.
+async fn next_timed(
+    stream: &mut datafusion::execution::SendableRecordBatchStream,
+    spent: &mut Duration,
+) -> Option<datafusion::error::Result<RecordBatch>> {
+    let started = Instant::now();
+    let next = stream.next().await;
+    *spent += started.elapsed();
+    next
 }
 
 fn run_metadata(run: &TableRun) -> serde_json::Map<String, serde_json::Value> {
@@ -472,7 +510,10 @@ impl Work<'_> {
         let batch = if self.lookups.is_empty() {
             batch
         } else {
-            lookups::resolve(self.rc.ctx, &spec.name, self.lookups, batch).await?
+            let started = Instant::now();
+            let resolved = lookups::resolve(self.rc.ctx, &spec.name, self.lookups, batch).await?;
+            self.run.phases.lookups += started.elapsed();
+            resolved
         };
         let data = table::conform(&batch, &self.layout.data_schema)?;
         let keys = key_strings(&batch, &spec.keys)?;
@@ -627,6 +668,7 @@ impl Work<'_> {
         state: &DeleteState,
     ) -> Result<()> {
         let changes = self.changes(batch).await?;
+        let started = Instant::now();
         let existing = Existing::empty(self.layout.data_schema.clone());
         let applied = apply::apply(&self.mode, &changes, &existing, state, &self.truncates)?;
         self.absorb(&applied);
@@ -637,6 +679,8 @@ impl Work<'_> {
             &applied.rows,
         )?;
         let rows = sort_by_keys(&self.layout.assemble(&data, &engine)?, &self.spec.keys)?;
+        self.run.phases.apply += started.elapsed();
+        let started = Instant::now();
         self.adds.extend(
             table::write_to(
                 delta,
@@ -647,6 +691,7 @@ impl Work<'_> {
             )
             .await?,
         );
+        self.run.phases.write += started.elapsed();
         Ok(())
     }
 
@@ -698,6 +743,7 @@ impl Work<'_> {
             }
         }
         selected.sort_unstable();
+        let started = Instant::now();
         let chosen: Vec<TableFile> = selected.iter().map(|i| files[*i].clone()).collect();
         let (rows, mut file_of_row) = table::read_files(
             ctx,
@@ -722,8 +768,11 @@ impl Work<'_> {
             _ => rows,
         };
         let mut existing = self.layout.existing(&rows, file_of_row)?;
+        self.run.phases.read += started.elapsed();
         if repair {
+            let started = Instant::now();
             self.repair(&mut existing, &mut dirty).await?;
+            self.run.phases.lookups += started.elapsed();
         }
         // The recorded deletes of this chunk's keys (and truncates), and of
         // the held keys when truncates apply to them.
@@ -731,7 +780,10 @@ impl Work<'_> {
         if !self.truncates.is_empty() {
             state_keys.extend(existing.keys.iter().cloned());
         }
+        let started = Instant::now();
         let state = deletes.load_keys(ctx, watermark, &state_keys).await?;
+        self.run.phases.read += started.elapsed();
+        let started = Instant::now();
         let applied = apply::apply(&self.mode, &changes, &existing, &state, &self.truncates)?;
         self.absorb(&applied);
         dirty.extend(applied.dirty_files.iter().copied());
@@ -761,6 +813,8 @@ impl Work<'_> {
             None => out,
         };
         let out = merge.ready_to_write(out, self.rc.config.file_rows, last)?;
+        self.run.phases.apply += started.elapsed();
+        let started = Instant::now();
         self.adds.extend(
             table::write_to(
                 delta,
@@ -771,6 +825,7 @@ impl Work<'_> {
             )
             .await?,
         );
+        self.run.phases.write += started.elapsed();
         let mut dirty: Vec<usize> = dirty.into_iter().filter(|i| *i < carried_file).collect();
         dirty.sort_unstable();
         let retired: Vec<TableFile> = dirty.into_iter().map(|i| chosen[i].clone()).collect();

@@ -191,49 +191,48 @@ pub async fn resolve(
         0..batch.num_rows() as i64,
     )));
     let numbered = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    let input = format!("__facts_{fact}");
-    let _ = ctx.deregister_table(&input)?;
-    ctx.register_table(
-        &input,
-        Arc::new(MemTable::try_new(numbered.schema(), vec![vec![numbered]])?),
-    )?;
-
-    let mut from = input.clone();
+    // One lookup at a time, each step materialized: a lookup whose keys
+    // an earlier one fetched (the customer of an order) is then pruned to
+    // the batch's keys like the others, and the dimension rows joined are
+    // those of the batch, never the whole table.
+    let mut current = numbered;
     for (index, lookup) in lookups.iter().enumerate() {
-        // Prune the dimension to the batch's keys when they are columns of
-        // the input (not fetched by an earlier lookup): the as-of windows
-        // then rank the versions of those keys only, not the whole table.
-        let keys_from = lookup
-            .spec
-            .on
-            .keys()
-            .all(|c| batch.schema().column_with_name(c).is_some())
-            .then_some(input.as_str());
-        let range = match keys_from {
-            Some(_) => key_range(lookup, &batch)?,
-            None => None,
-        };
-        let sql = lookup_sql(lookup, &from, keys_from, range.as_deref())?;
-        let df = ctx.sql(&sql).await.map_err(|e| {
+        let step = format!("__facts_{fact}_{index}");
+        let _ = ctx.deregister_table(&step)?;
+        ctx.register_table(
+            &step,
+            Arc::new(MemTable::try_new(
+                current.schema(),
+                vec![vec![current.clone()]],
+            )?),
+        )?;
+        let range = key_range(lookup, &current)?;
+        let sql = lookup_sql(lookup, &step, range.as_deref())?;
+        let planned = ctx.sql(&sql).await.map_err(|e| {
             Error::Other(format!(
                 "{fact}: lookup of `{}` does not plan: {e}",
                 lookup.table()
             ))
-        })?;
-        let step = format!("__facts_{fact}_{index}");
+        });
+        let collected = match planned {
+            Ok(df) => {
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                df.collect()
+                    .await
+                    .map_err(Error::from)
+                    .and_then(|parts| Ok(arrow::compute::concat_batches(&schema, &parts)?))
+            }
+            Err(e) => Err(e),
+        };
         let _ = ctx.deregister_table(&step)?;
-        ctx.register_table(&step, df.into_view())?;
-        from = step;
+        current = collected?;
     }
-    let result = ctx
-        .sql(&format!("SELECT * FROM {from} ORDER BY {ROW_ID}"))
-        .await?
-        .collect()
-        .await?;
-    let _ = ctx.deregister_table(&input)?;
-    for index in 0..lookups.len() {
-        let _ = ctx.deregister_table(format!("__facts_{fact}_{index}"))?;
-    }
+    // Back into the input's row order.
+    let row_ids = current
+        .column_by_name(ROW_ID)
+        .ok_or_else(|| Error::Other(format!("{fact}: the lookups lost the row order")))?;
+    let order = arrow::compute::sort_to_indices(row_ids, None, None)?;
+    let result = arrow::compute::take_record_batch(&current, &order)?;
     let mut schema_fields: Vec<Field> = batch
         .schema()
         .fields()
@@ -242,11 +241,7 @@ pub async fn resolve(
         .collect();
     schema_fields.extend(added_fields(lookups));
     let schema: SchemaRef = Arc::new(Schema::new(schema_fields));
-    let mut parts = Vec::new();
-    for part in &result {
-        parts.push(table::conform(part, &schema)?);
-    }
-    Ok(arrow::compute::concat_batches(&schema, &parts)?)
+    table::conform(&result, &schema)
 }
 
 fn with_empty_lookups(lookups: &[Lookup], batch: RecordBatch) -> Result<RecordBatch> {
@@ -308,16 +303,11 @@ fn sql_string(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// The join adding `lookup`'s columns to the rows of `from`; `keys_from`,
-/// when given, is a relation holding the fact columns of `on`, whose
-/// distinct values restrict the dimension rows joined, and `range` a
-/// predicate on those rows (see [`key_range`]).
-fn lookup_sql(
-    lookup: &Lookup,
-    from: &str,
-    keys_from: Option<&str>,
-    range: Option<&str>,
-) -> Result<String> {
+/// The join adding `lookup`'s columns to the rows of `from`, which holds
+/// the fact columns of `on`: their distinct values restrict the dimension
+/// rows joined (and ranked), and `range` is a predicate on those rows
+/// (see [`key_range`]).
+fn lookup_sql(lookup: &Lookup, from: &str, range: Option<&str>) -> Result<String> {
     let spec = &lookup.spec;
     let key = quote(&spec.key);
     if lookup.target.kind == Kind::Date {
@@ -347,12 +337,6 @@ fn lookup_sql(
             .collect::<Vec<_>>()
             .join(" AND ")
     };
-    let first_key = spec
-        .on
-        .values()
-        .next()
-        .map(|c| quote(c))
-        .unwrap_or_default();
     let fetched = |alias: &str| -> String {
         spec.columns
             .iter()
@@ -361,29 +345,24 @@ fn lookup_sql(
             })
             .collect::<String>()
     };
-    let d = match keys_from {
-        Some(keys_from) => {
-            let wanted: Vec<String> = spec
-                .on
-                .keys()
-                .enumerate()
-                .map(|(i, c)| format!("{} AS __k{i}", quote(c)))
-                .collect();
-            let on: Vec<String> = spec
-                .on
-                .values()
-                .enumerate()
-                .map(|(i, c)| format!("r.{} = k.__k{i}", quote(c)))
-                .collect();
-            format!(
-                "(SELECT r.* FROM {registered} r JOIN (SELECT DISTINCT {} FROM {keys_from}) k ON {}{})",
-                wanted.join(", "),
-                on.join(" AND "),
-                range.map(|r| format!(" WHERE {r}")).unwrap_or_default()
-            )
-        }
-        None => format!("(SELECT * FROM {registered} WHERE {first_key} IS NOT NULL)"),
-    };
+    let wanted: Vec<String> = spec
+        .on
+        .keys()
+        .enumerate()
+        .map(|(i, c)| format!("{} AS __k{i}", quote(c)))
+        .collect();
+    let on: Vec<String> = spec
+        .on
+        .values()
+        .enumerate()
+        .map(|(i, c)| format!("r.{} = k.__k{i}", quote(c)))
+        .collect();
+    let d = format!(
+        "(SELECT r.* FROM {registered} r JOIN (SELECT DISTINCT {} FROM {from}) k ON {}{})",
+        wanted.join(", "),
+        on.join(" AND "),
+        range.map(|r| format!(" WHERE {r}")).unwrap_or_default()
+    );
     if lookup.target.kind != Kind::Scd2 {
         return Ok(format!(
             "SELECT f.*, coalesce(d.{sk}, {UNKNOWN}) AS {key}{} FROM {from} f LEFT JOIN {d} d ON {}",

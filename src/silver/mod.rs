@@ -143,6 +143,13 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             files_removed = run.files_removed,
             files_added = run.files_added,
             elapsed_ms = started.elapsed().as_millis() as u64,
+            setup_ms = run.phases.setup.as_millis() as u64,
+            scan_ms = run.phases.scan.as_millis() as u64,
+            lookups_ms = run.phases.lookups.as_millis() as u64,
+            read_ms = run.phases.read.as_millis() as u64,
+            apply_ms = run.phases.apply.as_millis() as u64,
+            write_ms = run.phases.write.as_millis() as u64,
+            commit_ms = run.phases.commit.as_millis() as u64,
             "silver table done"
         );
         summary.tables.push(run);
