@@ -8,6 +8,19 @@ use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::config::Config;
 use lakehouse::schedule::{self, JobKind, Trigger};
 
+/// jemalloc rather than glibc malloc: DataFusion's many short-lived Arrow
+/// buffers on several threads fragment glibc's per-thread arenas, and a
+/// silver run's RSS grew to 2.3x its live heap (heaptrack). With jemalloc's
+/// background threads returning freed pages after a second, the 10M-change
+/// `fact_shipments` load peaked at 638 MB instead of 944 MB, as fast.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them).
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
+
 #[derive(Debug, Parser)]
 #[command(
     name = "lakehouse",

@@ -85,8 +85,10 @@ pub struct Phases {
 
 /// Shared inputs of a run.
 pub struct RunContext<'a> {
-    /// The session.
+    /// The session of lookups, file reads and side tables.
     pub ctx: &'a SessionContext,
+    /// The session the new changes are read and sorted in (a pool of its own).
+    pub scan: &'a datafusion::execution::session_state::SessionState,
     /// Storage.
     pub root: &'a StorageRoot,
     /// `[silver]`.
@@ -219,6 +221,8 @@ pub async fn run_table(
     };
 
     let frame = plan::changes_frame(ctx, spec, &shaped).await?;
+    let frame =
+        datafusion::dataframe::DataFrame::new(rc.scan.clone(), frame.into_unoptimized_plan());
     let apply_deletes = spec.deletes == DeleteMode::Apply;
     let truncates = if apply_deletes {
         truncates_of(ctx, spec).await?

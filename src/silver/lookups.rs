@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Int64Array, RecordBatch};
+use arrow::array::{Array, Int64Array, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -191,11 +192,76 @@ pub async fn resolve(
         0..batch.num_rows() as i64,
     )));
     let numbered = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    // One lookup at a time, each step materialized: a lookup whose keys
-    // an earlier one fetched (the customer of an order) is then pruned to
-    // the batch's keys like the others, and the dimension rows joined are
-    // those of the batch, never the whole table.
-    let mut current = numbered;
+    // Lookups hash-join the rows against the dimensions, and a hash join's
+    // table does not spill: rows that exceed the pool are resolved in
+    // halves (each row's lookup is independent of the others).
+    let mut pending = vec![numbered];
+    let mut resolved = Vec::new();
+    while let Some(rows) = pending.pop() {
+        match resolve_rows(ctx, fact, lookups, rows.clone()).await {
+            Ok(done) => resolved.push(done),
+            Err(e) if exhausted(&e) && rows.num_rows() >= 2 * MIN_LOOKUP_ROWS => {
+                tracing::info!(
+                    table = fact,
+                    rows = rows.num_rows(),
+                    "lookups exceed the memory pool; resolving them in halves"
+                );
+                // Copies, not slices: a slice holds (and the pool counts)
+                // the whole of its parent's buffers.
+                let half = rows.num_rows() as u32 / 2;
+                let (low, high) = (0..half, half..rows.num_rows() as u32);
+                pending.push(take_record_batch(
+                    &rows,
+                    &UInt32Array::from_iter_values(high),
+                )?);
+                pending.push(take_record_batch(
+                    &rows,
+                    &UInt32Array::from_iter_values(low),
+                )?);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(first) = resolved.first() else {
+        return with_empty_lookups(lookups, batch);
+    };
+    let current = arrow::compute::concat_batches(&first.schema(), &resolved)?;
+    // Back into the input's row order.
+    let row_ids = current
+        .column_by_name(ROW_ID)
+        .ok_or_else(|| Error::Other(format!("{fact}: the lookups lost the row order")))?;
+    let order = arrow::compute::sort_to_indices(row_ids, None, None)?;
+    let result = arrow::compute::take_record_batch(&current, &order)?;
+    let mut schema_fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    schema_fields.extend(added_fields(lookups));
+    let schema: SchemaRef = Arc::new(Schema::new(schema_fields));
+    table::conform(&result, &schema)
+}
+
+/// Fewest rows a lookup is split down to when the pool is too small.
+const MIN_LOOKUP_ROWS: usize = 256;
+
+/// Whether `error` is a DataFusion memory pool refusal.
+fn exhausted(error: &Error) -> bool {
+    matches!(error, Error::DataFusion(e)
+        if matches!(e.find_root(), datafusion::error::DataFusionError::ResourcesExhausted(_)))
+}
+
+/// Runs the lookups over `rows` (numbered), one at a time, each step
+/// materialized: a lookup whose keys an earlier one fetched (the customer
+/// of an order) is then pruned to the rows' keys like the others, and the
+/// dimension rows joined are those of the rows, never the whole table.
+async fn resolve_rows(
+    ctx: &SessionContext,
+    fact: &str,
+    lookups: &[Lookup],
+    mut current: RecordBatch,
+) -> Result<RecordBatch> {
     for (index, lookup) in lookups.iter().enumerate() {
         let step = format!("__facts_{fact}_{index}");
         let _ = ctx.deregister_table(&step)?;
@@ -215,6 +281,15 @@ pub async fn resolve(
             ))
         });
         let collected = match planned {
+            Ok(df) if tracing::enabled!(tracing::Level::TRACE) => {
+                let plan = df.clone().create_physical_plan().await?;
+                tracing::trace!(table = fact, lookup = lookup.table(), plan = %datafusion::physical_plan::displayable(plan.as_ref()).indent(true), "lookup plan");
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                datafusion::physical_plan::collect(plan, ctx.task_ctx())
+                    .await
+                    .map_err(Error::from)
+                    .and_then(|parts| Ok(arrow::compute::concat_batches(&schema, &parts)?))
+            }
             Ok(df) => {
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                 df.collect()
@@ -227,21 +302,7 @@ pub async fn resolve(
         let _ = ctx.deregister_table(&step)?;
         current = collected?;
     }
-    // Back into the input's row order.
-    let row_ids = current
-        .column_by_name(ROW_ID)
-        .ok_or_else(|| Error::Other(format!("{fact}: the lookups lost the row order")))?;
-    let order = arrow::compute::sort_to_indices(row_ids, None, None)?;
-    let result = arrow::compute::take_record_batch(&current, &order)?;
-    let mut schema_fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    schema_fields.extend(added_fields(lookups));
-    let schema: SchemaRef = Arc::new(Schema::new(schema_fields));
-    table::conform(&result, &schema)
+    Ok(current)
 }
 
 fn with_empty_lookups(lookups: &[Lookup], batch: RecordBatch) -> Result<RecordBatch> {
@@ -357,8 +418,10 @@ fn lookup_sql(lookup: &Lookup, from: &str, range: Option<&str>) -> Result<String
         .enumerate()
         .map(|(i, c)| format!("r.{} = k.__k{i}", quote(c)))
         .collect();
+    // The rows' distinct keys come first: a hash join builds its table
+    // from its left side, and that must be the keys, never the dimension.
     let d = format!(
-        "(SELECT r.* FROM {registered} r JOIN (SELECT DISTINCT {} FROM {from}) k ON {}{})",
+        "(SELECT r.* FROM (SELECT DISTINCT {} FROM {from}) k JOIN {registered} r ON {}{})",
         wanted.join(", "),
         on.join(" AND "),
         range.map(|r| format!(" WHERE {r}")).unwrap_or_default()

@@ -105,12 +105,14 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         }
     }
     let root = StorageRoot::from_config(&config.storage)?;
-    let ctx = session::new_session(&config.silver)?;
+    let sessions = session::RunSessions::new(&config.silver)?;
+    let ctx = sessions.work;
     root.register_object_store(&ctx)?;
     let bronze = root.open_table(BRONZE_LAYER, EVENTS_TABLE).await?;
     let bronze = bronze.version().is_some().then_some(bronze);
     let rc = job::RunContext {
         ctx: &ctx,
+        scan: &sessions.scan,
         root: &root,
         config: &config.silver,
         pipeline: &pipeline,

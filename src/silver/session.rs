@@ -1,37 +1,105 @@
-//! The DataFusion session a silver run plans and executes in.
+//! The DataFusion sessions a silver run plans and executes in.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::config::SilverConfig;
 use crate::error::Result;
 
+/// Memory consumers named when the pool refuses an allocation.
+const TOP_CONSUMERS: NonZeroUsize = NonZeroUsize::new(5).unwrap();
+
+/// DataFusion's default merge reservation of a sort that spills.
+const SORT_SPILL_RESERVATION: usize = 10 * 1024 * 1024;
+
 /// A session whose memory is bounded by `[silver] memory_limit`: sorts and
 /// windows spill to disk beyond it instead of growing without bound.
 pub fn new_session(config: &SilverConfig) -> Result<SessionContext> {
+    session_with_pool(config, config.memory_limit)
+}
+
+/// The sessions of a silver run, splitting `memory_limit` in two so the
+/// two never starve each other: a table's sorted changes are read as a
+/// stream while its chunks run lookups and reads, and a sort holding its
+/// merge reservations would otherwise leave the chunk's joins nothing.
+pub struct RunSessions {
+    /// Lookups, reads of silver files, side tables: half the pool.
+    pub work: SessionContext,
+    /// Reading, shaping and sorting the new changes: the other half.
+    pub scan: SessionState,
+}
+
+impl RunSessions {
+    /// Both sessions; they share object stores, registrations and settings.
+    pub fn new(config: &SilverConfig) -> Result<Self> {
+        let half = config.memory_limit / 2;
+        let work = session_with_pool(config, half)?;
+        let scan_runtime = runtime(config, half, Some(work.runtime_env().as_ref()))?;
+        // One sort over all partitions rather than a sort per partition
+        // merged by a SortPreservingMergeExec: that merge's reservation
+        // cannot spill, and with the per-partition sorts holding their
+        // fair share of a small pool it had none left (runs failed with
+        // ResourcesExhausted). The shaping SQL still runs in parallel.
+        let mut scan_config = work.copied_config();
+        scan_config.options_mut().optimizer.repartition_sorts = false;
+        let scan = SessionStateBuilder::new_from_existing(work.state())
+            .with_config(scan_config)
+            .with_runtime_env(scan_runtime)
+            .build();
+        Ok(Self { work, scan })
+    }
+}
+
+/// A runtime with a pool of `pool_bytes`, spilling into `[silver]
+/// spill_dir`; `objects_of` shares another runtime's object stores.
+fn runtime(
+    config: &SilverConfig,
+    pool_bytes: usize,
+    objects_of: Option<&RuntimeEnv>,
+) -> Result<Arc<RuntimeEnv>> {
     let disk = match &config.spill_dir {
         Some(dir) => {
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
         }
         None => DiskManagerBuilder::default(),
     };
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit)))
-        .with_disk_manager_builder(disk)
-        .build_arc()?;
+    let mut builder = RuntimeEnvBuilder::new()
+        // A refusal names the biggest consumers: what to tune.
+        .with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(pool_bytes),
+            TOP_CONSUMERS,
+        )))
+        .with_disk_manager_builder(disk);
+    if let Some(other) = objects_of {
+        builder = builder.with_object_store_registry(other.object_store_registry.clone());
+    }
+    Ok(builder.build_arc()?)
+}
+
+fn session_with_pool(config: &SilverConfig, pool_bytes: usize) -> Result<SessionContext> {
     let mut session_config = SessionConfig::new()
         .with_batch_size(8192)
         .with_information_schema(true);
+    let options = session_config.options_mut();
     // Plain Utf8 everywhere: the silver tables' Delta schemas use `string`,
     // and view types would make the SQL's output schema differ run to run.
-    let options = session_config.options_mut();
     options.sql_parser.map_string_types_to_utf8view = false;
     options.execution.parquet.schema_force_view_types = false;
-    let mut ctx = SessionContext::new_with_config_rt(session_config, runtime);
+    // Every sort first reserves this much for merging what it spills;
+    // DataFusion's 10 MiB would not fit a small pool at all, and a lookup
+    // runs several sorts at once (the as-of windows, per partition), so it
+    // scales down with the pool.
+    options.execution.sort_spill_reservation_bytes =
+        SORT_SPILL_RESERVATION.min(pool_bytes / (16 * options.execution.target_partitions.max(1)));
+    let mut ctx =
+        SessionContext::new_with_config_rt(session_config, runtime(config, pool_bytes, None)?);
     datafusion_functions_json::register_all(&mut ctx)?;
     Ok(ctx)
 }

@@ -164,3 +164,78 @@ async fn shipped_pipeline_builds_the_star_schema_incrementally() {
     }
     let _ = Value::Null;
 }
+
+/// The shipped pipeline with a memory pool far smaller than its data (16
+/// MiB: two pools of 8, and small chunks): sorts spill, lookups resolve
+/// in halves, and every table equals the one a roomy pool builds. Before the
+/// scan got its own pool and lookups learned to split, such a run failed
+/// with ResourcesExhausted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_smaller_than_the_data_spills_and_builds_the_same_tables() {
+    crate::support::init_tracing();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let lake = |memory_limit: usize, chunk_rows: usize| {
+        let mut lake = Lake::new();
+        lake.config.silver.layers_dir = repo.join("layers/silver");
+        lake.config.silver.sql_dir = repo.join("sql/silver");
+        lake.config.silver.memory_limit = memory_limit;
+        lake.config.silver.chunk_rows = chunk_rows;
+        lake.config.silver.file_rows = 2_000;
+        lake
+    };
+    let roomy = lake(256 * 1024 * 1024, 500_000);
+    let tight = lake(16 * 1024 * 1024, 3_000);
+
+    let cfg = SimConfig {
+        seed: 5,
+        customers: 1_500,
+        products: 300,
+        sellers: 20,
+        ..SimConfig::default()
+    };
+    let encoder = DebeziumEncoder::new(&cfg.topic_prefix);
+    let mut sim = Simulator::new(cfg);
+    let mut records = Vec::new();
+    encoder.encode_snapshot(&sim.snapshot(), &mut records);
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        for _ in 0..2_500 {
+            encoder.encode_transaction(&sim.next_transaction(), &mut records);
+        }
+        let mut writer = JsonlWriter::new(Vec::new(), 2);
+        for r in records.drain(..) {
+            writer.write_record(&r).unwrap();
+        }
+        writer.flush().unwrap();
+        let text = String::from_utf8(writer.into_inner()).unwrap();
+        rounds.push(text.lines().map(str::to_string).collect::<Vec<_>>());
+    }
+    for lines in &rounds {
+        for lake in [&roomy, &tight] {
+            lake.feed(lines).await;
+            lake.silver().await;
+        }
+    }
+    let tables = [
+        "dim_customer",
+        "dim_product",
+        "dim_seller",
+        "dim_carrier",
+        "inventory",
+        "orders",
+        "fact_sales",
+        "fact_payments",
+        "fact_shipments",
+        "dim_date",
+    ];
+    let sales = roomy.rows(&tables, "SELECT count(*) FROM fact_sales").await;
+    assert!(sales[0][0].parse::<usize>().unwrap() > 2_500, "{sales:?}");
+    for t in tables {
+        let sql = format!("SELECT * FROM {t}");
+        assert_eq!(
+            tight.rows(&tables, &sql).await,
+            roomy.rows(&tables, &sql).await,
+            "{t} built in a 16 MiB pool"
+        );
+    }
+}
