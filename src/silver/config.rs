@@ -35,7 +35,7 @@ impl Default for SilverConfig {
             memory_limit: 1024 * 1024 * 1024,
             spill_dir: None,
             file_rows: 100_000,
-            chunk_rows: 500_000,
+            chunk_rows: 100_000,
         }
     }
 }
