@@ -179,7 +179,7 @@ impl Catalog {
     }
 
     fn tables_batch(&self) -> Result<RecordBatch> {
-        let mut cols = Columns::default();
+        let mut cols = TableColumns::default();
         for entry in self.entries.values() {
             let Some(v) = version(&entry.table) else {
                 continue;
@@ -200,13 +200,12 @@ impl Catalog {
                     .and_then(|s| s.get("numRecords").and_then(|n| n.as_i64()))
                     .unwrap_or(0);
             }
-            cols.layer.push(entry.layer.to_string());
-            cols.table.push(entry.name.clone());
-            cols.a.push(Some(v));
-            cols.ts.push(last);
-            cols.b.push(Some(rows));
-            cols.c.push(Some(files));
-            cols.d.push(Some(bytes));
+            cols.names.push(entry);
+            cols.version.push(v);
+            cols.last_file_at.push(last);
+            cols.rows.push(rows);
+            cols.files.push(files);
+            cols.bytes.push(bytes);
         }
         let schema = schema(&[
             ("version", DataType::Int64),
@@ -218,19 +217,21 @@ impl Catalog {
         Ok(RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(cols.layer)),
-                Arc::new(StringArray::from(cols.table)),
-                Arc::new(Int64Array::from(cols.a)),
-                Arc::new(TimestampMicrosecondArray::from(cols.ts).with_timezone("UTC")),
-                Arc::new(Int64Array::from(cols.b)),
-                Arc::new(Int64Array::from(cols.c)),
-                Arc::new(Int64Array::from(cols.d)),
+                Arc::new(StringArray::from(cols.names.layer)),
+                Arc::new(StringArray::from(cols.names.table)),
+                Arc::new(Int64Array::from(cols.version)),
+                Arc::new(TimestampMicrosecondArray::from(cols.last_file_at).with_timezone("UTC")),
+                Arc::new(Int64Array::from(cols.rows)),
+                Arc::new(Int64Array::from(cols.files)),
+                Arc::new(Int64Array::from(cols.bytes)),
             ],
         )?)
     }
 
     async fn commits_batch(&self) -> Result<RecordBatch> {
-        let mut cols = Columns::default();
+        let mut names = TableNames::default();
+        let mut versions = Vec::new();
+        let mut committed_at = Vec::new();
         let mut operations = Vec::new();
         let mut metadata = Vec::new();
         for entry in self.entries.values() {
@@ -251,10 +252,9 @@ impl Catalog {
                     .filter(|(k, _)| k.starts_with("lakehouse."))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                cols.layer.push(entry.layer.to_string());
-                cols.table.push(entry.name.clone());
-                cols.a.push(Some(current - i as i64));
-                cols.ts.push(
+                names.push(entry);
+                versions.push(current - i as i64);
+                committed_at.push(
                     info.in_commit_timestamp
                         .or(info.timestamp)
                         .map(|ms| ms * 1000),
@@ -275,10 +275,10 @@ impl Catalog {
         Ok(RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(cols.layer)),
-                Arc::new(StringArray::from(cols.table)),
-                Arc::new(Int64Array::from(cols.a)),
-                Arc::new(TimestampMicrosecondArray::from(cols.ts).with_timezone("UTC")),
+                Arc::new(StringArray::from(names.layer)),
+                Arc::new(StringArray::from(names.table)),
+                Arc::new(Int64Array::from(versions)),
+                Arc::new(TimestampMicrosecondArray::from(committed_at).with_timezone("UTC")),
                 Arc::new(StringArray::from(operations)),
                 Arc::new(StringArray::from(metadata)),
             ],
@@ -286,19 +286,22 @@ impl Catalog {
     }
 
     async fn watermarks_batch(&self) -> Result<RecordBatch> {
-        let mut cols = Columns::default();
+        let mut names = TableNames::default();
         let mut app_ids = Vec::new();
         let mut upstreams = Vec::new();
+        let mut watermarks = Vec::new();
+        let mut upstream_versions = Vec::new();
+        let mut behind = Vec::new();
         let bronze_version = self.get(EVENTS_TABLE).and_then(|e| version(&e.table));
         let mut push =
             |layer: &str, table: &str, app: String, up: String, w: Option<i64>, uv: Option<i64>| {
-                cols.layer.push(layer.to_string());
-                cols.table.push(table.to_string());
+                names.layer.push(layer.to_string());
+                names.table.push(table.to_string());
                 app_ids.push(app);
                 upstreams.push(up);
-                cols.a.push(w);
-                cols.b.push(uv);
-                cols.c.push(uv.map(|uv| uv - w.unwrap_or(-1)));
+                watermarks.push(w);
+                upstream_versions.push(uv);
+                behind.push(uv.map(|uv| uv - w.unwrap_or(-1)));
             };
         for name in &self.silver_tables {
             let Some(entry) = self.get(name) else {
@@ -346,27 +349,41 @@ impl Catalog {
         Ok(RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(cols.layer)),
-                Arc::new(StringArray::from(cols.table)),
+                Arc::new(StringArray::from(names.layer)),
+                Arc::new(StringArray::from(names.table)),
                 Arc::new(StringArray::from(app_ids)),
                 Arc::new(StringArray::from(upstreams)),
-                Arc::new(Int64Array::from(cols.a)),
-                Arc::new(Int64Array::from(cols.b)),
-                Arc::new(Int64Array::from(cols.c)),
+                Arc::new(Int64Array::from(watermarks)),
+                Arc::new(Int64Array::from(upstream_versions)),
+                Arc::new(Int64Array::from(behind)),
             ],
         )?)
     }
 }
 
+/// The `layer` and `table_name` columns every system table starts with.
 #[derive(Default)]
-struct Columns {
+struct TableNames {
     layer: Vec<String>,
     table: Vec<String>,
-    a: Vec<Option<i64>>,
-    b: Vec<Option<i64>>,
-    c: Vec<Option<i64>>,
-    d: Vec<Option<i64>>,
-    ts: Vec<Option<i64>>,
+}
+
+impl TableNames {
+    fn push(&mut self, entry: &Entry) {
+        self.layer.push(entry.layer.to_string());
+        self.table.push(entry.name.clone());
+    }
+}
+
+/// The columns of `lakehouse_tables`.
+#[derive(Default)]
+struct TableColumns {
+    names: TableNames,
+    version: Vec<i64>,
+    last_file_at: Vec<Option<i64>>,
+    rows: Vec<i64>,
+    files: Vec<i64>,
+    bytes: Vec<i64>,
 }
 
 fn ts_type() -> DataType {
