@@ -59,6 +59,8 @@ pub struct TableRun {
     pub files_removed: usize,
     /// See `files_removed`.
     pub files_added: usize,
+    /// Times a batch's lookups were split in halves to fit the memory pool.
+    pub lookup_splits: u64,
     /// Where the run spent its time.
     pub phases: Phases,
 }
@@ -515,7 +517,14 @@ impl Work<'_> {
             batch
         } else {
             let started = Instant::now();
-            let resolved = lookups::resolve(self.rc.ctx, &spec.name, self.lookups, batch).await?;
+            let resolved = lookups::resolve(
+                self.rc.ctx,
+                &spec.name,
+                self.lookups,
+                batch,
+                &mut self.run.lookup_splits,
+            )
+            .await?;
             self.run.phases.lookups += started.elapsed();
             resolved
         };
@@ -860,7 +869,14 @@ impl Work<'_> {
         let rows = take_record_batch(&existing.data, &UInt32Array::from(unresolved.clone()))?;
         // Strip the old lookup columns; resolve again from the SQL columns.
         let base = table::conform(&rows, &self.shaped.data_schema)?;
-        let resolved = lookups::resolve(self.rc.ctx, &self.spec.name, self.lookups, base).await?;
+        let resolved = lookups::resolve(
+            self.rc.ctx,
+            &self.spec.name,
+            self.lookups,
+            base,
+            &mut self.run.lookup_splits,
+        )
+        .await?;
         let resolved = table::conform(&resolved, &self.layout.data_schema)?;
         let mut changed = Vec::new();
         for (j, &i) in unresolved.iter().enumerate() {

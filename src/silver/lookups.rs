@@ -170,11 +170,14 @@ pub fn key_columns(lookups: &[Lookup]) -> Vec<String> {
 }
 
 /// Adds the lookup columns to `batch` (the fact rows), keeping row order.
+/// `splits` counts the times rows were split in halves because their
+/// lookups did not fit the memory pool.
 pub async fn resolve(
     ctx: &SessionContext,
     fact: &str,
     lookups: &[Lookup],
     batch: RecordBatch,
+    splits: &mut u64,
 ) -> Result<RecordBatch> {
     if lookups.is_empty() || batch.num_rows() == 0 {
         return with_empty_lookups(lookups, batch);
@@ -192,36 +195,10 @@ pub async fn resolve(
         0..batch.num_rows() as i64,
     )));
     let numbered = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    // Lookups hash-join the rows against the dimensions, and a hash join's
-    // table does not spill: rows that exceed the pool are resolved in
-    // halves (each row's lookup is independent of the others).
-    let mut pending = vec![numbered];
-    let mut resolved = Vec::new();
-    while let Some(rows) = pending.pop() {
-        match resolve_rows(ctx, fact, lookups, rows.clone()).await {
-            Ok(done) => resolved.push(done),
-            Err(e) if exhausted(&e) && rows.num_rows() >= 2 * MIN_LOOKUP_ROWS => {
-                tracing::info!(
-                    table = fact,
-                    rows = rows.num_rows(),
-                    "lookups exceed the memory pool; resolving them in halves"
-                );
-                // Copies, not slices: a slice holds (and the pool counts)
-                // the whole of its parent's buffers.
-                let half = rows.num_rows() as u32 / 2;
-                let (low, high) = (0..half, half..rows.num_rows() as u32);
-                pending.push(take_record_batch(
-                    &rows,
-                    &UInt32Array::from_iter_values(high),
-                )?);
-                pending.push(take_record_batch(
-                    &rows,
-                    &UInt32Array::from_iter_values(low),
-                )?);
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let resolved = in_halves(fact, numbered, splits, |rows| {
+        resolve_rows(ctx, fact, lookups, rows)
+    })
+    .await?;
     let Some(first) = resolved.first() else {
         return with_empty_lookups(lookups, batch);
     };
@@ -241,6 +218,50 @@ pub async fn resolve(
     schema_fields.extend(added_fields(lookups));
     let schema: SchemaRef = Arc::new(Schema::new(schema_fields));
     table::conform(&result, &schema)
+}
+
+/// Runs `resolve` over `rows`; while the memory pool refuses (a hash
+/// join's table does not spill), over each half of them instead, each
+/// half a copy (a slice holds, and the pool counts, all of its parent's
+/// buffers). Lookups are row by row, so the halves' results together are
+/// the whole's; they come back in row order. `splits` counts the halvings.
+async fn in_halves<F, Fut>(
+    fact: &str,
+    rows: RecordBatch,
+    splits: &mut u64,
+    mut resolve: F,
+) -> Result<Vec<RecordBatch>>
+where
+    F: FnMut(RecordBatch) -> Fut,
+    Fut: std::future::Future<Output = Result<RecordBatch>>,
+{
+    let mut pending = vec![rows];
+    let mut resolved = Vec::new();
+    while let Some(rows) = pending.pop() {
+        match resolve(rows.clone()).await {
+            Ok(done) => resolved.push(done),
+            Err(e) if exhausted(&e) && rows.num_rows() >= 2 * MIN_LOOKUP_ROWS => {
+                tracing::info!(
+                    table = fact,
+                    rows = rows.num_rows(),
+                    "lookups exceed the memory pool; resolving them in halves"
+                );
+                *splits += 1;
+                let half = rows.num_rows() as u32 / 2;
+                let (low, high) = (0..half, half..rows.num_rows() as u32);
+                pending.push(take_record_batch(
+                    &rows,
+                    &UInt32Array::from_iter_values(high),
+                )?);
+                pending.push(take_record_batch(
+                    &rows,
+                    &UInt32Array::from_iter_values(low),
+                )?);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(resolved)
 }
 
 /// Fewest rows a lookup is split down to when the pool is too small.
@@ -484,4 +505,82 @@ fn lookup_sql(lookup: &Lookup, from: &str, range: Option<&str>) -> Result<String
         je = join("e"),
         jl = join("l"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError;
+
+    fn numbers(n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..n))]).unwrap()
+    }
+
+    fn values(parts: &[RecordBatch]) -> Vec<i64> {
+        parts
+            .iter()
+            .flat_map(|b| {
+                let column = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                column.values().to_vec()
+            })
+            .collect()
+    }
+
+    /// A resolver whose pool holds `fits` rows at most.
+    fn pool_of(fits: usize) -> impl FnMut(RecordBatch) -> std::future::Ready<Result<RecordBatch>> {
+        move |rows: RecordBatch| {
+            std::future::ready(if rows.num_rows() > fits {
+                Err(Error::DataFusion(DataFusionError::Context(
+                    "collect".into(),
+                    Box::new(DataFusionError::ResourcesExhausted("pool".into())),
+                )))
+            } else {
+                Ok(rows)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_rows_resolve_in_halves_in_row_order() {
+        let mut splits = 0;
+        let parts = in_halves("f", numbers(10_000), &mut splits, pool_of(1_500))
+            .await
+            .unwrap();
+        // 10,000 → 2 × 5,000 → 4 × 2,500 → 8 × 1,250: 1 + 2 + 4 refusals.
+        assert_eq!(splits, 7);
+        assert_eq!(parts.len(), 8);
+        assert_eq!(values(&parts), (0..10_000).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn rows_that_fit_are_not_split() {
+        let mut splits = 0;
+        let parts = in_halves("f", numbers(1_000), &mut splits, pool_of(1_000))
+            .await
+            .unwrap();
+        assert_eq!((splits, parts.len()), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_pool_too_small_for_the_fewest_rows_is_an_error() {
+        let mut splits = 0;
+        let error = in_halves("f", numbers(4_096), &mut splits, pool_of(100))
+            .await
+            .unwrap_err();
+        assert!(exhausted(&error), "{error}");
+        // 4,096 → 2,048 → 1,024 → 512 → 256 rows, which may not split further.
+        assert_eq!(splits, 4);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_retried() {
+        let mut splits = 0;
+        let error = in_halves("f", numbers(4_096), &mut splits, |_| {
+            std::future::ready(Err(Error::Other("broken".into())))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((splits, error.to_string()), (0, "broken".to_string()));
+    }
 }

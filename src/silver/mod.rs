@@ -145,6 +145,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             files_removed = run.files_removed,
             files_added = run.files_added,
             elapsed_ms = started.elapsed().as_millis() as u64,
+            lookup_splits = run.lookup_splits,
             setup_ms = run.phases.setup.as_millis() as u64,
             scan_ms = run.phases.scan.as_millis() as u64,
             lookups_ms = run.phases.lookups.as_millis() as u64,
