@@ -427,18 +427,18 @@ fn lookup_sql(lookup: &Lookup, from: &str, range: Option<&str>) -> Result<String
             })
             .collect::<String>()
     };
-    let wanted: Vec<String> = spec
+    // The rows' key columns as `__k<i>`, and the dimension's keys equal to them.
+    let (wanted, on): (Vec<String>, Vec<String>) = spec
         .on
-        .keys()
+        .iter()
         .enumerate()
-        .map(|(i, c)| format!("{} AS __k{i}", quote(c)))
-        .collect();
-    let on: Vec<String> = spec
-        .on
-        .values()
-        .enumerate()
-        .map(|(i, c)| format!("r.{} = k.__k{i}", quote(c)))
-        .collect();
+        .map(|(i, (fact_column, column))| {
+            (
+                format!("{} AS __k{i}", quote(fact_column)),
+                format!("r.{} = k.__k{i}", quote(column)),
+            )
+        })
+        .unzip();
     // The rows' distinct keys come first: a hash join builds its table
     // from its left side, and that must be the keys, never the dimension.
     let d = format!(
