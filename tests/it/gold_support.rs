@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use lakehouse::gold::{self, RunOptions, RunSummary};
-use lakehouse_mock::{DebeziumEncoder, JsonlWriter, SimConfig, Simulator};
+use lakehouse_mock::SimConfig;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
@@ -53,28 +53,7 @@ pub fn shop_records(seed: u64, rounds: usize, per_round: usize) -> Vec<Vec<Strin
         background_per_hour: 0.3,
         ..SimConfig::default()
     };
-    let encoder = DebeziumEncoder::new(&cfg.topic_prefix);
-    let mut sim = Simulator::new(cfg);
-    let mut out = Vec::new();
-    let mut records = Vec::new();
-    let snapshot = sim.snapshot();
-    encoder.encode_snapshot(&snapshot, &mut records);
-    for round in 0..=rounds {
-        if round > 0 {
-            for _ in 0..per_round {
-                let tx = sim.next_transaction();
-                encoder.encode_transaction(&tx, &mut records);
-            }
-        }
-        let mut writer = JsonlWriter::new(Vec::new(), 2);
-        for r in records.drain(..) {
-            writer.write_record(&r).expect("encode");
-        }
-        writer.flush().expect("flush");
-        let text = String::from_utf8(writer.into_inner()).expect("utf8");
-        out.push(text.lines().map(str::to_string).collect());
-    }
-    out
+    crate::support::mock_rounds(cfg, rounds, per_round)
 }
 
 /// Runs gold with `options`.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lakehouse_mock::{DebeziumEncoder, JsonlWriter, SimConfig, Simulator};
+use lakehouse_mock::SimConfig;
 use rand::{Rng, SeedableRng};
 
 use crate::silver_support::*;
@@ -28,24 +28,10 @@ fn mock_lines(transactions: usize) -> (Vec<String>, Vec<String>) {
         products: 150,
         ..SimConfig::default()
     };
-    let encoder = DebeziumEncoder::new(&cfg.topic_prefix);
-    let mut sim = Simulator::new(cfg);
-    let mut records = Vec::new();
-    encoder.encode_snapshot(&sim.snapshot(), &mut records);
-    let first = records.len();
-    for _ in 0..transactions {
-        let tx = sim.next_transaction();
-        encoder.encode_transaction(&tx, &mut records);
-    }
-    let mut writer = JsonlWriter::new(Vec::new(), 2);
-    for r in &records {
-        writer.write_record(r).unwrap();
-    }
-    writer.flush().unwrap();
-    let text = String::from_utf8(writer.into_inner()).unwrap();
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let (a, b) = lines.split_at(first);
-    (a.to_vec(), b.to_vec())
+    let mut rounds = crate::support::mock_rounds(cfg, 1, transactions);
+    let transactions = rounds.pop().unwrap_or_default();
+    let snapshot = rounds.pop().unwrap_or_default();
+    (snapshot, transactions)
 }
 
 fn shipped(lake: &mut Lake) {

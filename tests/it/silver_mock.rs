@@ -193,23 +193,7 @@ async fn a_small_pool_builds_the_same_tables() {
         sellers: 20,
         ..SimConfig::default()
     };
-    let encoder = DebeziumEncoder::new(&cfg.topic_prefix);
-    let mut sim = Simulator::new(cfg);
-    let mut records = Vec::new();
-    encoder.encode_snapshot(&sim.snapshot(), &mut records);
-    let mut rounds = Vec::new();
-    for _ in 0..2 {
-        for _ in 0..2_500 {
-            encoder.encode_transaction(&sim.next_transaction(), &mut records);
-        }
-        let mut writer = JsonlWriter::new(Vec::new(), 2);
-        for r in records.drain(..) {
-            writer.write_record(&r).unwrap();
-        }
-        writer.flush().unwrap();
-        let text = String::from_utf8(writer.into_inner()).unwrap();
-        rounds.push(text.lines().map(str::to_string).collect::<Vec<_>>());
-    }
+    let rounds = crate::support::mock_rounds(cfg, 2, 2_500);
     for lines in &rounds {
         for lake in [&roomy, &tight] {
             lake.feed(lines).await;

@@ -10,7 +10,7 @@ use datafusion::prelude::SessionContext;
 use lakehouse::bronze::{self, BronzeSource, StopCondition};
 use lakehouse::config::{Config, StorageConfig};
 use lakehouse::storage::StorageRoot;
-use lakehouse_mock::{DebeziumEncoder, JsonlWriter, SimConfig, Simulator};
+use lakehouse_mock::SimConfig;
 
 use crate::storage_support::Server;
 
@@ -23,20 +23,9 @@ pub fn mock_jsonl(path: &Path) {
         sellers: 4,
         ..SimConfig::default()
     };
-    let encoder = DebeziumEncoder::new(&cfg.topic_prefix);
-    let mut sim = Simulator::new(cfg);
-    let mut records = Vec::new();
-    encoder.encode_snapshot(&sim.snapshot(), &mut records);
-    for _ in 0..60 {
-        let tx = sim.next_transaction();
-        encoder.encode_transaction(&tx, &mut records);
-    }
-    let mut writer = JsonlWriter::new(Vec::new(), 2);
-    for r in &records {
-        writer.write_record(r).unwrap();
-    }
-    writer.flush().unwrap();
-    std::fs::write(path, writer.into_inner()).unwrap();
+    let mut text = crate::support::mock_rounds(cfg, 1, 60).concat().join("\n");
+    text.push('\n');
+    std::fs::write(path, text).unwrap();
 }
 
 /// A config over the shipped silver and gold specs.

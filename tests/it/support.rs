@@ -12,6 +12,7 @@ use datafusion::prelude::SessionContext;
 use lakehouse::config::Config;
 use lakehouse::embedded_kafka::EmbeddedKafka;
 use lakehouse::storage::StorageRoot;
+use lakehouse_mock::{DebeziumEncoder, JsonlWriter, SimConfig, Simulator};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -252,4 +253,35 @@ pub fn unique(prefix: &str) -> String {
         "{prefix}{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
+}
+
+/// The mock shop's Debezium stream as JSON lines over two partitions: the
+/// snapshot (round 0), then `rounds` rounds of `per_round` transactions,
+/// one list of lines per round. One writer, so offsets keep counting.
+pub fn mock_rounds(cfg: SimConfig, rounds: usize, per_round: usize) -> Vec<Vec<String>> {
+    let encoder = DebeziumEncoder::new(&cfg.topic_prefix);
+    let mut sim = Simulator::new(cfg);
+    let mut writer = JsonlWriter::new(Vec::new(), 2);
+    let mut records = Vec::new();
+    let mut lines_per_round = Vec::new();
+    for round in 0..=rounds {
+        if round == 0 {
+            encoder.encode_snapshot(&sim.snapshot(), &mut records);
+        } else {
+            for _ in 0..per_round {
+                encoder.encode_transaction(&sim.next_transaction(), &mut records);
+            }
+        }
+        lines_per_round.push(records.len());
+        for r in records.drain(..) {
+            writer.write_record(&r).expect("encode");
+        }
+    }
+    writer.flush().expect("flush");
+    let text = String::from_utf8(writer.into_inner()).expect("utf8");
+    let mut lines = text.lines().map(str::to_string);
+    lines_per_round
+        .into_iter()
+        .map(|n| lines.by_ref().take(n).collect())
+        .collect()
 }
