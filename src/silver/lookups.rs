@@ -295,35 +295,37 @@ async fn resolve_rows(
         )?;
         let range = key_range(lookup, &current)?;
         let sql = lookup_sql(lookup, &step, range.as_deref())?;
-        let planned = ctx.sql(&sql).await.map_err(|e| {
-            Error::Other(format!(
-                "{fact}: lookup of `{}` does not plan: {e}",
-                lookup.table()
-            ))
-        });
-        let collected = match planned {
-            Ok(df) if tracing::enabled!(tracing::Level::TRACE) => {
-                let plan = df.clone().create_physical_plan().await?;
-                tracing::trace!(table = fact, lookup = lookup.table(), plan = %datafusion::physical_plan::displayable(plan.as_ref()).indent(true), "lookup plan");
-                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-                datafusion::physical_plan::collect(plan, ctx.task_ctx())
-                    .await
-                    .map_err(Error::from)
-                    .and_then(|parts| Ok(arrow::compute::concat_batches(&schema, &parts)?))
-            }
-            Ok(df) => {
-                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-                df.collect()
-                    .await
-                    .map_err(Error::from)
-                    .and_then(|parts| Ok(arrow::compute::concat_batches(&schema, &parts)?))
-            }
-            Err(e) => Err(e),
-        };
+        let collected = run_step(ctx, fact, lookup, &sql).await;
         let _ = ctx.deregister_table(&step)?;
         current = collected?;
     }
     Ok(current)
+}
+
+/// Plans and runs one lookup step's SQL into one batch (its physical plan
+/// logged at TRACE level).
+async fn run_step(
+    ctx: &SessionContext,
+    fact: &str,
+    lookup: &Lookup,
+    sql: &str,
+) -> Result<RecordBatch> {
+    let df = ctx.sql(sql).await.map_err(|e| {
+        Error::Other(format!(
+            "{fact}: lookup of `{}` does not plan: {e}",
+            lookup.table()
+        ))
+    })?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let plan = df.create_physical_plan().await?;
+    tracing::trace!(
+        table = fact,
+        lookup = lookup.table(),
+        plan = %datafusion::physical_plan::displayable(plan.as_ref()).indent(true),
+        "lookup plan"
+    );
+    let parts = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+    Ok(arrow::compute::concat_batches(&schema, &parts)?)
 }
 
 fn with_empty_lookups(lookups: &[Lookup], batch: RecordBatch) -> Result<RecordBatch> {
