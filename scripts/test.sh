@@ -55,9 +55,13 @@ wait_for() { # description, attempts, command...
 }
 
 # --- system packages the services need (a fresh machine may lack some) ------
-# curl (readiness probes, SigV4-signed), Node.js/npm (Azurite), PostgreSQL 15;
-# Python 3 with venv (tansu, SeaweedFS) is part of the machine image.
+# curl (readiness probes, SigV4-signed), Node.js/npm (Azurite), PostgreSQL 15,
+# and a C toolchain with make (librdkafka and jemalloc are built from source
+# by their -sys crates); Python 3 with venv (tansu, SeaweedFS) is part of the
+# machine image.
 missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql-15)
