@@ -1,8 +1,9 @@
 //! From bronze rows to shaped rows: the source view and the table's SQL.
 //!
 //! The engine registers, under the spec's `source.name`, a view over the new
-//! bronze rows of the topic: every declared column, read from `after`, else
-//! `before`, else the Kafka key, cast to its declared type, plus metadata
+//! bronze rows of the topic: every declared column, read from `after` when
+//! the change has an after image (else `before`, else the Kafka key; see
+//! [`column_value`]), cast to its declared type, plus metadata
 //! columns (`_op`, `_is_delete`, `_position`, ...). The table's SQL is a
 //! row-wise `SELECT` over that view. The engine plans it with DataFusion,
 //! checks that the plan is row-wise (projection, at most one filter, the
@@ -69,6 +70,31 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// Whether the map column `map` has an entry named `key` (an SQL literal),
+/// whatever its value: Debezium writes a NULL column as an entry with a null
+/// value, so `map[key] IS NULL` alone cannot tell NULL from absent.
+fn has_entry(map: &str, key: &str) -> String {
+    format!("array_has(map_keys({map}), {key})")
+}
+
+/// The raw text of column `c` (an SQL literal) in a change.
+///
+/// A change with an after image (create, update, snapshot read, or an
+/// unwrapped delete rewritten with `__deleted`) is read from `after` alone:
+/// a column set to NULL is NULL even when `before` (REPLICA IDENTITY FULL,
+/// MySQL full row images) still holds the old value. A column that `after`
+/// lacks falls back to the Kafka key, and failing that is reported in
+/// `_unavailable`, so the table keeps its held value. A delete is read from
+/// `before`, else the key; a tombstone from the key.
+fn column_value(c: &str) -> String {
+    let in_after = has_entry("after", c);
+    format!(
+        "(CASE WHEN after[{c}] IS NOT NULL THEN after[{c}] \
+         WHEN after IS NOT NULL THEN CASE WHEN {in_after} THEN NULL ELSE \"key\"[{c}] END \
+         ELSE coalesce(before[{c}], \"key\"[{c}]) END)"
+    )
+}
+
 /// The SQL of the source view over `relation`.
 fn source_sql(spec: &TableSpec, relation: &str) -> Option<String> {
     let source = spec.source.as_ref()?;
@@ -76,15 +102,20 @@ fn source_sql(spec: &TableSpec, relation: &str) -> Option<String> {
     let mut unavailable = Vec::new();
     for (column, ty) in &source.columns {
         let c = literal(column);
-        let raw = format!("coalesce(after[{c}], before[{c}], \"key\"[{c}])");
+        let raw = column_value(&c);
         select.push(format!(
             "CAST(CASE WHEN {raw} = {placeholder} THEN NULL ELSE {raw} END AS {ty}) AS {name}",
             placeholder = literal(UNAVAILABLE),
             name = quote(column),
         ));
+        // The entry test runs only on rows whose after value is NULL (a CASE
+        // evaluates a branch on the rows that reach it).
         unavailable.push(format!(
-            "CASE WHEN after[{c}] = {placeholder} THEN {c} END",
-            placeholder = literal(UNAVAILABLE)
+            "CASE WHEN after[{c}] = {placeholder} THEN {c} \
+             WHEN after[{c}] IS NULL AND after IS NOT NULL AND \"key\"[{c}] IS NULL \
+             THEN CASE WHEN {in_after} THEN NULL ELSE {c} END END",
+            placeholder = literal(UNAVAILABLE),
+            in_after = has_entry("after", &c),
         ));
     }
     let unavailable = format!("nullif(concat_ws(',', {}), '')", unavailable.join(", "));

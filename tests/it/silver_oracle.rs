@@ -14,6 +14,12 @@
 //! and some do a full refresh midway; every seed ends with one, which must
 //! equal a replay of everything in sequence order (and keep SCD2 surrogate
 //! keys).
+//!
+//! Columns go to and from NULL. Updates carry the old row as `before`, as
+//! Postgres sends under REPLICA IDENTITY FULL and MySQL with its full row
+//! image (a NULL in `after` must win over the old value in `before`), except
+//! in seeds that imitate REPLICA IDENTITY DEFAULT; some seeds are MySQL
+//! records (binlog positions, no truncates).
 
 mod model;
 
@@ -73,13 +79,18 @@ fn created_at(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn after(ev: &Ev, data: &[i64], base: i64) -> serde_json::Value {
-    match ev.table {
-        "items" => json!({"id": ev.id, "name": data[0], "qty": data[1]}),
-        "customers" => json!({"id": ev.id, "city": data[0], "email": data[1]}),
+/// A value that the generator never makes NULL (order customer, created_at).
+fn given(value: Option<i64>) -> i64 {
+    value.expect("generated non-null")
+}
+
+fn row_image(table: &str, id: i64, data: &[Option<i64>], base: i64) -> serde_json::Value {
+    match table {
+        "items" => json!({"id": id, "name": data[0], "qty": data[1]}),
+        "customers" => json!({"id": id, "city": data[0], "email": data[1]}),
         _ => json!({
-            "id": ev.id, "customer_id": data[0], "amount": data[1],
-            "created_at": created_at(base + data[2]),
+            "id": id, "customer_id": data[0], "amount": data[1],
+            "created_at": created_at(base + given(data[2])),
         }),
     }
 }
@@ -87,18 +98,86 @@ fn after(ev: &Ev, data: &[i64], base: i64) -> serde_json::Value {
 /// The Debezium lines of a change.
 fn lines(d: &Dbz, ev: &Ev) -> Vec<String> {
     let key = json!({"id": ev.id});
+    let before = ev
+        .before
+        .as_ref()
+        .map(|b| row_image(ev.table, ev.id, b, d.ts));
     match &ev.kind {
         Kind::Upsert(data) => {
-            vec![d.change(ev.table, "u", key, after(ev, data, d.ts), ev.lsn)]
+            let after = row_image(ev.table, ev.id, data, d.ts);
+            let op = if before.is_some() { "u" } else { "c" };
+            vec![d.change_images(ev.table, op, key, before.unwrap_or_default(), after, ev.lsn)]
         }
         Kind::Delete { tombstone } => {
-            let mut out = vec![d.change(ev.table, "d", key.clone(), json!({"id": ev.id}), ev.lsn)];
+            let before = before.unwrap_or_else(|| json!({"id": ev.id}));
+            let mut out = vec![d.change(ev.table, "d", key.clone(), before, ev.lsn)];
             if *tombstone {
                 out.push(d.tombstone(ev.table, key));
             }
             out
         }
         Kind::Truncate => vec![d.truncate(ev.table, ev.lsn)],
+    }
+}
+
+/// How the seed's source database sends its changes.
+#[derive(Clone, Copy)]
+struct Flavor {
+    connector: Connector,
+    /// `before` images on updates and deletes (REPLICA IDENTITY FULL, MySQL).
+    full_images: bool,
+}
+
+impl Flavor {
+    fn of_seed(seed: u64) -> Self {
+        match seed % 4 {
+            3 => Self {
+                connector: Connector::MySql,
+                full_images: true,
+            },
+            2 => Self {
+                connector: Connector::Postgres,
+                full_images: false,
+            },
+            _ => Self {
+                connector: Connector::Postgres,
+                full_images: true,
+            },
+        }
+    }
+
+    fn position(self) -> fn(i64) -> i128 {
+        match self.connector {
+            Connector::Postgres => |lsn| position(Connector::Postgres, lsn),
+            Connector::MySql => |lsn| position(Connector::MySql, lsn),
+        }
+    }
+}
+
+/// The source database's rows, in change order: what `before` images show.
+#[derive(Default)]
+struct Source {
+    rows: BTreeMap<(&'static str, i64), Vec<Option<i64>>>,
+}
+
+impl Source {
+    /// Records `kind` on `(table, id)` and returns the before image to send.
+    fn apply(
+        &mut self,
+        flavor: Flavor,
+        table: &'static str,
+        id: i64,
+        kind: &Kind,
+    ) -> Option<Vec<Option<i64>>> {
+        let before = match kind {
+            Kind::Upsert(data) => self.rows.insert((table, id), data.clone()),
+            Kind::Delete { .. } => self.rows.remove(&(table, id)),
+            Kind::Truncate => {
+                self.rows.retain(|(t, _), _| *t != table);
+                None
+            }
+        };
+        before.filter(|_| flavor.full_images)
     }
 }
 
@@ -110,11 +189,12 @@ struct Expected {
 }
 
 impl Expected {
-    fn new(base: i64) -> Self {
+    fn new(base: i64, flavor: Flavor) -> Self {
+        let position = flavor.position();
         Self {
-            items: Store::new(false, vec![], base),
-            customers: Store::new(true, vec![0], base),
-            orders: Store::new(false, vec![], base),
+            items: Store::new(false, vec![], base, position),
+            customers: Store::new(true, vec![0], base, position),
+            orders: Store::new(false, vec![], base, position),
         }
     }
 
@@ -132,11 +212,11 @@ impl Expected {
             let Some(row) = self.orders.current(id) else {
                 continue;
             };
-            let (customer, created_ms) = (row.data[0], base + row.data[2]);
+            let (customer, created_ms) = (given(row.data[0]), base + given(row.data[2]));
             let lookup = self
                 .customers
                 .as_of(customer, created_ms * 1000)
-                .map(|v| (v.sk, Some(v.data[0])));
+                .map(|v| (v.sk, v.data[0]));
             self.orders.set_lookup(id, lookup);
         }
     }
@@ -146,7 +226,7 @@ impl Expected {
             self.items
                 .rows()
                 .into_iter()
-                .map(|(id, v)| vec![id.to_string(), v.data[0].to_string(), v.data[1].to_string()]),
+                .map(|(id, v)| vec![id.to_string(), text(v.data[0]), text(v.data[1])]),
         )
     }
 
@@ -154,8 +234,8 @@ impl Expected {
         sorted(self.customers.rows().into_iter().map(|(id, v)| {
             vec![
                 id.to_string(),
-                v.data[0].to_string(),
-                v.data[1].to_string(),
+                text(v.data[0]),
+                text(v.data[1]),
                 v.sk.to_string(),
                 v.from_us.to_string(),
                 v.to_us.to_string(),
@@ -175,14 +255,19 @@ impl Expected {
             };
             vec![
                 id.to_string(),
-                v.data[0].to_string(),
-                v.data[1].to_string(),
-                ((base + v.data[2]) * 1000).to_string(),
+                text(v.data[0]),
+                text(v.data[1]),
+                ((base + given(v.data[2])) * 1000).to_string(),
                 key,
                 city,
             ]
         }))
     }
+}
+
+/// A cell as the lake's text rows show it.
+fn text(value: Option<i64>) -> String {
+    value.map_or_else(|| "NULL".to_string(), |v| v.to_string())
 }
 
 fn sorted(rows: impl Iterator<Item = Vec<String>>) -> Vec<Vec<String>> {
@@ -235,8 +320,28 @@ async fn check(lake: &Lake, expected: &Expected, base: i64, context: &str) {
 }
 
 /// Random changes of one run (`emitted`: earlier changes, to replay).
-fn generate(rng: &mut StdRng, lsn: &mut i64, emitted: &[Ev]) -> Vec<Ev> {
+fn generate(
+    rng: &mut StdRng,
+    lsn: &mut i64,
+    emitted: &[Ev],
+    source: &mut Source,
+    flavor: Flavor,
+) -> Vec<Ev> {
     let mut batch = Vec::new();
+    let event = |source: &mut Source, table: &'static str, id: i64, lsn: i64, kind: Kind| {
+        let before = source.apply(flavor, table, id, &kind);
+        Ev {
+            table,
+            id,
+            lsn,
+            kind,
+            before,
+        }
+    };
+    // A value, NULL one time in five.
+    let nullable = |rng: &mut StdRng, range: std::ops::Range<i64>| -> Option<i64> {
+        rng.random_bool(0.8).then(|| rng.random_range(range))
+    };
     for _ in 0..rng.random_range(3..20) {
         *lsn += rng.random_range(1..5);
         let table = ["items", "customers", "orders"][rng.random_range(0..3)];
@@ -246,59 +351,48 @@ fn generate(rng: &mut StdRng, lsn: &mut i64, emitted: &[Ev]) -> Vec<Ev> {
             _ => rng.random_range(1..12),
         };
         let roll = rng.random_range(0..100);
-        let data = |rng: &mut StdRng, lsn: i64| -> Vec<i64> {
+        let data = |rng: &mut StdRng, lsn: i64| -> Vec<Option<i64>> {
             match table {
-                "items" => vec![rng.random_range(0..4), rng.random_range(0..3)],
-                "customers" => vec![rng.random_range(0..3), rng.random_range(0..3)],
+                "items" => vec![Some(rng.random_range(0..4)), nullable(rng, 0..3)],
+                "customers" => vec![nullable(rng, 0..3), nullable(rng, 0..3)],
                 // Customers 8 and 9 never exist, others may come later;
                 // created_at is a little before the change (ms after the base).
                 _ => vec![
-                    rng.random_range(1..10),
-                    rng.random_range(1..100),
-                    lsn - rng.random_range(0..30),
+                    Some(rng.random_range(1..10)),
+                    nullable(rng, 1..100),
+                    Some(lsn - rng.random_range(0..30)),
                 ],
             }
         };
         let ev = if roll < 55 {
-            Ev {
-                table,
-                id,
-                lsn: *lsn,
-                kind: Kind::Upsert(data(rng, *lsn)),
-            }
+            let kind = Kind::Upsert(data(rng, *lsn));
+            event(source, table, id, *lsn, kind)
         } else if roll < 70 {
-            Ev {
-                table,
-                id,
-                lsn: *lsn,
-                kind: Kind::Delete {
-                    tombstone: rng.random_bool(0.5),
-                },
-            }
+            let kind = Kind::Delete {
+                tombstone: rng.random_bool(0.5),
+            };
+            event(source, table, id, *lsn, kind)
         } else if roll < 72 {
-            Ev {
-                table,
-                id: 0,
-                lsn: *lsn,
-                kind: Kind::Truncate,
+            // The MySQL connector emits no truncates.
+            if flavor.connector == Connector::MySql {
+                continue;
             }
+            event(source, table, 0, *lsn, Kind::Truncate)
         } else if roll < 82 {
             // A transaction: a customer change and an order of theirs, together.
             let customer = rng.random_range(1..8);
-            let customer_data = vec![rng.random_range(0..3), rng.random_range(0..3)];
-            batch.push(Ev {
-                table: "customers",
-                id: customer,
-                lsn: *lsn,
-                kind: Kind::Upsert(customer_data),
-            });
+            let customer_data = vec![nullable(rng, 0..3), nullable(rng, 0..3)];
+            batch.push(event(
+                source,
+                "customers",
+                customer,
+                *lsn,
+                Kind::Upsert(customer_data),
+            ));
             *lsn += 1;
-            Ev {
-                table: "orders",
-                id: rng.random_range(1..12),
-                lsn: *lsn,
-                kind: Kind::Upsert(vec![customer, rng.random_range(1..100), *lsn]),
-            }
+            let order = rng.random_range(1..12);
+            let kind = Kind::Upsert(vec![Some(customer), nullable(rng, 1..100), Some(*lsn)]);
+            event(source, "orders", order, *lsn, kind)
         } else if !emitted.is_empty() {
             // An exact duplicate or a replay of an earlier record.
             emitted[rng.random_range(0..emitted.len())].clone()
@@ -320,16 +414,21 @@ async fn run_seed(seed: u64) {
     lake.table("items_current", ITEMS, ITEMS_SQL);
     lake.table("dim_customer", CUSTOMERS, CUSTOMERS_SQL);
     lake.table("fact_orders", ORDERS, ORDERS_SQL);
-    let d = Dbz::new();
+    let flavor = Flavor::of_seed(seed);
+    let d = match flavor.connector {
+        Connector::Postgres => Dbz::new(),
+        Connector::MySql => Dbz::mysql(),
+    };
     let base = d.ts;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut emitted: Vec<Ev> = Vec::new();
     let mut held: Vec<(usize, Ev)> = Vec::new();
-    let mut expected = Expected::new(base);
+    let mut source = Source::default();
+    let mut expected = Expected::new(base, flavor);
     let mut lsn = 1000;
     let runs = 10;
     for run in 0..runs {
-        let mut batch = generate(&mut rng, &mut lsn, &emitted);
+        let mut batch = generate(&mut rng, &mut lsn, &emitted, &mut source, flavor);
         // Changes arriving runs late (behind newer changes of their key).
         let mut now = Vec::new();
         for ev in batch.drain(..) {
@@ -360,7 +459,7 @@ async fn run_seed(seed: u64) {
             lake.try_silver(FullRefresh::All)
                 .await
                 .expect("full refresh");
-            expected = Expected::new(base);
+            expected = Expected::new(base, flavor);
             expected.run(&emitted, base);
         } else {
             lake.silver().await;
@@ -382,7 +481,7 @@ async fn run_seed(seed: u64) {
     lake.try_silver(FullRefresh::All)
         .await
         .expect("full refresh");
-    let mut replayed = Expected::new(base);
+    let mut replayed = Expected::new(base, flavor);
     replayed.run(&emitted, base);
     check(
         &lake,

@@ -136,6 +136,29 @@ pub fn text_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
 pub struct Dbz {
     pub prefix: String,
     pub ts: i64,
+    /// Which connector's source block the records carry.
+    pub connector: Connector,
+}
+
+/// The Debezium connector a [`Dbz`] imitates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connector {
+    /// Postgres: `lsn` and `txId` in the source block.
+    Postgres,
+    /// MySQL: binlog `file`, `pos` and `row`, `server_id`.
+    MySql,
+}
+
+/// The binlog file number the MySQL flavour writes (`mysql-bin.000003`).
+pub const MYSQL_BINLOG_FILE: i128 = 3;
+
+/// The numeric position silver orders a change at `lsn` of `connector` by:
+/// the LSN itself, or for MySQL the binlog coordinates `file × 10^16 + pos × 10^6 + row`.
+pub fn position(connector: Connector, lsn: i64) -> i128 {
+    match connector {
+        Connector::Postgres => i128::from(lsn),
+        Connector::MySql => MYSQL_BINLOG_FILE * 10_i128.pow(16) + i128::from(lsn) * 10_i128.pow(6),
+    }
 }
 
 impl Dbz {
@@ -143,6 +166,15 @@ impl Dbz {
         Self {
             prefix: "shop.public".into(),
             ts: 1_700_000_000_000,
+            connector: Connector::Postgres,
+        }
+    }
+
+    /// Records of the MySQL connector (topic `shop.public.<table>`: database `public`).
+    pub fn mysql() -> Self {
+        Self {
+            connector: Connector::MySql,
+            ..Self::new()
         }
     }
 
@@ -157,21 +189,44 @@ impl Dbz {
     }
 
     fn source(&self, table: &str, lsn: i64, ts: i64) -> Value {
-        json!({
-            "version": "2.7.0.Final", "connector": "postgresql", "name": "shop",
-            "ts_ms": ts, "snapshot": "false", "db": "shop", "schema": "public",
-            "table": table, "txId": lsn, "lsn": lsn,
-        })
+        match self.connector {
+            Connector::Postgres => json!({
+                "version": "2.7.0.Final", "connector": "postgresql", "name": "shop",
+                "ts_ms": ts, "snapshot": "false", "db": "shop", "schema": "public",
+                "table": table, "txId": lsn, "lsn": lsn,
+            }),
+            Connector::MySql => json!({
+                "version": "2.7.0.Final", "connector": "mysql", "name": "shop",
+                "ts_ms": ts, "snapshot": "false", "db": "public", "sequence": null,
+                "table": table, "server_id": 1, "gtid": null,
+                "file": format!("mysql-bin.{MYSQL_BINLOG_FILE:06}"), "pos": lsn, "row": 0,
+                "thread": 7, "query": null,
+            }),
+        }
     }
 
     /// A change (`op` c/u/r/d) at `lsn`. `row` is the after image (before for deletes).
     pub fn change(&self, table: &str, op: &str, key: Value, row: Value, lsn: i64) -> String {
-        let ts = self.ts + lsn;
-        let (before, after) = if op == "d" {
-            (row, Value::Null)
+        if op == "d" {
+            self.change_images(table, op, key, row, Value::Null, lsn)
         } else {
-            (Value::Null, row)
-        };
+            self.change_images(table, op, key, Value::Null, row, lsn)
+        }
+    }
+
+    /// A change with both images, as Postgres sends under REPLICA IDENTITY
+    /// FULL and MySQL with its default full row image (`before` of an
+    /// update is the old row).
+    pub fn change_images(
+        &self,
+        table: &str,
+        op: &str,
+        key: Value,
+        before: Value,
+        after: Value,
+        lsn: i64,
+    ) -> String {
+        let ts = self.ts + lsn;
         self.line(
             table,
             key,

@@ -24,12 +24,15 @@ pub struct Ev {
     pub lsn: i64,
     /// What it does.
     pub kind: Kind,
+    /// The source row before the change, as Debezium's `before` image under
+    /// REPLICA IDENTITY FULL or a MySQL full row image (`None`: not sent).
+    pub before: Option<Vec<Option<i64>>>,
 }
 
 #[derive(Clone, Debug)]
 pub enum Kind {
-    /// The row's non-key values, in the table's column order.
-    Upsert(Vec<i64>),
+    /// The row's non-key values, in the table's column order (`None`: NULL).
+    Upsert(Vec<Option<i64>>),
     /// A delete, optionally followed by its Kafka tombstone.
     Delete { tombstone: bool },
     /// A truncate of the whole table.
@@ -43,7 +46,7 @@ pub fn ts_ms(base: i64, lsn: i64) -> i64 {
 
 #[derive(Clone, Debug)]
 pub struct Version {
-    pub data: Vec<i64>,
+    pub data: Vec<Option<i64>>,
     pub sk: i64,
     pub from_us: i64,
     pub to_us: i64,
@@ -68,16 +71,19 @@ pub struct Store {
     keys: BTreeMap<i64, KeyState>,
     truncate_floor: Option<i64>,
     base: i64,
+    /// Maps an LSN to the source position silver orders by.
+    position: fn(i64) -> i128,
 }
 
 impl Store {
-    pub fn new(scd2: bool, tracked: Vec<usize>, base: i64) -> Self {
+    pub fn new(scd2: bool, tracked: Vec<usize>, base: i64, position: fn(i64) -> i128) -> Self {
         Self {
             scd2,
             tracked,
             keys: BTreeMap::new(),
             truncate_floor: None,
             base,
+            position,
         }
     }
 
@@ -119,7 +125,7 @@ impl Store {
                     state.seen = Some(ev.lsn);
                     written.push(ev.id);
                     let seq = Seq {
-                        position: Some(i128::from(ev.lsn)),
+                        position: Some((self.position)(ev.lsn)),
                         ts_ms: Some(ts_ms(self.base, ev.lsn)),
                     };
                     let opened = Version {
