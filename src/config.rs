@@ -9,8 +9,15 @@
 //! it parses as one (numbers, booleans, arrays) and as a string otherwise.
 //! Storage credentials also come from the usual `AWS_*` / `AZURE_*` variables
 //! (see [`crate::storage`]).
+//!
+//! Relative paths (a local `storage.root`, the `layers_dir`, `sql_dir` and
+//! `spill_dir` of silver and gold) resolve against the folder of the
+//! configuration file, whether written in it or left at their defaults, as
+//! dbt resolves against its project root: the same file runs from any
+//! working directory. Paths given in environment overrides are taken as
+//! they are (relative to the working directory).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -47,6 +54,40 @@ pub struct Config {
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// Dotted keys set in the file (`silver.layers_dir`), not left at defaults.
+    #[serde(skip)]
+    pub file_keys: BTreeSet<String>,
+    /// Dotted keys set by environment overrides.
+    #[serde(skip)]
+    pub env_keys: BTreeSet<String>,
+}
+
+/// The configuration keys that hold paths, resolved against the file's folder.
+const PATH_KEYS: [&str; 7] = [
+    "storage.root",
+    "silver.layers_dir",
+    "silver.sql_dir",
+    "silver.spill_dir",
+    "gold.layers_dir",
+    "gold.sql_dir",
+    "gold.spill_dir",
+];
+
+/// The dotted paths of every leaf key of `table`, prefixed with `prefix`.
+fn leaf_keys(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => leaf_keys(inner, &path, out),
+            _ => {
+                out.insert(path);
+            }
+        }
+    }
 }
 
 /// `[storage]`: the storage root of every layer. `Debug` masks secret
@@ -71,8 +112,9 @@ impl Default for StorageConfig {
     }
 }
 
-/// `[kafka]`: brokers, consumer group and topics.
-#[derive(Debug, Clone, Deserialize)]
+/// `[kafka]`: brokers, consumer group and topics. `Debug` masks secret
+/// property values (`sasl.password`, `sasl.oauthbearer.client.secret`, ...).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
@@ -97,6 +139,30 @@ impl Default for KafkaConfig {
             topic_pattern: None,
             properties: BTreeMap::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let v = if crate::storage::redact::is_secret_key(k) {
+                    crate::storage::redact::MASK
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("topic_pattern", &self.topic_pattern)
+            .field("properties", &properties)
+            .finish()
     }
 }
 
@@ -204,10 +270,69 @@ impl Config {
             }
         };
         let display_path = path.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
-        Self::parse(&text, &display_path, env).map(|mut config| {
-            config.source = path;
-            config
-        })
+        let mut config = Self::parse(&text, &display_path, env)?;
+        if let Some(folder) = path.as_deref().and_then(Path::parent) {
+            config.resolve_paths(folder);
+        }
+        config.source = path;
+        Ok(config)
+    }
+
+    /// The silver table specs folder.
+    pub fn silver_specs(&self) -> SpecFolder<'_> {
+        SpecFolder {
+            path: &self.silver.layers_dir,
+            required: self.is_set("silver.layers_dir"),
+        }
+    }
+
+    /// The gold mart specs folder.
+    pub fn gold_specs(&self) -> SpecFolder<'_> {
+        SpecFolder {
+            path: &self.gold.layers_dir,
+            required: self.is_set("gold.layers_dir"),
+        }
+    }
+
+    /// Whether `key` (dotted, e.g. `silver.layers_dir`) was set in the file
+    /// or the environment rather than left at its default.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.file_keys.contains(key) || self.env_keys.contains(key)
+    }
+
+    /// Resolves the relative paths of [`PATH_KEYS`] that did not come from
+    /// the environment against `folder` (the configuration file's).
+    pub fn resolve_paths(&mut self, folder: &Path) {
+        if folder.as_os_str().is_empty() {
+            return;
+        }
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = folder.join(&*path);
+            }
+        };
+        for key in PATH_KEYS {
+            if self.env_keys.contains(key) {
+                continue;
+            }
+            match key {
+                "storage.root" => {
+                    // Only a local root: a URL (`s3://`, `file:///`) is left as it is.
+                    if !self.storage.root.contains("://") {
+                        let mut root = PathBuf::from(&self.storage.root);
+                        resolve(&mut root);
+                        self.storage.root = root.display().to_string();
+                    }
+                }
+                "silver.layers_dir" => resolve(&mut self.silver.layers_dir),
+                "silver.sql_dir" => resolve(&mut self.silver.sql_dir),
+                "silver.spill_dir" => self.silver.spill_dir.iter_mut().for_each(resolve),
+                "gold.layers_dir" => resolve(&mut self.gold.layers_dir),
+                "gold.sql_dir" => resolve(&mut self.gold.sql_dir),
+                "gold.spill_dir" => self.gold.spill_dir.iter_mut().for_each(resolve),
+                _ => {}
+            }
+        }
     }
 
     /// Parses configuration text, then applies environment overrides.
@@ -221,6 +346,9 @@ impl Config {
             file: file.to_path_buf(),
             message: e.to_string(),
         })?;
+        let mut file_keys = BTreeSet::new();
+        leaf_keys(&document, "", &mut file_keys);
+        let mut env_keys = BTreeSet::new();
         let mut overridden = Vec::new();
         for (name, value) in env {
             let Some(path) = name.strip_prefix(ENV_PREFIX) else {
@@ -237,25 +365,29 @@ impl Config {
                     message,
                 }
             })?;
+            env_keys.insert(keys.join("."));
             overridden.push(name);
         }
-        let config: Config = Config::deserialize(toml::Value::Table(document)).map_err(|e| {
-            let origin = if overridden.is_empty() {
-                file.display().to_string()
-            } else {
-                format!(
-                    "{} (with overrides from {})",
-                    file.display(),
-                    overridden.join(", ")
-                )
-            };
-            Error::Config {
-                file: PathBuf::from(origin),
-                message: e.to_string(),
-            }
-        })?;
+        let mut config: Config =
+            Config::deserialize(toml::Value::Table(document)).map_err(|e| {
+                let origin = if overridden.is_empty() {
+                    file.display().to_string()
+                } else {
+                    format!(
+                        "{} (with overrides from {})",
+                        file.display(),
+                        overridden.join(", ")
+                    )
+                };
+                Error::Config {
+                    file: PathBuf::from(origin),
+                    message: e.to_string(),
+                }
+            })?;
         config.validate(file)?;
         config.schedule.validate(text, file)?;
+        config.file_keys = file_keys;
+        config.env_keys = env_keys;
         Ok(config)
     }
 
@@ -301,13 +433,34 @@ impl Config {
     }
 }
 
+/// A layer's spec folder and whether it must exist.
+#[derive(Debug, Clone, Copy)]
+pub struct SpecFolder<'a> {
+    /// The folder.
+    pub path: &'a Path,
+    /// Whether a missing folder is an error: it is when the folder was
+    /// configured; a missing default folder means the layer has no specs
+    /// (a lake with only bronze, or a root read by `query` and `status`).
+    pub required: bool,
+}
+
 /// The table spec files (`*.toml`) of a layer folder, sorted by name, each
 /// with its text. `what` names the folder in errors (e.g. "silver table specs").
-pub fn read_spec_files(dir: &Path, what: &str) -> Result<Vec<(PathBuf, String)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Config {
-        file: dir.to_path_buf(),
-        message: format!("cannot read the {what} folder: {e}"),
-    })?;
+pub fn read_spec_files(folder: SpecFolder<'_>, what: &str) -> Result<Vec<(PathBuf, String)>> {
+    let dir = folder.path;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !folder.required => {
+            tracing::info!(folder = %dir.display(), "no {what} folder (the default): no specs");
+            return Ok(Vec::new());
+        }
+        Err(e) => {
+            return Err(Error::Config {
+                file: dir.to_path_buf(),
+                message: format!("cannot read the {what} folder: {e}"),
+            });
+        }
+    };
     let mut files = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
@@ -511,5 +664,78 @@ mod tests {
         assert_eq!(config.kafka.subscription(), vec!["^shop\\..*".to_string()]);
         let err = parse("[kafka]\ntopic_pattern = \"(\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("topic_pattern"));
+    }
+
+    #[test]
+    fn kafka_secrets_come_from_the_environment_and_are_masked() {
+        let config = parse(
+            "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.username\" = \"u\"\n",
+            &[("LAKEHOUSE_KAFKA__PROPERTIES__SASL.PASSWORD", "hunter2")],
+        )
+        .unwrap();
+        assert_eq!(config.kafka.properties["sasl.password"], "hunter2");
+        assert_eq!(config.kafka.properties["security.protocol"], "SASL_SSL");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("sasl.username"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lakehouse.toml");
+        std::fs::write(
+            &file,
+            "[storage]\nroot = \"data\"\n[silver]\nsql_dir = \"/abs/sql\"\nspill_dir = \"spill\"\n",
+        )
+        .unwrap();
+        let env = [(
+            "LAKEHOUSE_GOLD__SQL_DIR".to_string(),
+            "from-env".to_string(),
+        )];
+        let config = Config::load(Some(&file), env).unwrap();
+        assert_eq!(
+            config.storage.root,
+            dir.path().join("data").display().to_string()
+        );
+        // Defaults resolve too; absolute paths and environment values stay.
+        assert_eq!(config.silver.layers_dir, dir.path().join("layers/silver"));
+        assert_eq!(config.silver.sql_dir, Path::new("/abs/sql"));
+        assert_eq!(config.silver.spill_dir, Some(dir.path().join("spill")));
+        assert_eq!(config.gold.sql_dir, Path::new("from-env"));
+        assert!(config.silver_specs().required.eq(&false));
+        assert!(config.is_set("silver.sql_dir") && config.is_set("gold.sql_dir"));
+        // A URL root is left as it is.
+        std::fs::write(&file, "[storage]\nroot = \"s3://bucket/lake\"\n").unwrap();
+        let config = Config::load(Some(&file), Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(config.storage.root, "s3://bucket/lake");
+    }
+
+    #[test]
+    fn a_missing_spec_folder_is_an_error_only_when_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let default = SpecFolder {
+            path: &missing,
+            required: false,
+        };
+        assert!(
+            read_spec_files(default, "silver table specs")
+                .unwrap()
+                .is_empty()
+        );
+        let configured = SpecFolder {
+            path: &missing,
+            required: true,
+        };
+        let err = read_spec_files(configured, "silver table specs")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nope") && err.contains("silver table specs"),
+            "{err}"
+        );
     }
 }

@@ -5,11 +5,18 @@
 //! ([`lakehouse_mock`]), then runs bronze (`--until-idle`), silver and gold on
 //! local storage, and reports what each layer did. `lakehouse mock` reuses
 //! [`produce_mock`] to feed any broker.
+//!
+//! The shipped pipeline (the repository's `layers/` and `sql/`) is embedded
+//! in the binary and written into the demo's folder, so an installed binary
+//! runs the demo from any working directory. The folder carries a marker
+//! file: the demo clears a folder it made before, and refuses to touch one
+//! it did not.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use include_dir::{Dir, include_dir};
 use lakehouse_mock::{
     DebeziumEncoder, KafkaRecord, SimConfig, Simulator, Table, jsonl::partition_for,
 };
@@ -23,6 +30,80 @@ use crate::error::{Error, Result};
 use crate::schedule::jobs::{self, LayerSummary};
 use crate::schedule::{JobKind, Trigger};
 
+/// The shipped table and mart specs (`layers/silver`, `layers/gold`).
+static SHIPPED_LAYERS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/layers");
+/// The shipped SQL (`sql/silver`, `sql/gold`).
+static SHIPPED_SQL: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/sql");
+
+/// The file that marks a folder as made by the demo.
+pub const DEMO_MARKER: &str = ".lakehouse-demo";
+
+/// The folder, inside the demo's folder, the shipped pipeline is written to.
+pub const PIPELINE_FOLDER: &str = "pipeline";
+
+/// Makes `dir` ready for a demo run: created when missing; cleared when the
+/// demo made it (it holds [`DEMO_MARKER`]) or it is empty; refused
+/// otherwise, so that a mistyped `--dir` never deletes someone's data.
+pub fn prepare_dir(dir: &Path) -> Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            let empty = entries.next().is_none();
+            if !empty && !dir.join(DEMO_MARKER).is_file() {
+                return Err(Error::Config {
+                    file: dir.to_path_buf(),
+                    message: format!(
+                        "the demo folder exists and was not made by the demo (no {DEMO_MARKER} \
+                         in it): refusing to clear it; choose another --dir or remove it yourself"
+                    ),
+                });
+            }
+            if !empty {
+                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let marker = dir.join(DEMO_MARKER);
+    std::fs::write(
+        &marker,
+        "made by `lakehouse demo`; the next demo run clears this folder\n",
+    )
+    .map_err(|e| Error::io(&marker, e))
+}
+
+/// The configuration file the demo leaves in its folder, for `lakehouse
+/// --config <dir>/lakehouse.toml query ...` from anywhere (its relative
+/// paths resolve against the folder).
+pub const DEMO_CONFIG: &str = "lakehouse.toml";
+
+/// Writes the shipped pipeline under `dir/pipeline` and a `lakehouse.toml`
+/// for it, and points `config`'s silver and gold spec and SQL folders at it.
+pub fn install_pipeline(dir: &Path, config: &mut Config) -> Result<()> {
+    let root = dir.join(PIPELINE_FOLDER);
+    for (embedded, folder) in [(&SHIPPED_LAYERS, "layers"), (&SHIPPED_SQL, "sql")] {
+        let target = root.join(folder);
+        std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+        embedded
+            .extract(&target)
+            .map_err(|e| Error::io(&target, e))?;
+    }
+    let file = dir.join(DEMO_CONFIG);
+    let text = format!(
+        "# Written by `lakehouse demo`: its lake (this folder) and the shipped pipeline.\n\
+         [storage]\nroot = \".\"\n\
+         [silver]\nlayers_dir = \"{PIPELINE_FOLDER}/layers/silver\"\nsql_dir = \"{PIPELINE_FOLDER}/sql/silver\"\n\
+         [gold]\nlayers_dir = \"{PIPELINE_FOLDER}/layers/gold\"\nsql_dir = \"{PIPELINE_FOLDER}/sql/gold\"\n"
+    );
+    std::fs::write(&file, text).map_err(|e| Error::io(&file, e))?;
+    config.silver.layers_dir = root.join("layers/silver");
+    config.silver.sql_dir = root.join("sql/silver");
+    config.gold.layers_dir = root.join("layers/gold");
+    config.gold.sql_dir = root.join("sql/gold");
+    Ok(())
+}
+
 /// Options of `lakehouse demo`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -30,7 +111,8 @@ pub struct DemoOptions {
     pub changes: u64,
     /// Simulation seed.
     pub seed: u64,
-    /// Storage root of the demo's tables.
+    /// The demo's folder: storage root of its tables, and where the shipped
+    /// pipeline is written (see [`prepare_dir`]).
     pub dir: PathBuf,
     /// Partitions per topic. The embedded broker keeps about 5 MiB per
     /// partition, so larger demos need more partitions.
@@ -326,8 +408,9 @@ pub struct DemoReport {
     pub config: Config,
 }
 
-/// Runs the demo.
+/// Runs the demo in `options.dir` (prepared with [`prepare_dir`] first).
 pub async fn run(options: &DemoOptions, base: &Config) -> Result<DemoReport> {
+    prepare_dir(&options.dir)?;
     let kafka = EmbeddedKafka::start(1)?;
     let prefix = "shop";
     for topic in mock_topics(prefix) {
@@ -362,6 +445,7 @@ pub async fn run(options: &DemoOptions, base: &Config) -> Result<DemoReport> {
 
     let mut config = base.clone();
     config.storage.root = options.dir.display().to_string();
+    install_pipeline(&options.dir, &mut config)?;
     config.kafka.brokers = Some(kafka.bootstrap_servers().to_string());
     config.kafka.topics = Vec::new();
     config.kafka.topic_pattern = Some(format!("{prefix}\\..*"));
@@ -465,8 +549,11 @@ pub async fn print_report(report: &DemoReport) -> Result<()> {
         );
     }
     println!(
-        "\nTables are under {root}. Query them with:\n  LAKEHOUSE_STORAGE__ROOT={root} lakehouse query \"SELECT * FROM daily_sales ORDER BY order_date DESC LIMIT 5\"",
-        root = report.config.storage.root
+        "\nTables are under {root}, with the pipeline that made them. Query them from any folder with:\n  lakehouse --config {config} query \"SELECT * FROM daily_sales ORDER BY order_date DESC LIMIT 5\"",
+        root = report.config.storage.root,
+        config = Path::new(&report.config.storage.root)
+            .join(DEMO_CONFIG)
+            .display()
     );
     Ok(())
 }

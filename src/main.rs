@@ -46,7 +46,8 @@ enum Command {
         /// Simulation seed.
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// Storage root of the demo's tables (removed first).
+        /// The demo's folder: its tables and the shipped pipeline. Cleared first
+        /// when an earlier demo made it; any other non-empty folder is refused.
         #[arg(long, default_value = "./lakehouse-data")]
         dir: PathBuf,
         /// Partitions per topic (the embedded broker keeps ~5 MiB per partition).
@@ -162,7 +163,7 @@ enum BenchLayer {
         /// Simulation seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Broker for the end-to-end phase (e.g. a tansu on 127.0.0.1:9092).
+        /// Broker for the end-to-end phase (e.g. Kafka on 127.0.0.1:9092).
         #[arg(long)]
         brokers: Option<String>,
         /// Scratch folder (removed afterwards).
@@ -280,10 +281,20 @@ fn shutdown_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
 
 /// Fails fast, before any job starts, when the storage root is unreachable,
 /// refuses the credentials, or its bucket / container is missing.
-async fn check_storage(config: &Config) -> anyhow::Result<()> {
+async fn check_storage(config: &Config, access: Access) -> anyhow::Result<()> {
     let root = lakehouse::storage::StorageRoot::from_config(&config.storage)?;
-    root.check().await?;
+    match access {
+        Access::ReadWrite => root.check().await?,
+        Access::ReadOnly => root.check_readable().await?,
+    }
     Ok(())
+}
+
+/// What a command does with the storage root.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    ReadOnly,
+    ReadWrite,
 }
 
 #[tokio::main]
@@ -303,11 +314,12 @@ async fn run() -> anyhow::Result<()> {
     lakehouse::storage::redact::register_env_secrets();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
-    if matches!(
-        cli.command,
-        Command::Run { .. } | Command::Query { .. } | Command::Schedule | Command::Status { .. }
-    ) {
-        check_storage(&config).await?;
+    // Writers prove the root writable; readers only that it is readable, so
+    // `query` and `status` work with read-only credentials.
+    if matches!(cli.command, Command::Run { .. } | Command::Schedule) {
+        check_storage(&config, Access::ReadWrite).await?;
+    } else if matches!(cli.command, Command::Query { .. } | Command::Status { .. }) {
+        check_storage(&config, Access::ReadOnly).await?;
     }
     match cli.command {
         Command::Run {
@@ -427,10 +439,6 @@ async fn run() -> anyhow::Result<()> {
             partitions,
             postgres,
         } => {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot clear {}", dir.display()))?;
-            }
             let options = lakehouse::demo::DemoOptions {
                 changes,
                 seed,

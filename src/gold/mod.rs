@@ -68,9 +68,9 @@ impl RunSummary {
 
 /// Loads the silver pipeline and the marts of `config`.
 pub fn load_layers(config: &Config) -> Result<(Pipeline, Marts)> {
-    let pipeline = Pipeline::load(&config.silver.layers_dir, &config.silver.sql_dir)?;
+    let pipeline = Pipeline::load(config.silver_specs(), &config.silver.sql_dir)?;
     let marts = if config.gold.layers_dir.exists() {
-        Marts::load(&config.gold.layers_dir, &config.gold.sql_dir)?
+        Marts::load(config.gold_specs(), &config.gold.sql_dir)?
     } else {
         Marts::default()
     };

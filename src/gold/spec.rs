@@ -219,10 +219,10 @@ pub struct Marts {
 }
 
 impl Marts {
-    /// Reads `layers_dir/*.toml` and their SQL from `sql_dir`.
-    pub fn load(layers_dir: &Path, sql_dir: &Path) -> Result<Marts> {
+    /// Reads the `*.toml` specs of `layers` and their SQL from `sql_dir`.
+    pub fn load(layers: crate::config::SpecFolder<'_>, sql_dir: &Path) -> Result<Marts> {
         let mut marts = Vec::new();
-        for (file, text) in crate::config::read_spec_files(layers_dir, "gold mart specs")? {
+        for (file, text) in crate::config::read_spec_files(layers, "gold mart specs")? {
             let mut spec = parse_spec(&file, &text, sql_dir)?;
             spec.sql = std::fs::read_to_string(&spec.sql_file).map_err(|e| {
                 spec.error(format!("sql: cannot read {}: {e}", spec.sql_file.display()))

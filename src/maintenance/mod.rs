@@ -88,7 +88,7 @@ pub fn targets(config: &Config, selection: &Selection) -> Result<Vec<TableTarget
     }
     if wanted("silver") && config.silver.layers_dir.exists() {
         let pipeline =
-            crate::silver::Pipeline::load(&config.silver.layers_dir, &config.silver.sql_dir)?;
+            crate::silver::Pipeline::load(config.silver_specs(), &config.silver.sql_dir)?;
         out.extend(pipeline.tables.iter().map(|spec| TableTarget {
             layer: "silver",
             name: spec.name.clone(),
@@ -97,7 +97,7 @@ pub fn targets(config: &Config, selection: &Selection) -> Result<Vec<TableTarget
         }));
     }
     if wanted("gold") && config.gold.layers_dir.exists() {
-        let marts = crate::gold::Marts::load(&config.gold.layers_dir, &config.gold.sql_dir)?;
+        let marts = crate::gold::Marts::load(config.gold_specs(), &config.gold.sql_dir)?;
         out.extend(marts.marts.iter().map(|spec| TableTarget {
             layer: "gold",
             name: spec.name.clone(),

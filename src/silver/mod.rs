@@ -92,7 +92,7 @@ pub struct RunSummary {
 /// Runs the silver layer: the entry point of `lakehouse run silver`.
 pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
-    let pipeline = Pipeline::load(&config.silver.layers_dir, &config.silver.sql_dir)?;
+    let pipeline = Pipeline::load(config.silver_specs(), &config.silver.sql_dir)?;
     for table in options.tables.iter().chain(match &options.full_refresh {
         FullRefresh::Table(t) => Some(t),
         _ => None,

@@ -400,10 +400,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Reads `layers_dir/*.toml` and their SQL from `sql_dir`.
-    pub fn load(layers_dir: &Path, sql_dir: &Path) -> Result<Pipeline> {
+    /// Reads the `*.toml` specs of `layers` and their SQL from `sql_dir`.
+    pub fn load(layers: crate::config::SpecFolder<'_>, sql_dir: &Path) -> Result<Pipeline> {
         let mut specs = Vec::new();
-        for (file, text) in crate::config::read_spec_files(layers_dir, "silver table specs")? {
+        for (file, text) in crate::config::read_spec_files(layers, "silver table specs")? {
             let mut spec = parse_spec(&file, &text, sql_dir)?;
             if spec.kind != Kind::Date {
                 let sql = std::fs::read_to_string(&spec.sql_file).map_err(|e| {

@@ -57,7 +57,7 @@ impl fmt::Display for StorageProblem {
             StorageProblem::NoConditionalWrites => {
                 "the store ignores conditional writes (If-None-Match: *), so concurrent Delta commits could be lost; use a store that honours them (AWS S3, MinIO, SeaweedFS, Azure) and do not set aws_conditional_put=disabled"
             }
-            StorageProblem::Other => "the storage rejected a write",
+            StorageProblem::Other => "the storage rejected the request",
         })
     }
 }
@@ -75,20 +75,7 @@ impl StorageRoot {
             // probe below still proves it is writable.
             std::fs::create_dir_all(path.join(SYSTEM_FOLDER)).map_err(|e| Error::io(&path, e))?;
         }
-        let location = self.describe();
-        let url = self.table_url(SYSTEM_FOLDER, "probe")?;
-        let mut options: HashMap<String, String> = self.options.clone();
-        // Fail fast: object_store's default retries a refused connection for minutes.
-        options
-            .entry("max_retries".into())
-            .or_insert_with(|| "1".into());
-        options
-            .entry("retry_timeout".into())
-            .or_insert_with(|| "10s".into());
-        let store = DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.with_storage_options(options).build_storage())
-            .map_err(|e| check_error(&location, &e))?
-            .object_store(None);
+        let (location, store) = self.probe_store(SYSTEM_FOLDER)?;
         let probe = Path::from(uuid::Uuid::new_v4().simple().to_string());
         let body = format!(
             "lakehouse storage probe {}",
@@ -135,6 +122,44 @@ impl StorageRoot {
         deleted.map_err(|e| check_error(&location, &e))?;
         tracing::info!(root = %location, "storage reachable and writable");
         Ok(())
+    }
+
+    /// Verifies that the root is reachable and readable, writing nothing:
+    /// the check of commands that only read (`query`, `status`), which must
+    /// work with read-only credentials. Lists `<root>/_lakehouse/probe`.
+    pub async fn check_readable(&self) -> Result<()> {
+        let (location, store) = self.probe_store(SYSTEM_FOLDER)?;
+        store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| check_error(&location, &e))?;
+        tracing::info!(root = %location, "storage reachable and readable");
+        Ok(())
+    }
+
+    /// The root's description and a fail-fast store on `<root>/<folder>/probe`.
+    fn probe_store(
+        &self,
+        folder: &str,
+    ) -> Result<(
+        String,
+        std::sync::Arc<dyn deltalake::logstore::object_store::ObjectStore>,
+    )> {
+        let location = self.describe();
+        let url = self.table_url(folder, "probe")?;
+        let mut options: HashMap<String, String> = self.options.clone();
+        // Fail fast: object_store's default retries a refused connection for minutes.
+        options
+            .entry("max_retries".into())
+            .or_insert_with(|| "1".into());
+        options
+            .entry("retry_timeout".into())
+            .or_insert_with(|| "10s".into());
+        let store = DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.with_storage_options(options).build_storage())
+            .map_err(|e| check_error(&location, &e))?
+            .object_store(None);
+        Ok((location, store))
     }
 }
 
