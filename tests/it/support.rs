@@ -22,7 +22,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 pub enum Broker {
     /// librdkafka's in-process mock cluster.
     Embedded(EmbeddedKafka),
-    /// An external broker process (tansu), started by scripts/test.sh.
+    /// An external broker process (Apache Kafka), started by scripts/test.sh.
     External(String),
 }
 
@@ -99,12 +99,11 @@ impl Broker {
     pub fn consumer_properties(&self) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
         if self.is_external() {
-            // tansu: without these, group joins take ~23 s.
+            // Short session and poll intervals: a member killed by a test
+            // leaves the group within seconds, not the 45 s / 5 min defaults.
             p.insert("session.timeout.ms".into(), "6000".into());
             p.insert("heartbeat.interval.ms".into(), "500".into());
             p.insert("fetch.wait.max.ms".into(), "10".into());
-            // tansu keeps members that left in the group until their rebalance
-            // timeout (max.poll.interval.ms) expires, stalling the next join.
             p.insert("max.poll.interval.ms".into(), "10000".into());
         } else {
             p.insert("session.timeout.ms".into(), "6000".into());
