@@ -311,6 +311,144 @@ async fn converge(config: &Config, source: &str, connect: &Connect, what: &str) 
     }
 }
 
+/// The shape of a Connect JSON schema: field names in order, types, logical
+/// names, optional flags and parameters (what a decoder reads), with the
+/// topic prefix and database name replaced.
+fn schema_shape(schema: &serde_json::Value, prefix: &str, database: &str) -> serde_json::Value {
+    let text = schema
+        .to_string()
+        .replace(&format!("\"{prefix}."), "\"<prefix>.")
+        .replace(&format!("\"{database}\""), "\"<db>\"");
+    let mut value: serde_json::Value = serde_json::from_str(&text).expect("schema json");
+    strip_defaults(&mut value);
+    value
+}
+
+/// Drops `default` values (the real connector reads them from the live
+/// table; the mock declares none) and `version` numbers of Connect schemas.
+fn strip_defaults(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("default");
+            map.remove("version");
+            map.values_mut().for_each(strip_defaults);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_defaults),
+        _ => {}
+    }
+}
+
+/// The mock's records have the real connector's shape, field for field, on
+/// the same DDL: key and value schemas (column types, logical type names,
+/// optional flags, the source block's fields) of a snapshot read per table.
+async fn mock_matches_the_real_connector(config: &Config, prefix: &str, source: &str) {
+    let database = url::Url::parse(source)
+        .expect("url")
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let encoder = lakehouse_mock::DebeziumEncoder::with_database(prefix, &database);
+    let mut sim = lakehouse_mock::Simulator::new(mock(source, 0).sim);
+    let mut records = Vec::new();
+    encoder.encode_snapshot(&sim.snapshot(), &mut records);
+    for _ in 0..100 {
+        let tx = sim.next_transaction();
+        encoder.encode_transaction(&tx, &mut records);
+    }
+    let ctx = SessionContext::new();
+    let root = StorageRoot::from_config(&config.storage).expect("root");
+    lakehouse::query::register_table(&ctx, &root, "bronze", "bronze_events")
+        .await
+        .expect("bronze");
+    let mut compared = 0;
+    let mut differences = Vec::new();
+    let op = |value: &[u8]| -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+        v["payload"]["op"].as_str().map(str::to_string)
+    };
+    for table in [
+        "customers",
+        "products",
+        "sellers",
+        "categories",
+        "inventory",
+        "orders",
+        "order_items",
+        "payments",
+        "shipments",
+        "shipment_events",
+    ] {
+        let topic = format!("{prefix}.public.{table}");
+        // A snapshot read or an insert: the same op on both sides.
+        let Some((mocked, mocked_op)) = records.iter().find_map(|r| {
+            let o = op(r.value.as_deref()?)?;
+            (r.topic == topic && (o == "r" || o == "c")).then_some((r, o))
+        }) else {
+            continue;
+        };
+        let batches = ctx
+            .sql(&format!(
+                "SELECT arrow_cast(raw_key, 'Utf8'), arrow_cast(raw_value, 'Utf8') FROM bronze_events \
+                 WHERE topic = '{topic}' AND op = '{mocked_op}' LIMIT 1"
+            ))
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("collect");
+        let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+            continue;
+        };
+        let real_key: serde_json::Value =
+            serde_json::from_str(batch.column(0).as_string::<i32>().value(0)).expect("key");
+        let real_value: serde_json::Value =
+            serde_json::from_str(batch.column(1).as_string::<i32>().value(0)).expect("value");
+        let mock_key: serde_json::Value =
+            serde_json::from_slice(mocked.key.as_deref().expect("mock key"))
+                .expect("mock key json");
+        let mock_value: serde_json::Value =
+            serde_json::from_slice(mocked.value.as_deref().expect("mock value"))
+                .expect("mock value json");
+        for (what, real, mocked) in [
+            ("key", &real_key["schema"], &mock_key["schema"]),
+            ("value", &real_value["schema"], &mock_value["schema"]),
+        ] {
+            assert!(
+                real["fields"].is_array() && mocked["fields"].is_array(),
+                "{table} {what}: no schema (real {real}, mock {mocked})"
+            );
+            let (real, mocked) = (
+                schema_shape(real, prefix, &database),
+                schema_shape(mocked, prefix, &database),
+            );
+            if real != mocked {
+                differences.push(format!("{table} {what}:\n  real {real}\n  mock {mocked}"));
+            }
+        }
+        // The source block carries the same fields.
+        let fields = |v: &serde_json::Value| -> BTreeSet<String> {
+            v["payload"]["source"]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        if fields(&real_value) != fields(&mock_value) {
+            differences.push(format!(
+                "{table} source block: real {:?}, mock {:?}",
+                fields(&real_value),
+                fields(&mock_value)
+            ));
+        }
+        compared += 1;
+    }
+    assert!(compared >= 8, "only {compared} tables compared");
+    assert!(
+        differences.is_empty(),
+        "the mock differs from Debezium:\n{}",
+        differences.join("\n")
+    );
+}
+
 async fn execute(url: &str, sql: &str) {
     let mut conn = connect(url).await;
     sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
@@ -454,6 +592,7 @@ async fn debezium_captures_postgres_into_the_star_schema() {
             .value(0);
         assert_eq!(dead, 0, "dead letters from the real connector");
     }
+    mock_matches_the_real_connector(&config, &prefix, &source).await;
     drop(worker);
     execute(
         &admin,
