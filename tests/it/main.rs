@@ -5,6 +5,7 @@
 mod bronze_file;
 mod bronze_kafka;
 mod compose;
+mod debezium_captured;
 mod demo;
 mod e2e;
 mod gold_grafana;
