@@ -30,6 +30,8 @@ mod row;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_captured;
 
 pub use decoder::Decoder;
 pub use error::DecodeError;

@@ -5,6 +5,7 @@
 mod bronze_file;
 mod bronze_kafka;
 mod compose;
+mod debezium_captured;
 mod debezium_flow;
 mod demo;
 mod e2e;
