@@ -316,13 +316,11 @@ impl Config {
                 continue;
             }
             match key {
-                "storage.root" => {
-                    // Only a local root: a URL (`s3://`, `file:///`) is left as it is.
-                    if !self.storage.root.contains("://") {
-                        let mut root = PathBuf::from(&self.storage.root);
-                        resolve(&mut root);
-                        self.storage.root = root.display().to_string();
-                    }
+                // Only a local root: a URL (`s3://`, `file:///`) is left as it is.
+                "storage.root" if !self.storage.root.contains("://") => {
+                    let mut root = PathBuf::from(&self.storage.root);
+                    resolve(&mut root);
+                    self.storage.root = root.display().to_string();
                 }
                 "silver.layers_dir" => resolve(&mut self.silver.layers_dir),
                 "silver.sql_dir" => resolve(&mut self.silver.sql_dir),
