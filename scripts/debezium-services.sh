@@ -114,22 +114,15 @@ debezium_libs="$debezium_home/libs"
 debezium_stamp="$(sha256sum "$debezium_pom" | cut -d' ' -f1) kafka-$kafka_version"
 if [ "$(cat "$debezium_home/.complete" 2>/dev/null)" != "$debezium_stamp" ]; then
   echo "installing Debezium $debezium_version + Kafka Connect $kafka_version (Maven Central) into $debezium_libs"
-  mkdir -p "$debezium_home"
-  debezium_tmp="$(mktemp -d "$debezium_home/libs.tmp.XXXXXX")"
-  mvn -q -B -Dstyle.color=never -f "$debezium_pom" -Dmaven.repo.local="$cache/m2" \
-    -Dkafka.version="$kafka_version" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$debezium_tmp"
-  # Exactly one kafka-clients, and the broker's version.
-  if [ "$(ls "$debezium_tmp" | grep -c '^kafka-clients-')" != 1 ] ||
-    [ ! -f "$debezium_tmp/kafka-clients-$kafka_version.jar" ]; then
-    echo "error: expected exactly kafka-clients-$kafka_version.jar in $debezium_tmp" >&2
-    ls "$debezium_tmp" >&2
-    rm -rf "$debezium_tmp"
-    return 1 2>/dev/null || exit 1
-  fi
-  rm -rf "$debezium_libs"
-  mv "$debezium_tmp" "$debezium_libs"
-  echo "$debezium_stamp" >"$debezium_home/.complete"
+fi
+maven_libs "$debezium_pom" "$debezium_home" "$debezium_stamp" -Dkafka.version="$kafka_version"
+# Exactly one kafka-clients, and the broker's version.
+if [ "$(ls "$debezium_libs" | grep -c '^kafka-clients-')" != 1 ] ||
+  [ ! -f "$debezium_libs/kafka-clients-$kafka_version.jar" ]; then
+  echo "error: expected exactly kafka-clients-$kafka_version.jar in $debezium_libs" >&2
+  ls "$debezium_libs" >&2
+  rm -f "$debezium_home/.complete"
+  return 1 2>/dev/null || exit 1
 fi
 
 # Log4j 2 for the Connect worker: INFO to stdout (a test redirects it to a

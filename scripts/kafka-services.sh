@@ -42,9 +42,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   }
   trap kafka_standalone_cleanup EXIT
   trap 'exit 130' INT TERM
-  free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-  }
+  # shellcheck source=scripts/lib.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
 kafka_here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,15 +56,8 @@ kafka_libs="$kafka_home/libs"
 kafka_pom_sum="$(sha256sum "$kafka_pom" | cut -d' ' -f1)"
 if [ "$(cat "$kafka_home/.complete" 2>/dev/null)" != "$kafka_pom_sum" ]; then
   echo "installing Apache Kafka $kafka_version (Maven Central) into $kafka_libs"
-  mkdir -p "$kafka_home"
-  kafka_tmp="$(mktemp -d "$kafka_home/libs.tmp.XXXXXX")"
-  mvn -B -Dstyle.color=never -f "$kafka_pom" -Dmaven.repo.local="$cache/m2" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$kafka_tmp" \
-    >"$kafka_home/mvn.log" 2>&1 || { tail -n 40 "$kafka_home/mvn.log" >&2; rm -rf "$kafka_tmp"; false; }
-  rm -rf "$kafka_libs"
-  mv "$kafka_tmp" "$kafka_libs"
-  echo "$kafka_pom_sum" >"$kafka_home/.complete"
 fi
+maven_libs "$kafka_pom" "$kafka_home" "$kafka_pom_sum"
 
 # --- configuration -------------------------------------------------------------
 kafka_dir="$run_dir/kafka"

@@ -22,15 +22,14 @@ cache="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}"
 mkdir -p "$cache"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/lakehouse-test.XXXXXX")"
+# shellcheck source=scripts/lib.sh
+source "$here/scripts/lib.sh"
 pids=()
 pg_root=""
 pg_ctl=""
 
 cleanup() {
-  if [ -n "$pg_root" ]; then
-    as_postgres "$pg_ctl" -D "$pg_root/data" stop -m immediate >/dev/null 2>&1 || true
-    rm -rf "$pg_root"
-  fi
+  stop_postgres
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
@@ -41,19 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
-wait_for() { # description, attempts, command...
-  local what="$1" attempts="$2"; shift 2
-  for _ in $(seq "$attempts"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  echo "error: $what did not become ready" >&2
-  return 1
-}
 
 # --- system packages the services need (a fresh machine may lack some) ------
 # curl (readiness probes, SigV4-signed), Node.js/npm (Azurite), PostgreSQL 15,
@@ -84,20 +71,7 @@ source "$here/scripts/kafka-services.sh"
 export LAKEHOUSE_TEST_REQUIRE_SERVICES=1
 
 # --- PostgreSQL (gold publishing, Grafana panels) --------------------------
-as_postgres() {
-  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
-}
-pg_bin="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n1)")"
-pg_ctl="$pg_bin/pg_ctl"
-pg_port="$(free_port)"
-# Outside $run_dir: the postgres user must own it (and reach it).
-pg_root="$(mktemp -d "${TMPDIR:-/tmp}/lakehouse-pg.XXXXXX")"
-chmod 755 "$pg_root"
-chown postgres:postgres "$pg_root"
-as_postgres "$pg_bin/initdb" -D "$pg_root/data" -U postgres -A trust --no-sync >"$pg_root/initdb.log" 2>&1
-as_postgres "$pg_ctl" -D "$pg_root/data" -l "$pg_root/server.log" \
-  -o "-p $pg_port -k $pg_root -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20" -w start >/dev/null
-wait_for "postgres on port $pg_port" 100 "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port"
+start_postgres lakehouse-pg
 "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE lakehouse_test" >/dev/null
 export LAKEHOUSE_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/lakehouse_test"
 echo "postgres on 127.0.0.1:$pg_port"

@@ -248,19 +248,10 @@ async fn silver_rows(config: &Config, table: &str, sql: &str) -> BTreeSet<String
         .collect()
         .await
         .expect("collect");
-    let mut out = BTreeSet::new();
-    for batch in batches {
-        let column = datafusion::arrow::compute::cast(
-            batch.column(0),
-            &datafusion::arrow::datatypes::DataType::Utf8,
-        )
-        .expect("cast");
-        let column = column.as_string::<i32>();
-        for i in 0..batch.num_rows() {
-            out.insert(column.value(i).to_string());
-        }
-    }
-    out
+    crate::silver_support::text_rows(&batches)
+        .into_iter()
+        .filter_map(|row| row.into_iter().next())
+        .collect()
 }
 
 /// The tables that differ from the source, with a sample of the difference.

@@ -193,16 +193,31 @@ async fn run_all_watch_brings_records_produced_after_start_to_gold() {
     );
 }
 
+/// A folder of the shipped pipeline, absolute.
+fn shipped(folder: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(folder)
+        .display()
+        .to_string()
+}
+
 /// The test's settings as a configuration file for the binary.
 fn config_file(config: &Config, dir: &Path) -> PathBuf {
     let mut text = format!(
         "[storage]\nroot = {:?}\n[kafka]\nbrokers = {:?}\ngroup_id = {:?}\ntopic_pattern = {:?}\n\
-         [bronze]\nflush_interval_ms = 300\n[silver]\nmemory_limit = 268435456\n\
-         [gold]\nmemory_limit = 268435456\n[kafka.properties]\n",
+         [bronze]\nflush_interval_ms = 300\n\
+         [silver]\nmemory_limit = 268435456\nlayers_dir = {repo:?}\nsql_dir = {silver_sql:?}\n\
+         [gold]\nmemory_limit = 268435456\nlayers_dir = {gold:?}\nsql_dir = {gold_sql:?}\n\
+         [kafka.properties]\n",
         config.storage.root,
         config.kafka.brokers.clone().unwrap_or_default(),
         config.kafka.group_id,
         "shop\\..*",
+        // Relative paths would resolve against the file's folder (a temp dir).
+        repo = shipped("layers/silver"),
+        silver_sql = shipped("sql/silver"),
+        gold = shipped("layers/gold"),
+        gold_sql = shipped("sql/gold"),
     );
     for (key, value) in &config.kafka.properties {
         text.push_str(&format!("{key:?} = {value:?}\n"));

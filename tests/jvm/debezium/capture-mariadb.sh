@@ -15,6 +15,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 py="$here/tests/jvm/debezium/capture_mariadb.py"
 out_dir="$(mkdir -p "${1:-$here/tests/fixtures/debezium/captured}" && cd "${1:-$here/tests/fixtures/debezium/captured}" && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$here/scripts/lib.sh"
 cache="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}"
 mkdir -p "$cache"
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/lakehouse-capture-mariadb.XXXXXX")"
@@ -32,19 +34,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
-wait_for() { # description, attempts, command...
-  local what="$1" attempts="$2"; shift 2
-  for _ in $(seq "$attempts"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  echo "error: $what did not become ready" >&2
-  return 1
-}
 
 # --- MariaDB server --------------------------------------------------------------------
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
@@ -84,17 +74,7 @@ md_pom="$here/tests/jvm/debezium/mariadb/pom.xml"
 md_dbz_version="$(sed -n 's:.*<debezium.version>\(.*\)</debezium.version>.*:\1:p' "$md_pom")"
 md_home="$cache/jvm/debezium-mariadb-$md_dbz_version-kafka-$kafka_version"
 md_stamp="$(sha256sum "$md_pom" | cut -d' ' -f1) kafka-$kafka_version"
-if [ "$(cat "$md_home/.complete" 2>/dev/null)" != "$md_stamp" ]; then
-  echo "installing Debezium MariaDB $md_dbz_version + Kafka Connect $kafka_version into $md_home/libs"
-  mkdir -p "$md_home"
-  md_tmp="$(mktemp -d "$md_home/libs.tmp.XXXXXX")"
-  mvn -q -B -Dstyle.color=never -f "$md_pom" -Dmaven.repo.local="$cache/m2" \
-    -Dkafka.version="$kafka_version" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$md_tmp"
-  rm -rf "$md_home/libs"
-  mv "$md_tmp" "$md_home/libs"
-  echo "$md_stamp" >"$md_home/.complete"
-fi
+maven_libs "$md_pom" "$md_home" "$md_stamp" -Dkafka.version="$kafka_version"
 # the worker's Log4j 2 configuration (scripts/debezium-services.sh writes it)
 # shellcheck source=scripts/debezium-services.sh
 source "$here/scripts/debezium-services.sh" >/dev/null

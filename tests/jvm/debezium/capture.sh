@@ -24,6 +24,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 py="$here/tests/jvm/debezium/capture.py"
 out_dir="$(mkdir -p "${1:-$here/tests/fixtures/debezium/captured}" && cd "${1:-$here/tests/fixtures/debezium/captured}" && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$here/scripts/lib.sh"
 cache="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}"
 mkdir -p "$cache"
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/lakehouse-capture.XXXXXX")"
@@ -32,18 +34,12 @@ pg_root=""
 pg_ctl=""
 connect_pid=""
 
-as_postgres() {
-  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
-}
 
 cleanup() {
   if [ -n "$connect_pid" ]; then kill "$connect_pid" 2>/dev/null || true; fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -n "$pg_root" ]; then
-    as_postgres "$pg_ctl" -D "$pg_root/data" stop -m immediate >/dev/null 2>&1 || true
-    rm -rf "$pg_root"
-  fi
+  stop_postgres
   # CAPTURE_KEEP=DIR keeps a copy of the run (logs, connector files, dumps)
   if [ -n "${CAPTURE_KEEP:-}" ]; then cp -r "$run_dir" "$CAPTURE_KEEP" 2>/dev/null || true; fi
   rm -rf "$run_dir"
@@ -51,19 +47,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
-wait_for() { # description, attempts, command...
-  local what="$1" attempts="$2"; shift 2
-  for _ in $(seq "$attempts"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  echo "error: $what did not become ready" >&2
-  return 1
-}
 
 # --- Kafka and the Connect jars ------------------------------------------------------
 # shellcheck source=scripts/kafka-services.sh
@@ -72,17 +56,7 @@ source "$here/scripts/kafka-services.sh"
 source "$here/scripts/debezium-services.sh"
 
 # --- PostgreSQL with logical decoding --------------------------------------------------
-pg_bin="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n1)")"
-pg_ctl="$pg_bin/pg_ctl"
-pg_port="$(free_port)"
-pg_root="$(mktemp -d "${TMPDIR:-/tmp}/lakehouse-capture-pg.XXXXXX")"
-chmod 755 "$pg_root"
-chown postgres:postgres "$pg_root"
-as_postgres "$pg_bin/initdb" -D "$pg_root/data" -U postgres -A trust --no-sync >"$pg_root/initdb.log" 2>&1
-as_postgres "$pg_ctl" -D "$pg_root/data" -l "$pg_root/server.log" \
-  -o "-p $pg_port -k $pg_root -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20" \
-  -w start >/dev/null
-wait_for "postgres on port $pg_port" 100 "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port"
+start_postgres lakehouse-capture-pg
 pg_version="$("$pg_bin/postgres" --version)"
 psql_() { "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
 psql_ -c "CREATE DATABASE fixtures"
