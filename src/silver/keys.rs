@@ -171,4 +171,48 @@ mod tests {
             assert!(key_hash(&i.to_string()) >= 0);
         }
     }
+
+    /// Surrogate keys are stored in existing tables and referenced by facts
+    /// and marts: a change to the hash, its finaliser, the part terminator or
+    /// the byte layout of a sequence re-keys every table, so the values are
+    /// pinned (computed once with this implementation).
+    #[test]
+    fn hashes_are_pinned() {
+        assert_eq!(key_hash("42"), 5_874_145_107_673_091_968);
+        assert_eq!(key_hash("43"), 1_307_980_371_441_059_148);
+        assert_eq!(key_hash(""), 5_705_415_379_283_624_141);
+        assert_eq!(key_hash("customer-\u{e9}"), 7_786_155_394_299_336_483);
+        // A composite key, joined as `key_strings` joins it.
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("a", DataType::Int64, false),
+                Field::new("b", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(vec![1])),
+                Arc::new(StringArray::from(vec!["x"])),
+            ],
+        )
+        .unwrap();
+        let keys = key_strings(&batch, &["a".into(), "b".into()]).unwrap();
+        let composite = keys[0].as_deref().unwrap();
+        assert_eq!(key_hash(composite), 2_869_683_850_134_153_265);
+        let version = |position, ts_ms| Seq { position, ts_ms };
+        assert_eq!(
+            version_hash("1", version(Some(1), Some(2))),
+            3_925_171_344_209_428_979
+        );
+        assert_eq!(
+            version_hash("42", version(None, Some(1_700_000_000_000))),
+            3_061_863_440_489_707_142
+        );
+        assert_eq!(
+            version_hash("42", version(Some(23_456_789), None)),
+            4_978_384_064_133_655_413
+        );
+        assert_eq!(
+            version_hash("7\u{1f}A", version(Some(-5), Some(-1))),
+            2_777_015_984_662_400_955
+        );
+    }
 }

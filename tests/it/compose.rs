@@ -82,13 +82,21 @@ fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> String {
 /// A service's environment, interpolated with the .env.example values.
 fn environment(service: &Value) -> BTreeMap<String, Option<String>> {
     let (vars, _) = env_example();
+    environment_with(service, &vars)
+}
+
+/// A service's environment, interpolated with `vars` (as from a .env file).
+fn environment_with(
+    service: &Value,
+    vars: &BTreeMap<String, String>,
+) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     match &service["environment"] {
         Value::Object(map) => {
             for (k, v) in map {
                 let value = match v {
                     Value::Null => None,
-                    Value::String(s) => Some(interpolate(s, &vars)),
+                    Value::String(s) => Some(interpolate(s, vars)),
                     other => Some(other.to_string()),
                 };
                 out.insert(k.clone(), value);
@@ -628,6 +636,124 @@ fn check_schedule(plan: &lakehouse::schedule::config::Plan) {
     assert!(!plan.time_zone.is_empty());
 }
 
+/// Expands a provisioning value the way Grafana does, which is not the way
+/// Compose does. Grafana's `pkg/services/provisioning/values`
+/// (`interpolateValue`) splits the value on `$$` (a literal `$`), runs each
+/// part through `setting.ExpandVar` — the regex `\$(|__\w+)\{([^}]+)\}`,
+/// where an empty prefix or `__env` looks up the whole text between the
+/// braces as a variable name — then through Go's `os.ExpandEnv`, and joins
+/// the parts with `$`. Neither step knows a default: `${VAR:-x}` looks up a
+/// variable literally named `VAR:-x`, so it expands to "".
+fn grafana_expand(value: &str, env: &BTreeMap<String, String>) -> String {
+    let lookup = |name: &str| env.get(name).cloned().unwrap_or_default();
+    let expanders = regex::Regex::new(r"\$(|__\w+)\{([^}]+)\}").expect("regex");
+    value
+        .split("$$")
+        .map(|part| {
+            let part = expanders.replace_all(part, |c: &regex::Captures<'_>| match &c[1] {
+                "" | "__env" => lookup(&c[2]),
+                other => panic!("the test does not implement Grafana's `{other}` expander"),
+            });
+            go_expand(&part, lookup)
+        })
+        .collect::<Vec<_>>()
+        .join("$")
+}
+
+/// Go's `os.Expand` (src/os/env.go, Go 1.2x): `$name` takes the longest run
+/// of ASCII letters, digits and `_`; `${...}` takes everything up to the
+/// first `}` as the name; `${` without a `}` and `${}` are eaten; a `$`
+/// followed by nothing that names a variable stays.
+fn go_expand(s: &str, mapping: impl Fn(&str) -> String) -> String {
+    let special = |c: u8| b"*#$@!?-0123456789".contains(&c);
+    let bytes = s.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut j = 0;
+    while j < bytes.len() {
+        if bytes[j] == b'$' && j + 1 < bytes.len() {
+            out.push_str(&s[i..j]);
+            let rest = &s[j + 1..];
+            let r = rest.as_bytes();
+            // getShellName: (name, bytes consumed after the `$`).
+            let (name, width) = if r[0] == b'{' {
+                if r.len() > 2 && special(r[1]) && r[2] == b'}' {
+                    (&rest[1..2], 3)
+                } else {
+                    match rest[1..].find('}') {
+                        Some(0) => ("", 2),
+                        Some(end) => (&rest[1..end + 1], end + 2),
+                        None => ("", 1),
+                    }
+                }
+            } else if special(r[0]) {
+                (&rest[..1], 1)
+            } else {
+                let end = r
+                    .iter()
+                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                    .unwrap_or(r.len());
+                (&rest[..end], end)
+            };
+            if name.is_empty() && width == 0 {
+                out.push('$');
+            } else if !name.is_empty() {
+                out.push_str(&mapping(name));
+            }
+            j += width;
+            i = j + 1;
+        }
+        j += 1;
+    }
+    out.push_str(&s[i.min(s.len())..]);
+    out
+}
+
+#[test]
+fn grafana_expansion_follows_go() {
+    let env = BTreeMap::from([
+        ("HOST".to_string(), "db".to_string()),
+        ("PORT".to_string(), "5432".to_string()),
+    ]);
+    let cases = [
+        ("${HOST}:${PORT}", "db:5432"),
+        ("$HOST:$PORT", "db:5432"),
+        ("$HOST.x", "db.x"),
+        // Compose's default syntax is not Grafana's: the name is `HOST:-x`.
+        ("${HOST:-x}", ""),
+        ("${MISSING:-fallback}", ""),
+        ("$MISSING", ""),
+        ("$__env{HOST}", "db"),
+        ("a$$b", "a$b"),
+        ("p$$HOST", "p$HOST"),
+        ("cost $", "cost $"),
+        ("${}x", "x"),
+        ("${HOST", "HOST"),
+        ("$%", "$%"),
+    ];
+    for (value, want) in cases {
+        assert_eq!(grafana_expand(value, &env), want, "{value}");
+    }
+}
+
+/// Every string in a provisioning document, with its path.
+fn strings<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::String(s) => out.push((path, s)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                strings(item, format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                strings(v, format!("{path}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[test]
 fn grafana_datasource_reads_the_serving_postgres() {
     let compose = compose();
@@ -637,12 +763,35 @@ fn grafana_datasource_reads_the_serving_postgres() {
     let datasource = yaml("grafana/provisioning/datasources/lakehouse.yaml");
     let source = &datasource["datasources"][0];
     assert_eq!(source["type"], "grafana-postgresql-datasource");
-    // Grafana expands $VAR / ${VAR:-default} from its container's environment.
-    let env: BTreeMap<String, String> = environment(grafana)
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, v?)))
-        .collect();
-    let resolve = |v: &Value| interpolate(v.as_str().expect("string"), &env);
+    let set = |env: BTreeMap<String, Option<String>>| -> BTreeMap<String, String> {
+        env.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()
+    };
+    // The container's environment with .env.example, and with no .env at
+    // all: Compose always sets every variable the datasource reads.
+    let env = set(environment(grafana));
+    let bare = set(environment_with(grafana, &BTreeMap::new()));
+    let reference = regex::Regex::new(r"\$\{([^}]*)\}|\$([A-Za-z0-9_]+)").expect("regex");
+    let mut values = Vec::new();
+    strings(&datasource, String::new(), &mut values);
+    for (path, value) in &values {
+        for c in reference.captures_iter(value) {
+            let name = c.get(1).or(c.get(2)).map_or("", |m| m.as_str());
+            for env in [&env, &bare] {
+                assert!(
+                    env.get(name).is_some_and(|v| !v.is_empty()),
+                    "{path}: `{value}` reads `{name}`, which the grafana service does not set"
+                );
+            }
+        }
+        if value.contains('$') {
+            assert!(
+                !grafana_expand(value, &bare).is_empty(),
+                "{path}: `{value}` expands to nothing in Grafana"
+            );
+        }
+    }
+    // Resolved as Grafana resolves them, not as Compose would.
+    let resolve = |v: &Value| grafana_expand(v.as_str().expect("string"), &env);
     let url = resolve(&source["url"]);
     assert_eq!(url, "serving-postgres:5432");
     assert!(services.contains_key(url.split(':').next().unwrap_or_default()));
@@ -650,6 +799,7 @@ fn grafana_datasource_reads_the_serving_postgres() {
         resolve(&source["jsonData"]["database"]),
         env_value(serving, "POSTGRES_DB")
     );
+    assert_eq!(resolve(&source["jsonData"]["sslmode"]), "disable");
     // A read-only role the serving database's init script creates for Grafana.
     let user = resolve(&source["user"]);
     assert_eq!(user, env_value(serving, "GRAFANA_PG_USER"));

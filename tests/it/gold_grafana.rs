@@ -161,6 +161,18 @@ fn macros_expand_like_grafana() {
     );
 }
 
+/// The single value of `sql`'s column `column`, as a double.
+async fn scalar(conn: &mut sqlx::PgConnection, sql: &str, column: &str) -> Option<f64> {
+    let wrapped = format!(
+        "SELECT CAST(q.\"{column}\" AS double precision) FROM ({sql}) q",
+        column = column.replace('"', "\"\"")
+    );
+    sqlx::query_scalar::<_, Option<f64>>(sqlx::AssertSqlSafe(wrapped.clone()))
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{wrapped}: {e}"))
+}
+
 fn is_numeric(type_name: &str) -> bool {
     matches!(
         type_name,
@@ -240,7 +252,30 @@ async fn every_panel_query_runs_on_published_marts() {
                     }
                     "stat" => {
                         assert_eq!(columns.len(), 1, "{context}");
-                        assert!(numeric == 1 || columns[0].1 == "TIMESTAMPTZ", "{context}");
+                        // With `reduceOptions.fields` empty a stat panel
+                        // shows numeric fields only (Grafana's
+                        // getFieldDisplayValues uses the numeric matcher), so
+                        // a timestamp column shows "No data".
+                        assert_eq!(panel["options"]["reduceOptions"]["fields"], "", "{context}");
+                        assert_eq!(numeric, 1, "a stat needs a number: {context}");
+                        // Grafana's SQL datasources turn a `time` column into a time field.
+                        assert!(
+                            !matches!(columns[0].0.as_str(), "time" | "time_sec"),
+                            "{context}"
+                        );
+                        let unit = panel["fieldConfig"]["defaults"]["unit"]
+                            .as_str()
+                            .unwrap_or_default();
+                        if unit.starts_with("dateTime") {
+                            // The date units format epoch milliseconds; the
+                            // marts were published moments ago.
+                            let value = scalar(&mut conn, &sql, &columns[0].0).await;
+                            let now = chrono::Utc::now().timestamp_millis() as f64;
+                            assert!(
+                                value.is_some_and(|v| v > now - 3_600_000.0 && v <= now + 60_000.0),
+                                "{context}: {value:?} is not epoch milliseconds of a recent time"
+                            );
+                        }
                     }
                     "barchart" => {
                         assert_eq!(columns[0].1, "TEXT", "a category column first: {context}");
@@ -255,6 +290,49 @@ async fn every_panel_query_runs_on_published_marts() {
         }
     }
     assert!(panels_run >= 20, "{panels_run}");
+
+    // The lag is measured when the panel is queried, not when gold ran: with
+    // nothing published meanwhile it keeps growing (a stopped gold must not
+    // look healthy).
+    let (_, health) = dashboards()
+        .into_iter()
+        .find(|(_, d)| d["uid"] == "lakehouse-pipeline")
+        .expect("pipeline health dashboard");
+    let panel_sql = |title: &str| {
+        let panel = health["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap_or_else(|| panic!("no panel {title}"));
+        expand(
+            panel["targets"][0]["rawSql"].as_str().expect("rawSql"),
+            &BTreeMap::new(),
+        )
+    };
+    let lag = panel_sql("Max lag (s)");
+    let publish = panel_sql("Last gold publish");
+    let published_lag = scalar(
+        &mut conn,
+        "SELECT max(lag_seconds) AS lag FROM gold.pipeline_health",
+        "lag",
+    )
+    .await
+    .expect("published lag");
+    let first = scalar(&mut conn, &lag, "lag_seconds").await.expect("lag");
+    let first_publish = scalar(&mut conn, &publish, "last_published_ms").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let second = scalar(&mut conn, &lag, "lag_seconds").await.expect("lag");
+    // At least what gold saw, plus the time since.
+    assert!(first >= published_lag - 0.01, "{first} < {published_lag}");
+    assert!(
+        second - first >= 1.4,
+        "the lag did not grow while nothing was published: {first} then {second}"
+    );
+    assert_eq!(
+        scalar(&mut conn, &publish, "last_published_ms").await,
+        first_publish
+    );
     drop(conn);
     let _ = admin
         .execute(sqlx::AssertSqlSafe(format!(
