@@ -180,37 +180,17 @@ fn is_numeric(type_name: &str) -> bool {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_panel_query_runs_on_published_marts() {
-    let Some(url) = postgres_url() else { return };
-    // A database of its own: the dashboards query the `gold` schema.
-    let database = test_schema("grafana_");
-    let mut admin = connect(&url).await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .await
-        .expect("create database");
-    let db_url = match url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => panic!("{url}"),
-    };
-    let mut lake = shipped_lake();
-    lake.config.postgres.url = Some(db_url.clone());
-    let rounds = shop_records(9, 1, 200);
-    lake.feed(&rounds[0]).await;
-    lake.feed(&rounds[1]).await;
-    lake.silver().await;
-    let summary = gold_run(&lake, RunOptions::default()).await;
-    assert!(summary.failed_publishes().is_empty(), "{summary}");
-
-    let mut conn = connect(&db_url).await;
+/// Runs every dashboard's variable and panel queries against the published
+/// marts of `conn`'s database, checking each result has the shape its panel
+/// type needs (a time column for time series, one number for a stat, ...).
+pub async fn assert_every_panel_runs(conn: &mut sqlx::PgConnection) {
     let mut panels_run = 0;
     for (file, dash) in dashboards() {
         let mut variables = BTreeMap::new();
         for var in dash["templating"]["list"].as_array().expect("templating") {
             let sql = expand(var["query"].as_str().expect("var query"), &variables);
             let values: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .fetch_all(&mut conn)
+                .fetch_all(&mut *conn)
                 .await
                 .unwrap_or_else(|e| panic!("{file}: variable query {sql}: {e}"))
                 .iter()
@@ -229,10 +209,10 @@ async fn every_panel_query_runs_on_published_marts() {
             for target in panel["targets"].as_array().expect("targets") {
                 let sql = expand(target["rawSql"].as_str().expect("rawSql"), &variables);
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .fetch_all(&mut conn)
+                    .fetch_all(&mut *conn)
                     .await
                     .unwrap_or_else(|e| panic!("{file} / {title}: {e}\n{sql}"));
-                let statement = (&mut conn)
+                let statement = (&mut *conn)
                     .prepare(sqlx::AssertSqlSafe(sql.clone()).into_sql_str())
                     .await
                     .expect("prepare");
@@ -269,7 +249,7 @@ async fn every_panel_query_runs_on_published_marts() {
                         if unit.starts_with("dateTime") {
                             // The date units format epoch milliseconds; the
                             // marts were published moments ago.
-                            let value = scalar(&mut conn, &sql, &columns[0].0).await;
+                            let value = scalar(conn, &sql, &columns[0].0).await;
                             let now = chrono::Utc::now().timestamp_millis() as f64;
                             assert!(
                                 value.is_some_and(|v| v > now - 3_600_000.0 && v <= now + 60_000.0),
@@ -290,6 +270,33 @@ async fn every_panel_query_runs_on_published_marts() {
         }
     }
     assert!(panels_run >= 20, "{panels_run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_query_runs_on_published_marts() {
+    let Some(url) = postgres_url() else { return };
+    // A database of its own: the dashboards query the `gold` schema.
+    let database = test_schema("grafana_");
+    let mut admin = connect(&url).await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .await
+        .expect("create database");
+    let db_url = match url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{database}"),
+        None => panic!("{url}"),
+    };
+    let mut lake = shipped_lake();
+    lake.config.postgres.url = Some(db_url.clone());
+    let rounds = shop_records(9, 1, 200);
+    lake.feed(&rounds[0]).await;
+    lake.feed(&rounds[1]).await;
+    lake.silver().await;
+    let summary = gold_run(&lake, RunOptions::default()).await;
+    assert!(summary.failed_publishes().is_empty(), "{summary}");
+
+    let mut conn = connect(&db_url).await;
+    assert_every_panel_runs(&mut conn).await;
 
     // The lag is measured when the panel is queried, not when gold ran: with
     // nothing published meanwhile it keeps growing (a stopped gold must not
