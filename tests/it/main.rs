@@ -21,6 +21,7 @@ mod mock_postgres;
 mod mock_replay;
 mod mock_roundtrip;
 mod schedule_process;
+mod schedule_retry;
 mod schedule_run;
 mod schedule_status;
 mod schedule_support;
