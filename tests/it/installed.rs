@@ -215,3 +215,88 @@ fn config_paths_resolve_against_the_config_folder() {
     assert!(out.contains("dim_customer"), "{out}");
     assert!(project.path().join("data/silver/dim_customer").is_dir());
 }
+
+/// A read-only bind mount of a folder (as root), unmounted when dropped.
+struct ReadOnlyMount {
+    path: std::path::PathBuf,
+}
+
+impl ReadOnlyMount {
+    fn new(source: &Path, target: &Path) -> Option<Self> {
+        std::fs::create_dir_all(target).expect("mount point");
+        let run = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let (source, target_text) = (source.to_str()?, target.to_str()?);
+        if !run(&["--bind", source, target_text]) {
+            return None;
+        }
+        let mount = Self {
+            path: target.to_path_buf(),
+        };
+        run(&["-o", "remount,ro,bind", target_text]).then_some(mount)
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[test]
+fn query_and_status_work_on_a_read_only_root_and_writers_are_refused() {
+    let cwd = tempfile::tempdir().unwrap();
+    write_records(&cwd.path().join("records.jsonl"));
+    ok(
+        &lakehouse(
+            cwd.path(),
+            &[("LAKEHOUSE_STORAGE__ROOT", "lake")],
+            &["run", "bronze", "--from-file", "records.jsonl"],
+        ),
+        "run bronze",
+    );
+    // Read-only even for root: what read-only credentials give.
+    let Some(_mount) = ReadOnlyMount::new(&cwd.path().join("lake"), &cwd.path().join("ro")) else {
+        assert!(
+            std::env::var_os("LAKEHOUSE_TEST_REQUIRE_SERVICES").is_none(),
+            "cannot bind-mount read-only (scripts/test.sh runs as root)"
+        );
+        eprintln!("skipping: no read-only bind mount (needs root)");
+        return;
+    };
+    assert!(std::fs::write(cwd.path().join("ro/probe"), "x").is_err());
+    let root = ("LAKEHOUSE_STORAGE__ROOT", "ro");
+    let out = ok(
+        &lakehouse(
+            cwd.path(),
+            &[root],
+            &[
+                "query",
+                "--format",
+                "csv",
+                "SELECT count(*) AS n FROM bronze_events",
+            ],
+        ),
+        "query on a read-only root",
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["n", "5"], "{out}");
+    ok(
+        &lakehouse(cwd.path(), &[root], &["status"]),
+        "status on a read-only root",
+    );
+    let err = failed(
+        &lakehouse(
+            cwd.path(),
+            &[root],
+            &["run", "bronze", "--from-file", "records.jsonl"],
+        ),
+        "run bronze on a read-only root",
+    );
+    assert!(err.contains("Read-only file system"), "{err}");
+}
