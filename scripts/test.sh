@@ -30,6 +30,8 @@ pg_ctl=""
 
 cleanup() {
   stop_postgres
+  # The background build: its cargo first (the subshell's child).
+  if [ -n "${build_pid:-}" ]; then pkill -TERM -P "$build_pid" 2>/dev/null || true; fi
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
@@ -65,6 +67,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# --- the build, in the background while the services start ------------------
+# (a cold build of datafusion + deltalake takes most of CI's time; the JVM
+# services and the Maven downloads overlap with it).
+(cd "$here" && cargo build --workspace --all-targets) >"$run_dir/build.log" 2>&1 &
+build_pid=$!
+pids+=("$build_pid")
+
 # --- Apache Kafka (KRaft, from Maven Central; PLAINTEXT and SASL_SSL) --------
 # shellcheck source=scripts/kafka-services.sh
 source "$here/scripts/kafka-services.sh"
@@ -87,7 +96,13 @@ source "$here/scripts/storage-services.sh"
 
 # --- tests ---------------------------------------------------------------------
 cd "$here"
-cargo build --workspace --all-targets
+echo "waiting for the build (log: $run_dir/build.log)"
+if ! wait "$build_pid"; then
+  cat "$run_dir/build.log" >&2
+  echo "error: the build failed" >&2
+  exit 1
+fi
+tail -n 1 "$run_dir/build.log"
 status=0
 cargo test --workspace "$@" || status=$?
 if [ "$status" -ne 0 ]; then
