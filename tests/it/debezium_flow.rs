@@ -302,6 +302,75 @@ async fn converge(config: &Config, source: &str, connect: &Connect, what: &str) 
     }
 }
 
+/// Per customer, the `dim_customer` versions the mock's history gives when
+/// the connector's snapshot saw the state after `snapshot` changes and
+/// streamed the rest through `changes`: one at the snapshot (or insert), one
+/// more per update of a tracked column as the shipped SQL shapes it
+/// (`trim(city)`, `upper(country)`, `segment`); a delete closes, never adds.
+fn expected_customer_versions(
+    sim: &SimConfig,
+    snapshot: u64,
+    changes: u64,
+) -> std::collections::BTreeMap<i64, usize> {
+    use lakehouse_mock::{Op, Table, Value};
+    let tracked = |row: &lakehouse_mock::RowValues| -> Vec<Option<String>> {
+        let text = |c: &str| match lakehouse_mock::model::get(row, c) {
+            Some(Value::Text(t)) => Some(t.trim().to_string()),
+            _ => None,
+        };
+        vec![
+            text("city"),
+            text("country").map(|c| c.to_uppercase()),
+            text("segment"),
+        ]
+    };
+    let id = |row: &lakehouse_mock::RowValues| match lakehouse_mock::model::get(row, "id") {
+        Some(Value::Int(id)) => *id,
+        other => panic!("customer id {other:?}"),
+    };
+    let mut simulator = lakehouse_mock::Simulator::new(sim.clone());
+    let mut state: std::collections::BTreeMap<i64, Vec<Option<String>>> = Default::default();
+    let mut versions: std::collections::BTreeMap<i64, usize> = Default::default();
+    let first = simulator.snapshot();
+    let mut total = first.changes.len() as u64;
+    let mut batches = vec![first.changes];
+    let mut streamed = false;
+    loop {
+        for change in batches.drain(..).flatten() {
+            if change.table != Table::Customers {
+                continue;
+            }
+            match (change.op, &change.after) {
+                (Op::Delete, _) => {
+                    if let Some(before) = &change.before {
+                        state.remove(&id(before));
+                    }
+                }
+                (_, Some(after)) => {
+                    let key = id(after);
+                    let values = tracked(after);
+                    if streamed && state.get(&key) != Some(&values) {
+                        *versions.entry(key).or_default() += 1;
+                    }
+                    state.insert(key, values);
+                }
+                _ => {}
+            }
+        }
+        if !streamed && total >= snapshot {
+            // The snapshot: one version per customer that exists now.
+            streamed = true;
+            versions = state.keys().map(|k| (*k, 1)).collect();
+        }
+        if total >= changes {
+            return versions;
+        }
+        let tx = simulator.next_transaction();
+        total += tx.changes.len() as u64;
+        batches.push(tx.changes);
+    }
+}
+
 /// The shape of a Connect JSON schema: field names in order, types, logical
 /// names, optional flags and parameters (what a decoder reads), with the
 /// topic prefix and database name replaced.
@@ -505,9 +574,10 @@ async fn debezium_captures_postgres_into_the_star_schema() {
     // The snapshot, then changes while streaming; the worker is killed in
     // the middle of them and restarted on its offsets file.
     let mut worker = Connect::start(&connect_dir, &kafka, &source, &prefix);
+    converge(&config, &source, &worker, "after the snapshot").await;
     let phase2 = mock(&source, 1000);
     let streaming = tokio::spawn(async move { postgres::run(&phase2).await });
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     worker.kill();
     streaming.await.expect("mock task").expect("mock phase 2");
     // Changes while the connector is down are read from the slot on restart.
@@ -545,6 +615,45 @@ async fn debezium_captures_postgres_into_the_star_schema() {
     )
     .await;
     converge(&config, &source, &worker, "after the manual changes").await;
+
+    // SCD2 history: one version per change of a tracked column that the
+    // mock applied after the snapshot, plus the two manual ones.
+    let mut expected = expected_customer_versions(&mock(&source, 0).sim, 400, 1300);
+    *expected.entry(customer).or_default() += 1;
+    let segment: String = {
+        let mut conn = connect(&source).await;
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT segment FROM customers WHERE id = {customer} + 1"
+        )))
+        .fetch_optional(&mut conn)
+        .await
+        .expect("segment")
+        .map(|r| r.get(0))
+        .unwrap_or_default()
+    };
+    if segment == "vip" && expected.contains_key(&(customer + 1)) {
+        *expected.entry(customer + 1).or_default() += 1;
+    }
+    let counts: std::collections::BTreeMap<i64, usize> = silver_rows(
+        &config,
+        "dim_customer",
+        "SELECT concat_ws('|', CAST(customer_id AS VARCHAR), CAST(count(*) AS VARCHAR)) \
+         FROM dim_customer WHERE customer_id IS NOT NULL GROUP BY customer_id",
+    )
+    .await
+    .into_iter()
+    .map(|row| {
+        let (id, n) = row.split_once('|').expect("id|count");
+        (id.parse().expect("id"), n.parse().expect("count"))
+    })
+    .collect();
+    let changed = expected.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "dim_customer: {} customers, {changed} with more than one version",
+        expected.len()
+    );
+    assert!(changed > 2, "the history has tracked changes to compare");
+    assert_eq!(counts, expected, "dim_customer versions per customer");
 
     // The NULL opened a version; the old one holds the old city.
     let versions = silver_rows(
