@@ -51,6 +51,20 @@ fn write_records(file: &Path) {
     std::fs::write(file, lines.join("\n") + "\n").expect("write records");
 }
 
+/// `lakehouse query` from `cwd` over the root `root` counts `n` bronze rows.
+fn assert_bronze_rows(cwd: &Path, root: (&str, &str), n: usize, what: &str) {
+    let sql = "SELECT count(*) AS n FROM bronze_events";
+    let out = ok(
+        &lakehouse(cwd, &[root], &["query", "--format", "csv", sql]),
+        what,
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["n".to_string(), n.to_string()],
+        "{out}"
+    );
+}
+
 #[test]
 fn demo_runs_from_any_folder_and_never_clears_a_foreign_one() {
     let cwd = tempfile::tempdir().unwrap();
@@ -136,20 +150,7 @@ fn query_and_status_over_a_root_with_only_bronze() {
         "run bronze",
     );
     // No layers/ folder here: no silver or gold specs, not an error.
-    let out = ok(
-        &lakehouse(
-            cwd.path(),
-            &[root],
-            &[
-                "query",
-                "--format",
-                "csv",
-                "SELECT count(*) AS n FROM bronze_events",
-            ],
-        ),
-        "query",
-    );
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["n", "5"], "{out}");
+    assert_bronze_rows(cwd.path(), root, 5, "query");
     let out = ok(&lakehouse(cwd.path(), &[root], &["status"]), "status");
     assert!(out.contains("bronze_events"), "{out}");
     // A configured folder that is missing stays an error, naming it.
@@ -272,20 +273,7 @@ fn query_and_status_work_on_a_read_only_root_and_writers_are_refused() {
     };
     assert!(std::fs::write(cwd.path().join("ro/probe"), "x").is_err());
     let root = ("LAKEHOUSE_STORAGE__ROOT", "ro");
-    let out = ok(
-        &lakehouse(
-            cwd.path(),
-            &[root],
-            &[
-                "query",
-                "--format",
-                "csv",
-                "SELECT count(*) AS n FROM bronze_events",
-            ],
-        ),
-        "query on a read-only root",
-    );
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["n", "5"], "{out}");
+    assert_bronze_rows(cwd.path(), root, 5, "query on a read-only root");
     ok(
         &lakehouse(cwd.path(), &[root], &["status"]),
         "status on a read-only root",
