@@ -10,6 +10,8 @@
 
 pub mod backlog;
 pub mod buffer;
+#[cfg(test)]
+mod captured_tests;
 pub mod file;
 pub mod kafka;
 mod progress;

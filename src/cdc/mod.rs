@@ -30,8 +30,6 @@ mod row;
 pub mod schema;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_captured;
 
 pub use decoder::Decoder;
 pub use error::DecodeError;

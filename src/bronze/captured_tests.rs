@@ -1,4 +1,4 @@
-//! Conformance tests against the real Debezium 3.4 records captured from
+//! Conformance tests (bronze's framing, then the decoder) against the real Debezium 3.4 records captured from
 //! Postgres 15 and MariaDB 10.11 in `tests/fixtures/debezium/captured` (see its
 //! `README.md`): every record of every `*.jsonl` there is framed and decoded the
 //! way bronze does it and compared with its entry in `expected.json`.
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::*;
-use crate::bronze::file::frame_line;
+use super::file::frame_line;
+use crate::cdc::*;
 
 fn captured_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debezium/captured")
