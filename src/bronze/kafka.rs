@@ -67,7 +67,7 @@ struct AssignmentState {
 
 /// Whether a client error is one that retrying cannot fix: the credentials
 /// or the TLS setup are wrong, and librdkafka would otherwise retry forever.
-pub fn is_fatal_client_error(code: RDKafkaErrorCode) -> bool {
+fn is_fatal_client_error(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::Authentication
@@ -91,15 +91,6 @@ struct BronzeContext {
 }
 
 impl ClientContext for BronzeContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        match error.rdkafka_error_code() {
-            Some(code) if is_fatal_client_error(code) => {
-                self.fail(format!("{error}: {reason}"));
-            }
-            _ => tracing::warn!(target: "librdkafka", error = %error, "{reason}"),
-        }
-    }
-
     fn stats(&self, statistics: Statistics) {
         let lag: i64 = statistics
             .topics
@@ -235,16 +226,6 @@ async fn await_brokers(
             tokio::time::timeout(Duration::from_millis(1), consumer.recv()).await
         {
             check_consumer_error(error, state, brokers)?;
-        }
-        if let Some(error) = state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .error
-            .take()
-        {
-            return Err(Error::Other(format!(
-                "cannot use the Kafka brokers {brokers}: {error}"
-            )));
         }
         match answer {
             Ok(_) => return Ok(()),
