@@ -148,8 +148,8 @@ impl std::fmt::Debug for KafkaConfig {
             .properties
             .iter()
             .map(|(k, v)| {
-                let v = if crate::storage::redact::is_secret_key(k) {
-                    crate::storage::redact::MASK
+                let v = if crate::redact::is_secret_key(k) {
+                    crate::redact::MASK
                 } else {
                     v.as_str()
                 };

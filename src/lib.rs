@@ -33,6 +33,7 @@ pub mod gold;
 pub mod maintenance;
 pub mod publish;
 pub mod query;
+pub mod redact;
 pub mod schedule;
 pub mod silver;
 pub mod status;

@@ -260,7 +260,7 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lakehouse=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(lakehouse::storage::redact::RedactingStderr)
+        .with_writer(lakehouse::redact::RedactingStderr)
         .init();
 }
 
@@ -304,14 +304,14 @@ async fn main() {
         // Redacted: an error chain can quote a request URL or server answer.
         eprintln!(
             "Error: {}",
-            lakehouse::storage::redact::redact(&format!("{error:?}"))
+            lakehouse::redact::redact(&format!("{error:?}"))
         );
         std::process::exit(1);
     }
 }
 
 async fn run() -> anyhow::Result<()> {
-    lakehouse::storage::redact::register_env_secrets();
+    lakehouse::redact::register_env_secrets();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     // Writers prove the root writable; readers only that it is readable, so

@@ -312,9 +312,9 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
         // throughput in the benchmark (see BENCHMARKS.md).
         .set("fetch.queue.backoff.ms", "20");
     for (key, value) in &kafka.properties {
-        if crate::storage::redact::is_secret_key(key) {
+        if crate::redact::is_secret_key(key) {
             // Errors and logs quoting it are masked.
-            crate::storage::redact::register_secret(value);
+            crate::redact::register_secret(value);
         }
         config.set(key, value);
     }

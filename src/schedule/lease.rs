@@ -24,7 +24,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::storage::StorageRoot;
 
 /// Folder of the leases under the storage root.
@@ -100,10 +100,10 @@ impl LeaseStore {
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
-        Error::Storage {
+        Error::from(StorageError::Location {
             location: self.location.clone(),
             message: format!("lease {what}: {e}"),
-        }
+        })
     }
 
     fn path(name: &str, generation: u64) -> ObjectPath {

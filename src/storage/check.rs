@@ -9,64 +9,24 @@
 //! that ignores them would let two writers overwrite each other's commit.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use deltalake::DeltaTableBuilder;
 use deltalake::logstore::object_store::{
     ObjectStore as _, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, path::Path,
 };
 
-use super::{StorageRoot, redact};
-use crate::error::{Error, Result};
+use super::StorageRoot;
+use crate::error::{Error, Result, StorageError, StorageProblem};
+use crate::redact;
 
 /// Folder of lakehouse system objects under the root.
 pub const SYSTEM_FOLDER: &str = "_lakehouse";
-
-/// Why the storage check failed, with what to do about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageProblem {
-    /// Nothing answers at the endpoint (connection refused, DNS, timeout).
-    Unreachable,
-    /// The server refused the credentials (403, bad key or signature).
-    AccessDenied,
-    /// The bucket or container does not exist.
-    MissingBucket,
-    /// The probe was written but could not be read back intact.
-    NotReadable,
-    /// The store overwrote an existing object despite `If-None-Match: *`:
-    /// Delta commits rely on that conditional write, so two writers could
-    /// silently lose a commit.
-    NoConditionalWrites,
-    /// Anything else the server answered.
-    Other,
-}
-
-impl fmt::Display for StorageProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StorageProblem::Unreachable => {
-                "storage endpoint unreachable (check aws_endpoint_url / AWS_ENDPOINT_URL, the Azure endpoint or AZURITE_BLOB_STORAGE_URL, and that the server runs)"
-            }
-            StorageProblem::AccessDenied => {
-                "access denied: bad credentials (check the access key and secret, account key, SAS token or service principal)"
-            }
-            StorageProblem::MissingBucket => {
-                "the bucket or container does not exist (create it first)"
-            }
-            StorageProblem::NotReadable => "the probe object could not be read back intact",
-            StorageProblem::NoConditionalWrites => {
-                "the store ignores conditional writes (If-None-Match: *), so concurrent Delta commits could be lost; use a store that honours them (AWS S3, MinIO, SeaweedFS, Azure) and do not set aws_conditional_put=disabled"
-            }
-            StorageProblem::Other => "the storage rejected the request",
-        })
-    }
-}
 
 impl StorageRoot {
     /// Verifies that the root is reachable and writable: writes (create-only),
     /// reads back, writes again create-only (must be refused), and deletes
     /// `<root>/_lakehouse/probe/<uuid>`. Fails fast (one retry) with a
-    /// [`Error::StorageCheck`] naming the problem; never shows secrets.
+    /// [`StorageError::Check`] naming the problem; never shows secrets.
     pub async fn check(&self) -> Result<()> {
         if self.is_local()
             && let Ok(path) = self.url.to_file_path()
@@ -102,20 +62,22 @@ impl StorageRoot {
         let deleted = store.delete(&probe).await;
         let bytes = read.map_err(|e| check_error(&location, &e))?;
         if bytes.as_ref() != body.as_bytes() {
-            return Err(Error::StorageCheck {
+            return Err(StorageError::Check {
                 location,
                 problem: StorageProblem::NotReadable,
                 detail: format!("read {} bytes back, wrote {}", bytes.len(), body.len()),
-            });
+            }
+            .into());
         }
         match second {
             Err(deltalake::ObjectStoreError::AlreadyExists { .. }) => {}
             Ok(_) => {
-                return Err(Error::StorageCheck {
+                return Err(StorageError::Check {
                     location,
                     problem: StorageProblem::NoConditionalWrites,
                     detail: "a second create-only write of the probe object succeeded".into(),
-                });
+                }
+                .into());
             }
             Err(e) => return Err(check_error(&location, &e)),
         }
@@ -233,11 +195,12 @@ pub fn classify(detail: &str) -> StorageProblem {
 
 fn check_error(location: &str, error: &(dyn std::error::Error + 'static)) -> Error {
     let detail = chain(error);
-    Error::StorageCheck {
+    StorageError::Check {
         location: location.to_string(),
         problem: classify(&detail),
         detail,
     }
+    .into()
 }
 
 #[cfg(test)]

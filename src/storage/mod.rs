@@ -13,12 +13,12 @@ use deltalake::{DeltaTable, DeltaTableBuilder};
 use url::Url;
 
 use crate::config::StorageConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
+use crate::redact;
 
 mod check;
-pub mod redact;
 
-pub use check::StorageProblem;
+pub use crate::error::StorageProblem;
 
 /// The resolved storage root.
 ///
@@ -169,11 +169,12 @@ impl StorageRoot {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        base.join(&format!("{layer}/{name}/"))
-            .map_err(|e| Error::Storage {
+        base.join(&format!("{layer}/{name}/")).map_err(|e| {
+            Error::from(StorageError::Location {
                 location: self.redacted_url(),
                 message: format!("cannot build the location of {layer}/{name}: {e}"),
             })
+        })
     }
 
     /// Opens table `name` in `layer`: loaded when it exists, uninitialised
@@ -242,20 +243,6 @@ impl fmt::Debug for StorageRoot {
     }
 }
 
-/// Whether a Delta error means another writer won a commit race: the commit
-/// was refused as a whole (never half-written), so retrying or redoing it is safe.
-pub fn is_commit_conflict(error: &deltalake::DeltaTableError) -> bool {
-    use deltalake::kernel::transaction::TransactionError;
-    matches!(
-        error,
-        deltalake::DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(_)
-                | TransactionError::MaxCommitAttempts(_)
-                | TransactionError::VersionAlreadyExists(_)
-        } | deltalake::DeltaTableError::VersionAlreadyExists(_)
-    )
-}
-
 /// The URL of a data file of `table`, given the path an `add` or `remove`
 /// action holds (relative to the table, or already absolute).
 pub fn data_file_url(table: &DeltaTable, path: &str) -> String {
@@ -277,14 +264,18 @@ fn parse_root(root: &str) -> Result<Url> {
                 .all(|c| c.is_ascii_alphanumeric() || c == '+')
     });
     if has_scheme {
-        let url = Url::parse(root).map_err(|e| Error::Storage {
-            location: redact::redact_root(root),
-            message: format!("invalid storage URL: {e}"),
+        let url = Url::parse(root).map_err(|e| {
+            Error::from(StorageError::Location {
+                location: redact::redact_root(root),
+                message: format!("invalid storage URL: {e}"),
+            })
         })?;
         if url.scheme() == "file" {
-            let path = url.to_file_path().map_err(|()| Error::Storage {
-                location: root.to_string(),
-                message: "invalid file URL".into(),
+            let path = url.to_file_path().map_err(|()| {
+                Error::from(StorageError::Location {
+                    location: root.to_string(),
+                    message: "invalid file URL".into(),
+                })
             })?;
             return local_url(&path);
         }
@@ -298,10 +289,10 @@ fn parse_root(root: &str) -> Result<Url> {
 /// `abfss://container/...`.
 fn validate_remote(url: &Url, options: &HashMap<String, String>) -> Result<()> {
     let fail = |message: String| {
-        Err(Error::Storage {
+        Err(Error::from(StorageError::Location {
             location: redact::redact_url(url),
             message,
-        })
+        }))
     };
     let option = |keys: &[&str], env: &str| {
         options
@@ -352,9 +343,11 @@ fn validate_remote(url: &Url, options: &HashMap<String, String>) -> Result<()> {
 fn local_url(path: &Path) -> Result<Url> {
     std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
     let absolute = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-    Url::from_directory_path(&absolute).map_err(|()| Error::Storage {
-        location: absolute.display().to_string(),
-        message: "cannot turn the path into a URL".into(),
+    Url::from_directory_path(&absolute).map_err(|()| {
+        Error::from(StorageError::Location {
+            location: absolute.display().to_string(),
+            message: "cannot turn the path into a URL".into(),
+        })
     })
 }
 
@@ -413,10 +406,10 @@ mod tests {
                 .contains("aws_endpoint_url=http://127.0.0.1:9000")
         );
         // Registered: errors quoting the value are masked too.
-        let error = Error::Storage {
+        let error = Error::from(StorageError::Location {
             location: root.redacted_url(),
             message: "server said: bad key Sup3rS3cretValue".into(),
-        };
+        });
         assert!(!error.to_string().contains("Sup3rS3cretValue"), "{error}");
     }
 
@@ -428,10 +421,10 @@ mod tests {
         };
         let root = StorageRoot::from_config(&config).unwrap();
         let location = root.table_url("bronze", "t").unwrap();
-        let error = Error::Storage {
+        let error = Error::from(StorageError::Location {
             location: location.to_string(),
             message: "failed".into(),
-        };
+        });
         for shown in [root.to_string(), format!("{config:?}"), error.to_string()] {
             assert!(!shown.contains("PassW0rdInUrl"), "{shown}");
         }

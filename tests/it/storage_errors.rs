@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use lakehouse::Error;
 use lakehouse::config::StorageConfig;
+use lakehouse::error::StorageError;
 use lakehouse::storage::{StorageProblem, StorageRoot};
 
 use crate::storage_support::{Kind, Server};
@@ -41,7 +42,7 @@ async fn check_fails(
             assert!(!text.contains(secret), "secret shown: {text}");
         }
     }
-    let Error::StorageCheck { problem, .. } = error else {
+    let Error::Storage(StorageError::Check { problem, .. }) = error else {
         panic!("not a storage check error: {message}");
     };
     (problem, message)

@@ -1,4 +1,12 @@
 //! The library's error type and `Result` alias.
+//!
+//! A leaf of the crate: it depends on [`crate::redact`] (itself a leaf) and on
+//! the error types of the libraries it wraps, never on the engine's modules,
+//! so every module can return [`Error`] without a dependency circle.
+
+mod storage;
+
+pub use storage::{StorageError, StorageProblem};
 
 use std::path::PathBuf;
 
@@ -17,33 +25,13 @@ pub enum Error {
         message: String,
     },
 
-    /// A storage location could not be resolved or reached.
-    #[error(
-        "storage error at {}: {}",
-        crate::storage::redact::redact(location),
-        crate::storage::redact::redact(message)
-    )]
-    Storage {
-        /// The table or root URL.
-        location: String,
-        /// What went wrong.
-        message: String,
-    },
-
-    /// The startup storage check failed: unreachable, access denied, missing
-    /// bucket or container (see [`crate::storage::StorageRoot::check`]).
-    #[error("storage check failed for {location}: {problem}: {detail}")]
-    StorageCheck {
-        /// The root, as [`crate::storage::StorageRoot::describe`] shows it.
-        location: String,
-        /// What is wrong, with what to do about it.
-        problem: crate::storage::StorageProblem,
-        /// The server's answer, redacted.
-        detail: String,
-    },
+    /// A storage location could not be resolved or reached, or the startup
+    /// storage check failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 
     /// A Delta Lake operation failed. Displayed with storage secrets masked.
-    #[error("delta table {}: {}", crate::storage::redact::redact(table), crate::storage::redact::redact(&source.to_string()))]
+    #[error("delta table {}: {}", crate::redact::redact(table), crate::redact::redact(&source.to_string()))]
     Delta {
         /// The table the operation was on.
         table: String,
@@ -56,7 +44,7 @@ pub enum Error {
     /// commit could not be re-applied on top of it (deltalake's conflict
     /// checker refused, or its retries ran out). Nothing of this commit was
     /// written; the next run redoes it.
-    #[error("commit conflict on delta table {}: another writer committed to it at the same time; this commit was not written and the next run redoes it ({})", crate::storage::redact::redact(table), crate::storage::redact::redact(&source.to_string()))]
+    #[error("commit conflict on delta table {}: another writer committed to it at the same time; this commit was not written and the next run redoes it ({})", crate::redact::redact(table), crate::redact::redact(&source.to_string()))]
     CommitConflict {
         /// The table.
         table: String,
@@ -101,7 +89,7 @@ pub enum Error {
     },
 
     /// A DataFusion query failed. Displayed with storage secrets masked.
-    #[error("query: {}", crate::storage::redact::redact(&.0.to_string()))]
+    #[error("query: {}", crate::redact::redact(&.0.to_string()))]
     DataFusion(#[from] datafusion::error::DataFusionError),
 
     /// A Postgres operation failed (publishing gold marts).
@@ -132,7 +120,7 @@ impl Error {
     pub fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
         // A lost commit race becomes `CommitConflict`, so it is reported as one.
         let table = table.into();
-        if crate::storage::is_commit_conflict(&source) {
+        if is_commit_conflict(&source) {
             Error::CommitConflict { table, source }
         } else {
             Error::Delta { table, source }
@@ -162,4 +150,20 @@ impl Error {
             source,
         }
     }
+}
+
+/// Whether a Delta error means another writer won a commit race: the commit
+/// was refused as a whole (never half-written), so retrying or redoing it is
+/// safe. The one classifier of the crate: [`Error::delta`] uses it to report
+/// [`Error::CommitConflict`], and the Delta table layer to decide retries.
+pub fn is_commit_conflict(error: &deltalake::DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        error,
+        deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::VersionAlreadyExists(_)
+        } | deltalake::DeltaTableError::VersionAlreadyExists(_)
+    )
 }
