@@ -5,11 +5,11 @@
 //! with its bronze watermark. Until the last one lands the table is as
 //! before; the side commits are replay safe (see [`super::side`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
@@ -19,16 +19,16 @@ use deltalake::kernel::{Add, Remove, Transaction};
 use futures::StreamExt;
 
 use super::apply::{
-    self, Applied, ApplyCounts, ChangeKind, Changes, DeleteState, EXISTING, Existing, Mode, OutRow,
-    build_batch,
+    self, Applied, ApplyCounts, Changes, DeleteState, EXISTING, Existing, Mode, OutRow, build_batch,
 };
 use super::changes::{BronzeFile, new_files};
+use super::classify::{self, Verdict};
 use super::config::SilverConfig;
-use super::keys::{Seq, key_strings, sequences};
+use super::keys::{Seq, sequences};
 use super::layout::Layout;
 use super::lookups::{self, Lookup, UNKNOWN};
 use super::merge::{self, KeyChunks, MergeState};
-use super::plan::{self, KEEP, Shaped};
+use super::plan::{self, Shaped};
 use super::side::{self, Deletes, Quarantined};
 use super::spec::{Action, DeleteMode, Kind, Pipeline, SourceSpec, TableSpec};
 use super::table::{self, KeyValues, LAYER, TableFile};
@@ -773,162 +773,106 @@ impl<'a> Work<'a> {
 }
 
 impl Work<'_> {
-    /// Turns shaped, sorted rows into changes: lookups, kinds, expectations.
+    /// Turns shaped, sorted rows into changes: drops the truncates,
+    /// resolves lookups, classifies the rows (see [`classify`]), then
+    /// counts, logs and quarantines what the expectations decided.
     async fn changes(&mut self, batch: RecordBatch) -> Result<Changes> {
-        let spec = self.spec;
         self.run.rows_in += batch.num_rows() as u64;
         // Truncates are applied from `self.truncates`, not as rows.
         let truncate = batch
             .column_by_name("_is_truncate")
-            .ok_or_else(|| Error::Other("_is_truncate is missing".into()))?
-            .as_boolean()
-            .clone();
-        let keep: BooleanArray = truncate.iter().map(|t| Some(t != Some(true))).collect();
-        let batch = filter_record_batch(&batch, &keep)?;
-        let batch = if self.lookups.is_empty() {
-            batch
-        } else {
-            let started = Instant::now();
-            let resolved = lookups::resolve(
-                self.rc.ctx,
-                &spec.name,
-                self.lookups,
-                batch,
-                &mut self.run.lookup_splits,
-            )
-            .await?;
-            self.run.phases.lookups += started.elapsed();
-            resolved
-        };
+            .ok_or_else(|| Error::Other("_is_truncate is missing".into()))?;
+        let batch = filter_record_batch(&batch, &classify::not_truncates(truncate)?)?;
+        let batch = self.resolve_lookups(batch).await?;
         let data = table::conform(&batch, &self.layout.data_schema)?;
-        let keys = key_strings(&batch, &spec.keys)?;
-        let column = |name: &str| -> Result<Arc<dyn Array>> {
-            batch
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| Error::Other(format!("{name} is missing")))
-        };
-        let seq = sequences(
-            column("_position")?.as_ref(),
-            column("_source_ts_ms")?.as_ref(),
+        let classified = classify::classify(
+            &batch,
+            &classify::Rules {
+                keys: &self.spec.keys,
+                data_schema: &self.layout.data_schema,
+                lineage: &self.shaped.lineage,
+                has_keep: self.shaped.has_keep,
+                expectations: &self.spec.expectations,
+            },
         )?;
-        let is_delete = column("_is_delete")?;
-        let is_delete = is_delete.as_boolean();
-        let is_tombstone = column("_is_tombstone")?;
-        let is_tombstone = is_tombstone.as_boolean();
-        let keep_column = if self.shaped.has_keep {
-            Some(column(KEEP)?)
-        } else {
-            None
-        };
-        let n = batch.num_rows();
-        let mut kind = Vec::with_capacity(n);
-        for i in 0..n {
-            kind.push(if is_tombstone.value(i) {
-                ChangeKind::Tombstone
-            } else if is_delete.value(i) {
-                ChangeKind::Delete
-            } else if keep_column
-                .as_ref()
-                .is_some_and(|k| !(k.is_valid(i) && k.as_boolean().value(i)))
-            {
-                // The row no longer matches the SQL's WHERE: it leaves the table.
-                ChangeKind::Delete
-            } else {
-                ChangeKind::Upsert
-            });
-        }
-        let unavailable_column = column("_unavailable")?;
-        let unavailable_column = arrow::compute::cast(&unavailable_column, &DataType::Utf8)?;
-        let unavailable_text = unavailable_column.as_string::<i32>();
-        let mut unavailable = vec![Vec::new(); n];
-        for (i, slot) in unavailable.iter_mut().enumerate() {
-            if unavailable_text.is_valid(i) {
-                let sources: Vec<&str> = unavailable_text.value(i).split(',').collect();
-                for (index, field) in self.layout.data_schema.fields().iter().enumerate() {
-                    if self
-                        .shaped
-                        .lineage
-                        .get(field.name())
-                        .is_some_and(|refs| sources.iter().any(|s| refs.contains(*s)))
-                    {
-                        slot.push(index);
-                    }
-                }
-            }
-        }
-
-        // Expectations and null keys.
-        let mut skip = vec![false; n];
-        let mut dropped: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        for i in 0..n {
-            if kind[i] == ChangeKind::Upsert && keys[i].is_none() {
-                skip[i] = true;
-                dropped.entry(i).or_default().push("key_not_null".into());
-            }
-        }
-        for (index, expectation) in spec.expectations.iter().enumerate() {
-            let passed = column(&plan::expectation_column(index))?;
-            let passed = passed.as_boolean();
-            let mut failed = Vec::new();
-            for i in 0..n {
-                if kind[i] == ChangeKind::Upsert && !skip[i] && !passed.value(i) {
-                    failed.push(i);
-                }
-            }
-            self.expectation_counts[index] += failed.len() as u64;
-            match expectation.action {
-                Action::Warn => {
-                    if !failed.is_empty() {
-                        tracing::warn!(table = %spec.name, rule = %expectation.name, rows = failed.len(), "expectation failed (warn: rows kept)");
-                    }
-                }
-                Action::Drop => {
-                    for i in failed {
-                        skip[i] = true;
-                        dropped.entry(i).or_default().push(expectation.name.clone());
-                    }
-                }
-                Action::Fail => {
-                    if let Some(first) = failed.first() {
-                        let sample =
-                            take_record_batch(&data, &UInt32Array::from(vec![*first as u32]))?;
-                        let row = side::rows_as_json(&sample)?.pop().unwrap_or_default();
-                        return Err(Error::Other(format!(
-                            "silver table `{}`: expectation `{}` (action fail, {}) failed for {} row(s), e.g. {row}; \
-                             the run was aborted and nothing was committed",
-                            spec.name,
-                            expectation.name,
-                            spec.file.display(),
-                            failed.len()
-                        )));
-                    }
-                }
-            }
-        }
-        if !dropped.is_empty() {
-            let indices: Vec<u32> = dropped.keys().map(|i| *i as u32).collect();
-            let rows = take_record_batch(&data, &UInt32Array::from(indices))?;
-            let json = side::rows_as_json(&rows)?;
-            for ((i, rules), row) in dropped.into_iter().zip(json) {
-                for rule in rules {
-                    self.quarantine.push(Quarantined {
-                        rule,
-                        key: keys[i].clone(),
-                        row: row.clone(),
-                        seq: seq[i],
-                    });
-                }
-            }
-        }
+        let verdict = classified.verdict;
+        self.record_expectations(&verdict, &data)?;
+        self.quarantine.extend(classify::quarantined(
+            &data,
+            &verdict.dropped,
+            &classified.keys,
+            &classified.seq,
+        )?);
         Ok(Changes {
             data,
-            keys,
-            seq,
-            kind,
-            unavailable,
-            skip,
+            keys: classified.keys,
+            seq: classified.seq,
+            kind: classified.kind,
+            unavailable: classified.unavailable,
+            skip: verdict.skip,
         })
+    }
+
+    /// A fact's dimension keys, resolved as of each row's event time (the
+    /// time spent goes to the lookups phase); other tables pass through.
+    async fn resolve_lookups(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        if self.lookups.is_empty() {
+            return Ok(batch);
+        }
+        let started = Instant::now();
+        let resolved = lookups::resolve(
+            self.rc.ctx,
+            &self.spec.name,
+            self.lookups,
+            batch,
+            &mut self.run.lookup_splits,
+        )
+        .await?;
+        self.run.phases.lookups += started.elapsed();
+        Ok(resolved)
+    }
+
+    /// Adds each checked expectation's failures to the run's counts and
+    /// logs `warn` failures (their rows are kept: the counts and the log are
+    /// all they leave).
+    /// A `fail` rule that rows failed aborts the run before anything is
+    /// committed, naming a failing row so the user can find the cause.
+    fn record_expectations(&mut self, verdict: &Verdict, data: &RecordBatch) -> Result<()> {
+        let spec = self.spec;
+        for ((expectation, failed), count) in spec
+            .expectations
+            .iter()
+            .zip(&verdict.failed)
+            .zip(&mut self.expectation_counts)
+        {
+            *count += failed.len() as u64;
+            if expectation.action == Action::Warn && !failed.is_empty() {
+                tracing::warn!(table = %spec.name, rule = %expectation.name, rows = failed.len(), "expectation failed (warn: rows kept)");
+            }
+        }
+        let Some(index) = verdict.abort else {
+            return Ok(());
+        };
+        let (Some(expectation), Some(failed)) =
+            (spec.expectations.get(index), verdict.failed.get(index))
+        else {
+            return Err(Error::Other(format!(
+                "silver table `{}`: expectation {index} aborted the run but was not checked",
+                spec.name
+            )));
+        };
+        let row = match failed.first() {
+            Some(&first) => classify::row_as_json(data, first)?,
+            None => String::new(),
+        };
+        Err(Error::Other(format!(
+            "silver table `{}`: expectation `{}` (action fail, {}) failed for {} row(s), e.g. {row}; \
+             the run was aborted and nothing was committed",
+            spec.name,
+            expectation.name,
+            spec.file.display(),
+            failed.len()
+        )))
     }
 
     fn absorb(&mut self, applied: &Applied) {
