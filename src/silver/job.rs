@@ -5,31 +5,32 @@
 //! with its bronze watermark. Until the last one lands the table is as
 //! before; the side commits are replay safe (see [`super::side`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
-use arrow::datatypes::{DataType, Int64Type};
-use datafusion::prelude::SessionContext;
+use arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::DeltaTable;
 use deltalake::kernel::{Add, Remove, Transaction};
 use futures::StreamExt;
 
 use super::apply::{
-    self, Applied, ApplyCounts, ChangeKind, Changes, DeleteState, EXISTING, Existing, Mode, OutRow,
-    build_batch,
+    self, Applied, ApplyCounts, Changes, DeleteState, EXISTING, Existing, Mode, OutRow, build_batch,
 };
-use super::changes::new_files;
+use super::changes::{BronzeFile, new_files};
+use super::classify::{self, Verdict};
 use super::config::SilverConfig;
-use super::keys::{Seq, key_strings, sequences};
+use super::keys::{Seq, sequences};
 use super::layout::Layout;
 use super::lookups::{self, Lookup, UNKNOWN};
 use super::merge::{self, KeyChunks, MergeState};
-use super::plan::{self, KEEP, Shaped};
+use super::plan::{self, Shaped};
 use super::side::{self, Deletes, Quarantined};
-use super::spec::{Action, DeleteMode, Kind, Pipeline, TableSpec};
+use super::spec::{Action, DeleteMode, Kind, Pipeline, SourceSpec, TableSpec};
 use super::table::{self, KeyValues, LAYER, TableFile};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
@@ -106,267 +107,347 @@ fn lookup_app_id(fact: &str, dim: &str) -> String {
 }
 
 /// Runs one source-fed table (SCD1, SCD2, fact).
+///
+/// The steps, each a function below: read the watermarks, find the window
+/// of new bronze files, plan the SQL, stop early when idle, open the target
+/// table, start reading the changes, load or merge them chunk by chunk,
+/// then commit the side tables and the table with its watermarks.
 pub async fn run_table(
     rc: &RunContext<'_>,
     spec: &TableSpec,
     full_refresh: bool,
 ) -> Result<TableRun> {
     let setting_up = Instant::now();
-    let ctx = rc.ctx;
     let source = spec
         .source
         .as_ref()
         .ok_or_else(|| spec.error("source: missing"))?;
-    let mut run = TableRun {
+    let marks = Marks::read(rc, spec).await?;
+    let window = Window::find(rc, source, &marks, full_refresh).await?;
+    let run = TableRun {
         table: spec.name.clone(),
+        bronze_after: window.after,
+        bronze_upto: window.upto,
         ..Default::default()
     };
-    let existing_table = rc.root.open_table(LAYER, &spec.name).await?;
-    let app_id = table::watermark_app_id(&spec.name);
-    let watermark = table::txn_version(&existing_table, &spec.name, &app_id).await?;
-    let bronze_version = rc.bronze.and_then(table::version);
-    let lookups = if spec.kind == Kind::Fact {
-        lookups::prepare(ctx, rc.root, rc.pipeline, spec).await?
-    } else {
-        Vec::new()
-    };
-    let mut lookups_changed = false;
-    for lookup in &lookups {
-        if let Some(version) = lookup.version {
-            let seen = table::txn_version(
-                &existing_table,
-                &spec.name,
-                &lookup_app_id(&spec.name, lookup.table()),
-            )
-            .await?;
-            lookups_changed |= seen.is_none_or(|s| s < version);
-        }
-    }
-    if let (Some(w), Some(l)) = (watermark, bronze_version)
-        && w > l
-    {
-        return Err(Error::Other(format!(
-            "silver table `{}` has read bronze up to version {w} but bronze_events is at {l}; \
-             was bronze rebuilt? Rebuild silver with `--full-refresh`",
-            spec.name
-        )));
-    }
-    let after = if full_refresh { None } else { watermark };
-    run.bronze_after = after;
-    run.bronze_upto = bronze_version;
-    let files = match (rc.bronze, bronze_version) {
-        (Some(bronze), Some(upto)) if after != Some(upto) => {
-            new_files(bronze, &[source.topic.as_str()], after, upto).await?
-        }
-        _ => Vec::new(),
-    };
     // The SQL is planned on every run, so a broken spec fails even when idle.
-    plan::register_source(ctx, spec, &files).await?;
-    let shaped = plan::shape(ctx, spec).await?;
-    let layout = Layout::new(spec, &shaped, &lookups)?;
-    let repair = lookups_changed && !full_refresh && existing_table.version().is_some();
-    let holds_data = !table::files(&existing_table, &spec.name)?.is_empty() || !spec.unknown_member;
-    if files.is_empty()
-        && !full_refresh
-        && !repair
-        && existing_table.version().is_some()
-        && holds_data
-    {
-        plan::deregister_source(ctx, spec)?;
-        // Create the (empty) table so facts can look it up, and surface a
-        // changed SQL schema even without new data.
-        table::ensure(
-            rc.root,
-            LAYER,
-            &spec.name,
-            &layout.table_schema,
-            &spec.partition_by,
-            false,
-            &spec.file,
-        )
-        .await?;
+    let (shaped, layout) = plan_sql(rc, spec, &window, &marks.lookups).await?;
+    let repair = marks.lookups_changed && !full_refresh && marks.existing.version().is_some();
+    if is_idle(spec, &marks, &window, full_refresh, repair)? {
+        finish_idle(rc, spec, &layout).await?;
         return Ok(run);
     }
-    // A full refresh that changes the columns commits the new layout with
-    // its data (one commit), so it opens the table without touching it.
-    let (mut delta, relayout) = if full_refresh {
-        table::open_for_refresh(
-            rc.root,
-            LAYER,
-            &spec.name,
-            &layout.table_schema,
-            &spec.partition_by,
-        )
-        .await?
-    } else {
-        let (delta, _) = table::ensure(
-            rc.root,
-            LAYER,
-            &spec.name,
-            &layout.table_schema,
-            &spec.partition_by,
-            false,
-            &spec.file,
-        )
-        .await?;
-        (delta, None)
-    };
-    let mut deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
-    let current_files = table::files(&delta, &spec.name)?;
-    let full_load = full_refresh || current_files.is_empty();
-    // A load into an empty table still honours every recorded delete;
-    // incremental chunks load the deletes of their own keys.
-    let state = if full_refresh || !full_load {
-        DeleteState::default()
-    } else {
-        deletes.load(ctx, watermark).await?
-    };
-
-    let frame = plan::changes_frame(ctx, spec, &shaped).await?;
-    let frame =
-        datafusion::dataframe::DataFrame::new(rc.scan.clone(), frame.into_unoptimized_plan());
-    let apply_deletes = spec.deletes == DeleteMode::Apply;
-    let truncates = if apply_deletes {
-        truncates_of(ctx, spec).await?
-    } else {
-        Vec::new()
-    };
-    let mode = Mode {
-        scd2: spec.kind == Kind::Scd2,
-        apply_deletes,
-        surrogate_key: spec.surrogate_key.is_some(),
-        tracked: tracked_columns(spec, &layout)?,
-    };
-    let mut work = Work {
+    let mut target = Target::open(rc, spec, &layout, full_refresh, marks.watermark).await?;
+    let frame = changes_frame(rc, spec, &shaped).await?;
+    let mut work = Work::new(
         rc,
         spec,
-        shaped: &shaped,
-        layout: &layout,
-        lookups: &lookups,
-        mode,
-        truncates,
-        relayout: relayout.as_ref(),
-        quarantine: Vec::new(),
-        expectation_counts: vec![0; spec.expectations.len()],
-        tombstones: Vec::new(),
-        adds: Vec::new(),
+        &shaped,
+        &layout,
+        &marks.lookups,
+        target.relayout.as_ref(),
         run,
-    };
-
-    let mut removes: Vec<Remove> = Vec::new();
-    let schema_of_frame: arrow::datatypes::SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let mut stream = frame.execute_stream().await?;
-    work.run.phases.setup = setting_up.elapsed();
-    if full_load {
-        if spec.unknown_member {
-            let unknown = unknown_member(&layout)?;
-            work.adds.extend(
-                table::write_to(
-                    &delta,
-                    relayout.as_ref(),
-                    &spec.name,
-                    &unknown,
-                    rc.config.file_rows,
-                )
-                .await?,
-            );
-        }
-        let mut chunks = KeyChunks::new(&spec.keys, rc.config.chunk_rows);
-        while let Some(batch) = next_timed(&mut stream, &mut work.run.phases.scan).await {
-            if let Some(chunk) = chunks.push(batch?)? {
-                work.load_chunk(&delta, chunk, &state).await?;
-            }
-        }
-        if let Some(chunk) = chunks.finish()? {
-            work.load_chunk(&delta, chunk, &state).await?;
-        }
-        if full_refresh {
-            removes = current_files.iter().map(|f| f.remove.clone()).collect();
-        }
-    } else {
-        // Chunks of whole key groups, as in a load: memory follows
-        // `chunk_rows` and the files a chunk touches, not the backlog.
-        let mut merge = MergeState::new(current_files.clone(), repair);
-        let mut chunks = KeyChunks::new(&spec.keys, rc.config.chunk_rows);
-        while let Some(batch) = next_timed(&mut stream, &mut work.run.phases.scan).await {
-            if let Some(chunk) = chunks.push(batch?)? {
-                work.merge(&delta, &mut merge, chunk, &deletes, watermark, false)
-                    .await?;
-            }
-        }
-        // The last chunk runs even when empty: it writes what is carried
-        // and repairs unknown members when only a dimension changed.
-        let rest = chunks
-            .finish()?
-            .unwrap_or_else(|| RecordBatch::new_empty(schema_of_frame));
-        work.merge(&delta, &mut merge, rest, &deletes, watermark, true)
-            .await?;
-        removes = merge.removes;
-    }
-    plan::deregister_source(ctx, spec)?;
-    let _ = ctx.deregister_table(format!("__shaped_{}", spec.name))?;
-
-    // Side tables first, then the table with its watermark.
-    let Some(upto) = bronze_version else {
-        return Ok(work.run);
-    };
-    if files.is_empty() && removes.is_empty() && work.adds.is_empty() && !full_refresh {
-        // Dimensions changed but no unknown member could be resolved: nothing to commit.
-        return Ok(work.run);
-    }
-    let committing = Instant::now();
-    let mut run = work.run;
-    run.quarantined = work.quarantine.len() as u64;
-    side::quarantine(
-        ctx,
-        rc.root,
-        &spec.name,
-        &spec.file,
-        &work.quarantine,
-        after,
-        upto,
     )
     .await?;
-    deletes
-        .record(&work.tombstones, &work.truncates, upto, full_refresh)
-        .await?;
-    let mut txns = vec![Transaction::new(&app_id, upto)];
-    for lookup in &lookups {
-        if let Some(version) = lookup.version {
-            txns.push(Transaction::new(
-                lookup_app_id(&spec.name, lookup.table()),
-                version,
-            ));
-        }
+    let (mut stream, frame_schema) = execute(frame).await?;
+    work.run.phases.setup = setting_up.elapsed();
+    let removes = if target.full_load {
+        work.load_all(&target, &mut stream, full_refresh).await?
+    } else {
+        work.merge_all(&target, &mut stream, frame_schema, repair, marks.watermark)
+            .await?
+    };
+    forget_views(rc.ctx, spec)?;
+    let Some(upto) = window.upto else {
+        return Ok(work.run);
+    };
+    if work.nothing_to_commit(&window, &removes, full_refresh) {
+        return Ok(work.run);
     }
-    run.expectations = spec
-        .expectations
-        .iter()
-        .zip(&work.expectation_counts)
-        .map(|(e, n)| (e.name.clone(), e.action, *n))
-        .collect();
-    run.files_removed = removes.len();
-    run.files_added = work.adds.len();
-    let metadata = run_metadata(&run);
-    let version = table::commit_with(
-        &mut delta,
-        &spec.name,
-        relayout.clone(),
+    work.commit(
+        &mut target.delta,
+        &mut target.deletes,
+        &marks,
+        (window.after, upto),
         removes,
-        work.adds,
-        txns,
-        metadata,
         full_refresh,
     )
+    .await
+}
+
+/// Where the table stands before the run: what it has read of bronze and
+/// of each dimension it looks up. Both live in the table's own Delta log
+/// (`txn` actions), so they move with its data in one commit.
+struct Marks {
+    /// The table as it is (possibly not yet created).
+    existing: DeltaTable,
+    /// The app id of the bronze watermark.
+    app_id: String,
+    /// The bronze version read up to (`None`: never run).
+    watermark: Option<i64>,
+    /// The bronze version now.
+    bronze_version: Option<i64>,
+    /// A fact's lookups (empty for dimensions).
+    lookups: Vec<Lookup>,
+    /// Whether a looked-up dimension has committed since the fact last
+    /// read it: facts pointing at its unknown member may now resolve.
+    lookups_changed: bool,
+}
+
+impl Marks {
+    /// Reads the watermarks and prepares a fact's lookups. Fails when the
+    /// table has read past bronze's current version: bronze was rebuilt,
+    /// and an incremental run would silently skip its new commits.
+    async fn read(rc: &RunContext<'_>, spec: &TableSpec) -> Result<Self> {
+        let existing = rc.root.open_table(LAYER, &spec.name).await?;
+        let app_id = table::watermark_app_id(&spec.name);
+        let watermark = table::txn_version(&existing, &spec.name, &app_id).await?;
+        let bronze_version = rc.bronze.and_then(table::version);
+        let lookups = if spec.kind == Kind::Fact {
+            lookups::prepare(rc.ctx, rc.root, rc.pipeline, spec).await?
+        } else {
+            Vec::new()
+        };
+        let mut lookups_changed = false;
+        for lookup in &lookups {
+            if let Some(version) = lookup.version {
+                let seen = table::txn_version(
+                    &existing,
+                    &spec.name,
+                    &lookup_app_id(&spec.name, lookup.table()),
+                )
+                .await?;
+                lookups_changed |= seen.is_none_or(|s| s < version);
+            }
+        }
+        if let (Some(w), Some(l)) = (watermark, bronze_version)
+            && w > l
+        {
+            return Err(Error::Other(format!(
+                "silver table `{}` has read bronze up to version {w} but bronze_events is at {l}; \
+                 was bronze rebuilt? Rebuild silver with `--full-refresh`",
+                spec.name
+            )));
+        }
+        Ok(Self {
+            existing,
+            app_id,
+            watermark,
+            bronze_version,
+            lookups,
+            lookups_changed,
+        })
+    }
+
+    /// The watermarks the commit records: bronze read up to `upto`, and
+    /// each lookup's dimension version, so the next run knows what it saw.
+    fn transactions(&self, spec: &TableSpec, upto: i64) -> Vec<Transaction> {
+        let mut txns = vec![Transaction::new(&self.app_id, upto)];
+        for lookup in &self.lookups {
+            if let Some(version) = lookup.version {
+                txns.push(Transaction::new(
+                    lookup_app_id(&spec.name, lookup.table()),
+                    version,
+                ));
+            }
+        }
+        txns
+    }
+}
+
+/// The change window of the run: bronze versions `(after, upto]` and the
+/// files of the table's topic they added.
+struct Window {
+    /// Read after this version (`None`: from the start).
+    after: Option<i64>,
+    /// Read up to this version (`None`: bronze does not exist yet).
+    upto: Option<i64>,
+    /// The new bronze files (empty when nothing is new).
+    files: Vec<BronzeFile>,
+}
+
+impl Window {
+    /// The window after the watermark, or all of bronze on a full refresh.
+    /// Only the commits since the watermark are read, so an incremental
+    /// run costs what is new, not what bronze holds.
+    async fn find(
+        rc: &RunContext<'_>,
+        source: &SourceSpec,
+        marks: &Marks,
+        full_refresh: bool,
+    ) -> Result<Self> {
+        let after = if full_refresh { None } else { marks.watermark };
+        let files = match (rc.bronze, marks.bronze_version) {
+            (Some(bronze), Some(upto)) if after != Some(upto) => {
+                new_files(bronze, &[source.topic.as_str()], after, upto).await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            after,
+            upto: marks.bronze_version,
+            files,
+        })
+    }
+}
+
+/// Registers the window's rows as the SQL's source and plans the SQL: the
+/// shaped columns and the table layout they give.
+async fn plan_sql(
+    rc: &RunContext<'_>,
+    spec: &TableSpec,
+    window: &Window,
+    lookups: &[Lookup],
+) -> Result<(Shaped, Layout)> {
+    plan::register_source(rc.ctx, spec, &window.files).await?;
+    let shaped = plan::shape(rc.ctx, spec).await?;
+    let layout = Layout::new(spec, &shaped, lookups)?;
+    Ok((shaped, layout))
+}
+
+/// Whether the run has nothing to do: no new files, no full refresh, no
+/// repair, and a table that exists and holds data (or needs no unknown
+/// member, which a table created empty still lacks).
+fn is_idle(
+    spec: &TableSpec,
+    marks: &Marks,
+    window: &Window,
+    full_refresh: bool,
+    repair: bool,
+) -> Result<bool> {
+    let holds_data = !table::files(&marks.existing, &spec.name)?.is_empty() || !spec.unknown_member;
+    Ok(window.files.is_empty()
+        && !full_refresh
+        && !repair
+        && marks.existing.version().is_some()
+        && holds_data)
+}
+
+/// An idle run's only work: drop the source view and create the (empty)
+/// table so facts can look it up, and surface a changed SQL schema even
+/// without new data.
+async fn finish_idle(rc: &RunContext<'_>, spec: &TableSpec, layout: &Layout) -> Result<()> {
+    plan::deregister_source(rc.ctx, spec)?;
+    table::ensure(
+        rc.root,
+        LAYER,
+        &spec.name,
+        &layout.table_schema,
+        &spec.partition_by,
+        false,
+        &spec.file,
+    )
     .await?;
-    run.version = Some(version);
-    run.phases.commit = committing.elapsed();
-    Ok(run)
+    Ok(())
+}
+
+/// The table the run writes, as the run found it.
+struct Target {
+    /// The table.
+    delta: DeltaTable,
+    /// A full refresh's new columns, when they changed.
+    relayout: Option<table::Relayout>,
+    /// The deletes side table.
+    deletes: Deletes,
+    /// The files the table held.
+    files: Vec<TableFile>,
+    /// Whether the run loads from scratch (full refresh, or an empty
+    /// table) instead of merging into the files that hold the keys.
+    full_load: bool,
+    /// A load's recorded deletes (see [`Target::open`]).
+    state: DeleteState,
+}
+
+impl Target {
+    /// Opens (creating when missing) the table and its deletes side table.
+    /// A full refresh that changes the columns commits the new layout with
+    /// its data (one commit), so it opens the table without touching it.
+    /// A load into an empty table still honours every recorded delete;
+    /// incremental chunks load the deletes of their own keys, and a full
+    /// refresh starts the deletes over.
+    async fn open(
+        rc: &RunContext<'_>,
+        spec: &TableSpec,
+        layout: &Layout,
+        full_refresh: bool,
+        watermark: Option<i64>,
+    ) -> Result<Self> {
+        let (delta, relayout) = if full_refresh {
+            table::open_for_refresh(
+                rc.root,
+                LAYER,
+                &spec.name,
+                &layout.table_schema,
+                &spec.partition_by,
+            )
+            .await?
+        } else {
+            let (delta, _) = table::ensure(
+                rc.root,
+                LAYER,
+                &spec.name,
+                &layout.table_schema,
+                &spec.partition_by,
+                false,
+                &spec.file,
+            )
+            .await?;
+            (delta, None)
+        };
+        let deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
+        let files = table::files(&delta, &spec.name)?;
+        let full_load = full_refresh || files.is_empty();
+        let state = if full_refresh || !full_load {
+            DeleteState::default()
+        } else {
+            deletes.load(rc.ctx, watermark).await?
+        };
+        Ok(Self {
+            delta,
+            relayout,
+            deletes,
+            files,
+            full_load,
+            state,
+        })
+    }
+}
+
+/// The new changes, shaped, with expectation results, sorted by key and
+/// Kafka order. Planned in the work session (where the source view is
+/// registered) and run in the scan session, whose memory pool is its own,
+/// so sorting the backlog does not compete with lookups and file reads.
+async fn changes_frame(
+    rc: &RunContext<'_>,
+    spec: &TableSpec,
+    shaped: &Shaped,
+) -> Result<DataFrame> {
+    let frame = plan::changes_frame(rc.ctx, spec, shaped).await?;
+    Ok(DataFrame::new(
+        rc.scan.clone(),
+        frame.into_unoptimized_plan(),
+    ))
+}
+
+/// Starts `frame`, keeping its schema for the empty last chunk a merge
+/// runs when the stream ends on a chunk boundary.
+async fn execute(frame: DataFrame) -> Result<(SendableRecordBatchStream, SchemaRef)> {
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let stream = frame.execute_stream().await?;
+    Ok((stream, schema))
+}
+
+/// Drops the run's views from the work session, which every table of the
+/// run shares: nothing of this table outlives its run there.
+fn forget_views(ctx: &SessionContext, spec: &TableSpec) -> Result<()> {
+    plan::deregister_source(ctx, spec)?;
+    let _ = ctx.deregister_table(format!("__shaped_{}", spec.name))?;
+    Ok(())
 }
 
 /// The stream's next batch, the wait added to `spent`.
 async fn next_timed(
-    stream: &mut datafusion::execution::SendableRecordBatchStream,
+    stream: &mut SendableRecordBatchStream,
     spent: &mut Duration,
 ) -> Option<datafusion::error::Result<RecordBatch>> {
     let started = Instant::now();
@@ -483,6 +564,7 @@ fn apply_row_ref_incoming() -> apply::RowRef {
     apply::RowRef::incoming(0)
 }
 
+/// One table's run in progress: what it has decided and written so far.
 struct Work<'a> {
     rc: &'a RunContext<'a>,
     spec: &'a TableSpec,
@@ -500,163 +582,297 @@ struct Work<'a> {
     run: TableRun,
 }
 
-impl Work<'_> {
-    /// Turns shaped, sorted rows into changes: lookups, kinds, expectations.
-    async fn changes(&mut self, batch: RecordBatch) -> Result<Changes> {
+impl<'a> Work<'a> {
+    /// Starts the work: reads the truncates among the new changes (only
+    /// when deletes apply; they are applied from this list, not as rows)
+    /// and settles how changes apply, checking the tracked columns.
+    async fn new(
+        rc: &'a RunContext<'a>,
+        spec: &'a TableSpec,
+        shaped: &'a Shaped,
+        layout: &'a Layout,
+        lookups: &'a [Lookup],
+        relayout: Option<&'a table::Relayout>,
+        run: TableRun,
+    ) -> Result<Self> {
+        let apply_deletes = spec.deletes == DeleteMode::Apply;
+        let truncates = if apply_deletes {
+            truncates_of(rc.ctx, spec).await?
+        } else {
+            Vec::new()
+        };
+        let mode = Mode {
+            scd2: spec.kind == Kind::Scd2,
+            apply_deletes,
+            surrogate_key: spec.surrogate_key.is_some(),
+            tracked: tracked_columns(spec, layout)?,
+        };
+        Ok(Self {
+            rc,
+            spec,
+            shaped,
+            layout,
+            lookups,
+            mode,
+            truncates,
+            relayout,
+            quarantine: Vec::new(),
+            expectation_counts: vec![0; spec.expectations.len()],
+            tombstones: Vec::new(),
+            adds: Vec::new(),
+            run,
+        })
+    }
+
+    /// A load from scratch (full refresh, or an empty table): the unknown
+    /// member first, then the changes in chunks of whole key groups. A full
+    /// refresh removes every file the table held, in the same commit.
+    async fn load_all(
+        &mut self,
+        target: &Target,
+        stream: &mut SendableRecordBatchStream,
+        full_refresh: bool,
+    ) -> Result<Vec<Remove>> {
+        if self.spec.unknown_member {
+            let unknown = unknown_member(self.layout)?;
+            self.adds.extend(
+                table::write_to(
+                    &target.delta,
+                    self.relayout,
+                    &self.spec.name,
+                    &unknown,
+                    self.rc.config.file_rows,
+                )
+                .await?,
+            );
+        }
+        let mut chunks = KeyChunks::new(&self.spec.keys, self.rc.config.chunk_rows);
+        while let Some(batch) = next_timed(stream, &mut self.run.phases.scan).await {
+            if let Some(chunk) = chunks.push(batch?)? {
+                self.load_chunk(&target.delta, chunk, &target.state).await?;
+            }
+        }
+        if let Some(chunk) = chunks.finish()? {
+            self.load_chunk(&target.delta, chunk, &target.state).await?;
+        }
+        Ok(if full_refresh {
+            target.files.iter().map(|f| f.remove.clone()).collect()
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// An incremental run: merges the changes into the files holding their
+    /// keys, in chunks of whole key groups as in a load, so memory follows
+    /// `chunk_rows` and the files a chunk touches, not the backlog. Returns
+    /// the files rewritten.
+    async fn merge_all(
+        &mut self,
+        target: &Target,
+        stream: &mut SendableRecordBatchStream,
+        frame_schema: SchemaRef,
+        repair: bool,
+        watermark: Option<i64>,
+    ) -> Result<Vec<Remove>> {
+        let mut merge = MergeState::new(target.files.clone(), repair);
+        let mut chunks = KeyChunks::new(&self.spec.keys, self.rc.config.chunk_rows);
+        while let Some(batch) = next_timed(stream, &mut self.run.phases.scan).await {
+            if let Some(chunk) = chunks.push(batch?)? {
+                self.merge(
+                    &target.delta,
+                    &mut merge,
+                    chunk,
+                    &target.deletes,
+                    watermark,
+                    false,
+                )
+                .await?;
+            }
+        }
+        // The last chunk runs even when empty: it writes what is carried
+        // and repairs unknown members when only a dimension changed.
+        let rest = chunks
+            .finish()?
+            .unwrap_or_else(|| RecordBatch::new_empty(frame_schema));
+        self.merge(
+            &target.delta,
+            &mut merge,
+            rest,
+            &target.deletes,
+            watermark,
+            true,
+        )
+        .await?;
+        Ok(merge.removes)
+    }
+
+    /// Whether the run has nothing to commit: no new bronze files and no
+    /// file removed or added (dimensions changed, but no unknown member
+    /// could be resolved). A full refresh always commits, to record it.
+    fn nothing_to_commit(&self, window: &Window, removes: &[Remove], full_refresh: bool) -> bool {
+        window.files.is_empty() && removes.is_empty() && self.adds.is_empty() && !full_refresh
+    }
+
+    /// Commits the run: side tables first (quarantine, then deletes; both
+    /// replay safe), then the table's files with its watermarks and the
+    /// run's counts as commit metadata. Until that last commit lands the
+    /// table is as before, so a crash leaves a run to redo, not half a run.
+    /// `window` is the bronze versions read, `(after, upto]`.
+    async fn commit(
+        self,
+        delta: &mut DeltaTable,
+        deletes: &mut Deletes,
+        marks: &Marks,
+        window: (Option<i64>, i64),
+        removes: Vec<Remove>,
+        full_refresh: bool,
+    ) -> Result<TableRun> {
+        let (after, upto) = window;
+        let committing = Instant::now();
         let spec = self.spec;
+        let mut run = self.run;
+        run.quarantined = self.quarantine.len() as u64;
+        side::quarantine(
+            self.rc.ctx,
+            self.rc.root,
+            &spec.name,
+            &spec.file,
+            &self.quarantine,
+            after,
+            upto,
+        )
+        .await?;
+        deletes
+            .record(&self.tombstones, &self.truncates, upto, full_refresh)
+            .await?;
+        let txns = marks.transactions(spec, upto);
+        run.expectations = spec
+            .expectations
+            .iter()
+            .zip(&self.expectation_counts)
+            .map(|(e, n)| (e.name.clone(), e.action, *n))
+            .collect();
+        run.files_removed = removes.len();
+        run.files_added = self.adds.len();
+        let metadata = run_metadata(&run);
+        let version = table::commit_with(
+            delta,
+            &spec.name,
+            self.relayout.cloned(),
+            removes,
+            self.adds,
+            txns,
+            metadata,
+            full_refresh,
+        )
+        .await?;
+        run.version = Some(version);
+        run.phases.commit = committing.elapsed();
+        Ok(run)
+    }
+}
+
+impl Work<'_> {
+    /// Turns shaped, sorted rows into changes: drops the truncates,
+    /// resolves lookups, classifies the rows (see [`classify`]), then
+    /// counts, logs and quarantines what the expectations decided.
+    async fn changes(&mut self, batch: RecordBatch) -> Result<Changes> {
         self.run.rows_in += batch.num_rows() as u64;
         // Truncates are applied from `self.truncates`, not as rows.
         let truncate = batch
             .column_by_name("_is_truncate")
-            .ok_or_else(|| Error::Other("_is_truncate is missing".into()))?
-            .as_boolean()
-            .clone();
-        let keep: BooleanArray = truncate.iter().map(|t| Some(t != Some(true))).collect();
-        let batch = filter_record_batch(&batch, &keep)?;
-        let batch = if self.lookups.is_empty() {
-            batch
-        } else {
-            let started = Instant::now();
-            let resolved = lookups::resolve(
-                self.rc.ctx,
-                &spec.name,
-                self.lookups,
-                batch,
-                &mut self.run.lookup_splits,
-            )
-            .await?;
-            self.run.phases.lookups += started.elapsed();
-            resolved
-        };
+            .ok_or_else(|| Error::Other("_is_truncate is missing".into()))?;
+        let batch = filter_record_batch(&batch, &classify::not_truncates(truncate)?)?;
+        let batch = self.resolve_lookups(batch).await?;
         let data = table::conform(&batch, &self.layout.data_schema)?;
-        let keys = key_strings(&batch, &spec.keys)?;
-        let column = |name: &str| -> Result<Arc<dyn Array>> {
-            batch
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| Error::Other(format!("{name} is missing")))
-        };
-        let seq = sequences(
-            column("_position")?.as_ref(),
-            column("_source_ts_ms")?.as_ref(),
+        let classified = classify::classify(
+            &batch,
+            &classify::Rules {
+                keys: &self.spec.keys,
+                data_schema: &self.layout.data_schema,
+                lineage: &self.shaped.lineage,
+                has_keep: self.shaped.has_keep,
+                expectations: &self.spec.expectations,
+            },
         )?;
-        let is_delete = column("_is_delete")?;
-        let is_delete = is_delete.as_boolean();
-        let is_tombstone = column("_is_tombstone")?;
-        let is_tombstone = is_tombstone.as_boolean();
-        let keep_column = if self.shaped.has_keep {
-            Some(column(KEEP)?)
-        } else {
-            None
-        };
-        let n = batch.num_rows();
-        let mut kind = Vec::with_capacity(n);
-        for i in 0..n {
-            kind.push(if is_tombstone.value(i) {
-                ChangeKind::Tombstone
-            } else if is_delete.value(i) {
-                ChangeKind::Delete
-            } else if keep_column
-                .as_ref()
-                .is_some_and(|k| !(k.is_valid(i) && k.as_boolean().value(i)))
-            {
-                // The row no longer matches the SQL's WHERE: it leaves the table.
-                ChangeKind::Delete
-            } else {
-                ChangeKind::Upsert
-            });
-        }
-        let unavailable_column = column("_unavailable")?;
-        let unavailable_column = arrow::compute::cast(&unavailable_column, &DataType::Utf8)?;
-        let unavailable_text = unavailable_column.as_string::<i32>();
-        let mut unavailable = vec![Vec::new(); n];
-        for (i, slot) in unavailable.iter_mut().enumerate() {
-            if unavailable_text.is_valid(i) {
-                let sources: Vec<&str> = unavailable_text.value(i).split(',').collect();
-                for (index, field) in self.layout.data_schema.fields().iter().enumerate() {
-                    if self
-                        .shaped
-                        .lineage
-                        .get(field.name())
-                        .is_some_and(|refs| sources.iter().any(|s| refs.contains(*s)))
-                    {
-                        slot.push(index);
-                    }
-                }
-            }
-        }
-
-        // Expectations and null keys.
-        let mut skip = vec![false; n];
-        let mut dropped: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        for i in 0..n {
-            if kind[i] == ChangeKind::Upsert && keys[i].is_none() {
-                skip[i] = true;
-                dropped.entry(i).or_default().push("key_not_null".into());
-            }
-        }
-        for (index, expectation) in spec.expectations.iter().enumerate() {
-            let passed = column(&plan::expectation_column(index))?;
-            let passed = passed.as_boolean();
-            let mut failed = Vec::new();
-            for i in 0..n {
-                if kind[i] == ChangeKind::Upsert && !skip[i] && !passed.value(i) {
-                    failed.push(i);
-                }
-            }
-            self.expectation_counts[index] += failed.len() as u64;
-            match expectation.action {
-                Action::Warn => {
-                    if !failed.is_empty() {
-                        tracing::warn!(table = %spec.name, rule = %expectation.name, rows = failed.len(), "expectation failed (warn: rows kept)");
-                    }
-                }
-                Action::Drop => {
-                    for i in failed {
-                        skip[i] = true;
-                        dropped.entry(i).or_default().push(expectation.name.clone());
-                    }
-                }
-                Action::Fail => {
-                    if let Some(first) = failed.first() {
-                        let sample =
-                            take_record_batch(&data, &UInt32Array::from(vec![*first as u32]))?;
-                        let row = side::rows_as_json(&sample)?.pop().unwrap_or_default();
-                        return Err(Error::Other(format!(
-                            "silver table `{}`: expectation `{}` (action fail, {}) failed for {} row(s), e.g. {row}; \
-                             the run was aborted and nothing was committed",
-                            spec.name,
-                            expectation.name,
-                            spec.file.display(),
-                            failed.len()
-                        )));
-                    }
-                }
-            }
-        }
-        if !dropped.is_empty() {
-            let indices: Vec<u32> = dropped.keys().map(|i| *i as u32).collect();
-            let rows = take_record_batch(&data, &UInt32Array::from(indices))?;
-            let json = side::rows_as_json(&rows)?;
-            for ((i, rules), row) in dropped.into_iter().zip(json) {
-                for rule in rules {
-                    self.quarantine.push(Quarantined {
-                        rule,
-                        key: keys[i].clone(),
-                        row: row.clone(),
-                        seq: seq[i],
-                    });
-                }
-            }
-        }
+        let verdict = classified.verdict;
+        self.record_expectations(&verdict, &data)?;
+        self.quarantine.extend(classify::quarantined(
+            &data,
+            &verdict.dropped,
+            &classified.keys,
+            &classified.seq,
+        )?);
         Ok(Changes {
             data,
-            keys,
-            seq,
-            kind,
-            unavailable,
-            skip,
+            keys: classified.keys,
+            seq: classified.seq,
+            kind: classified.kind,
+            unavailable: classified.unavailable,
+            skip: verdict.skip,
         })
+    }
+
+    /// A fact's dimension keys, resolved as of each row's event time (the
+    /// time spent goes to the lookups phase); other tables pass through.
+    async fn resolve_lookups(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        if self.lookups.is_empty() {
+            return Ok(batch);
+        }
+        let started = Instant::now();
+        let resolved = lookups::resolve(
+            self.rc.ctx,
+            &self.spec.name,
+            self.lookups,
+            batch,
+            &mut self.run.lookup_splits,
+        )
+        .await?;
+        self.run.phases.lookups += started.elapsed();
+        Ok(resolved)
+    }
+
+    /// Adds each checked expectation's failures to the run's counts and
+    /// logs `warn` failures (their rows are kept: the counts and the log are
+    /// all they leave).
+    /// A `fail` rule that rows failed aborts the run before anything is
+    /// committed, naming a failing row so the user can find the cause.
+    fn record_expectations(&mut self, verdict: &Verdict, data: &RecordBatch) -> Result<()> {
+        let spec = self.spec;
+        for ((expectation, failed), count) in spec
+            .expectations
+            .iter()
+            .zip(&verdict.failed)
+            .zip(&mut self.expectation_counts)
+        {
+            *count += failed.len() as u64;
+            if expectation.action == Action::Warn && !failed.is_empty() {
+                tracing::warn!(table = %spec.name, rule = %expectation.name, rows = failed.len(), "expectation failed (warn: rows kept)");
+            }
+        }
+        let Some(index) = verdict.abort else {
+            return Ok(());
+        };
+        let (Some(expectation), Some(failed)) =
+            (spec.expectations.get(index), verdict.failed.get(index))
+        else {
+            return Err(Error::Other(format!(
+                "silver table `{}`: expectation {index} aborted the run but was not checked",
+                spec.name
+            )));
+        };
+        let row = match failed.first() {
+            Some(&first) => classify::row_as_json(data, first)?,
+            None => String::new(),
+        };
+        Err(Error::Other(format!(
+            "silver table `{}`: expectation `{}` (action fail, {}) failed for {} row(s), e.g. {row}; \
+             the run was aborted and nothing was committed",
+            spec.name,
+            expectation.name,
+            spec.file.display(),
+            failed.len()
+        )))
     }
 
     fn absorb(&mut self, applied: &Applied) {

@@ -4,16 +4,17 @@
 //! file (`sql/silver/<table>.sql`) that shapes one change at a time
 //! ([`plan`]). A run ([`run`]) processes the tables in dependency order; per
 //! table it reads only the bronze files committed after the watermark stored
-//! in the table's own Delta log ([`changes`]), applies the changes with CDC
-//! semantics ([`apply`]) to the files holding the affected keys
-//! ([`table`]), and commits the rewritten files with the new watermark in
-//! one Delta commit ([`job`]). Deletes are remembered in a side table and
-//! expectation failures go to a quarantine table ([`side`]). Facts resolve
-//! dimension keys as of their event time ([`lookups`]); the date dimension
-//! is generated ([`date_dim`]).
+//! in the table's own Delta log ([`changes`]), classifies each change
+//! ([`classify`]), applies the changes with CDC semantics ([`apply`]) to
+//! the files holding the affected keys ([`table`]), and commits the
+//! rewritten files with the new watermark in one Delta commit ([`job`]).
+//! Deletes are remembered in a side table and expectation failures go to a
+//! quarantine table ([`side`]). Facts resolve dimension keys as of their
+//! event time ([`lookups`]); the date dimension is generated ([`date_dim`]).
 
 pub mod apply;
 pub mod changes;
+pub mod classify;
 pub mod config;
 pub mod date_dim;
 pub mod job;
