@@ -25,6 +25,7 @@ pub mod bench;
 pub mod bronze;
 pub mod cdc;
 pub mod config;
+pub mod delta;
 pub mod demo;
 pub mod embedded_kafka;
 pub mod error;

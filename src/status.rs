@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::bronze::kafka::app_id;
 use crate::bronze::schema::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::config::Config;
+use crate::delta::txn_version;
 use crate::error::{Error, Result};
-use crate::silver::table::txn_version;
 use crate::storage::StorageRoot;
 
 /// Output format.

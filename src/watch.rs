@@ -186,7 +186,7 @@ impl VersionProbe {
                 if table.version().is_none() {
                     return Ok(None);
                 }
-                self.last = crate::silver::table::version(&table);
+                self.last = crate::delta::version(&table);
                 self.table.insert(table)
             }
         };

@@ -24,11 +24,10 @@ use std::collections::HashMap;
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::kernel::{StructType, Transaction};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
@@ -36,7 +35,8 @@ use super::buffer::FinishedBatch;
 use super::schema::{
     DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER, PARTITION_COLUMN, dead_letters_schema, events_schema,
 };
-use crate::error::{Error, Result};
+use crate::delta::{CommitMode, TableCommit, txn_version};
+use crate::error::{Error, Result, is_commit_conflict};
 use crate::storage::StorageRoot;
 
 /// How often a commit is re-validated and retried after a conflict.
@@ -146,7 +146,7 @@ impl BronzeSink {
             attempt += 1;
             match self.try_commit(batch, expected).await {
                 Err(Error::Delta { source, .. } | Error::CommitConflict { source, .. })
-                    if is_conflict(&source) && attempt < MAX_CONFLICT_RETRIES =>
+                    if is_commit_conflict(&source) && attempt < MAX_CONFLICT_RETRIES =>
                 {
                     tracing::warn!(attempt, error = %source, "bronze commit conflicted with another writer; re-validating");
                 }
@@ -273,23 +273,6 @@ fn filter(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch> {
     Ok(filter_record_batch(batch, &BooleanArray::from(keep))?)
 }
 
-fn is_conflict(error: &DeltaTableError) -> bool {
-    matches!(
-        error,
-        DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
-        } | DeltaTableError::VersionAlreadyExists(_)
-    )
-}
-
-async fn txn_version(table: &DeltaTable, name: &str, app_id: &str) -> Result<Option<i64>> {
-    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-    snapshot
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await
-        .map_err(|e| Error::delta(name, e))
-}
-
 /// Writes `batch` as Parquet files and commits them with `txns` in one Delta commit.
 async fn write_and_commit(
     table: &mut DeltaTable,
@@ -300,7 +283,7 @@ async fn write_and_commit(
     target_file_size: u64,
     batch_id: &str,
 ) -> Result<i64> {
-    let mut actions = Vec::new();
+    let mut adds = Vec::new();
     if batch.num_rows() > 0 {
         let mut writer = RecordBatchWriter::for_table(table)
             .map_err(|e| Error::delta(name, e))?
@@ -310,35 +293,18 @@ async fn write_and_commit(
             .write(batch)
             .await
             .map_err(|e| Error::delta(name, e))?;
-        let adds = writer.flush().await.map_err(|e| Error::delta(name, e))?;
-        actions.extend(adds.into_iter().map(Action::Add));
+        adds = writer.flush().await.map_err(|e| Error::delta(name, e))?;
     }
-    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-    let partition_by = snapshot.metadata().partition_columns();
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: (!partition_by.is_empty()).then(|| partition_by.to_vec()),
-        predicate: None,
-    };
-    let properties = CommitProperties::default()
-        .with_application_transactions(txns)
+    TableCommit::new(CommitMode::Append)
+        .with_adds(adds)
+        .with_transactions(txns)
         .with_max_retries(100)
-        .with_metadata([(
+        .with_metadata(serde_json::Map::from_iter([(
             "lakehouse.batch_id".to_string(),
             serde_json::Value::String(batch_id.to_string()),
-        )]);
-    let finalized = CommitBuilder::from(properties)
-        .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), operation)
+        )]))
+        .commit(table, name)
         .await
-        .map_err(|e| Error::delta(name, e))?;
-    let version = i64::try_from(finalized.version())
-        .map_err(|_| Error::Other(format!("{name}: version out of range")))?;
-    table
-        .update_state()
-        .await
-        .map_err(|e| Error::delta(name, e))?;
-    Ok(version)
 }
 
 /// Columns of `bronze_events` with file statistics: what readers prune on.
@@ -376,7 +342,7 @@ async fn ensure_table(
         .await;
     match created {
         Ok(table) => Ok(table),
-        Err(e) if is_conflict(&e) => root.open_table(LAYER, name).await,
+        Err(e) if is_commit_conflict(&e) => root.open_table(LAYER, name).await,
         Err(e) => Err(Error::delta(name, e)),
     }
 }

@@ -53,6 +53,15 @@ pub enum Error {
         source: deltalake::DeltaTableError,
     },
 
+    /// A table's stored columns or partitioning differ from what the job
+    /// writes. The layer that owns the table turns this into its own hint
+    /// (e.g. silver's `--full-refresh`).
+    #[error("the columns or partitioning of table `{table}` changed since it was built")]
+    SchemaChanged {
+        /// The table.
+        table: String,
+    },
+
     /// A Kafka client operation failed.
     #[error("kafka: {context}: {source}")]
     Kafka {

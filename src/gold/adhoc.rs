@@ -6,8 +6,8 @@ use datafusion::prelude::SessionContext;
 
 use super::catalog::Catalog;
 use crate::config::Config;
+use crate::delta::session;
 use crate::error::{Error, Result};
-use crate::silver::session;
 use crate::storage::StorageRoot;
 
 /// Output format of `lakehouse query`.
@@ -38,7 +38,7 @@ impl std::str::FromStr for Format {
 pub async fn session(config: &Config) -> Result<SessionContext> {
     let (pipeline, marts) = super::load_layers(config)?;
     let root = StorageRoot::from_config(&config.storage)?;
-    let ctx = session::new_session(&config.gold.session_config(&config.silver))?;
+    let ctx = session::new_session(&config.gold.session_limits())?;
     root.register_object_store(&ctx)?;
     let catalog = Catalog::open(&root, &pipeline, &marts).await?;
     catalog.register(&ctx).await?;

@@ -19,9 +19,10 @@ use futures::StreamExt;
 
 use super::{RunOptions, RunSummary};
 use crate::config::Config;
+use crate::delta;
+use crate::delta::session;
 use crate::error::{Error, Result};
-use crate::silver::session;
-use crate::silver::table::{self, LAYER};
+use crate::silver::LAYER;
 use crate::storage::StorageRoot;
 
 /// Days the generated order dates span.
@@ -54,8 +55,7 @@ async fn generate(
 ) -> Result<u64> {
     let frame = ctx.sql(sql).await?;
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let (mut delta, _) =
-        table::ensure(root, LAYER, name, &schema, &[], !append, Path::new("bench")).await?;
+    let (mut delta, _) = delta::ensure(root, LAYER, name, &schema, &[], !append).await?;
     let mut stream = frame.execute_stream().await?;
     let (mut adds, mut pending, mut pending_rows, mut total) =
         (Vec::new(), Vec::<RecordBatch>::new(), 0, 0u64);
@@ -66,7 +66,7 @@ async fn generate(
         pending.push(batch);
         if pending_rows >= file_rows {
             adds.extend(
-                table::write(&delta, name, &concat_batches(&schema, &pending)?, file_rows).await?,
+                delta::write(&delta, name, &concat_batches(&schema, &pending)?, file_rows).await?,
             );
             pending.clear();
             pending_rows = 0;
@@ -74,19 +74,13 @@ async fn generate(
     }
     if pending_rows > 0 {
         adds.extend(
-            table::write(&delta, name, &concat_batches(&schema, &pending)?, file_rows).await?,
+            delta::write(&delta, name, &concat_batches(&schema, &pending)?, file_rows).await?,
         );
     }
-    table::commit(
-        &mut delta,
-        name,
-        Vec::new(),
-        adds,
-        Vec::new(),
-        serde_json::Map::new(),
-        false,
-    )
-    .await?;
+    delta::TableCommit::new(delta::CommitMode::Update)
+        .with_adds(adds)
+        .commit(&mut delta, name)
+        .await?;
     Ok(total)
 }
 
@@ -98,7 +92,7 @@ pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String
     let mut config = config.clone();
     config.storage.root = dir.join("lake").display().to_string();
     let root = StorageRoot::from_config(&config.storage)?;
-    let ctx = session::new_session(&config.gold.session_config(&config.silver))?;
+    let ctx = session::new_session(&config.gold.session_limits())?;
     let file_rows = config.silver.file_rows;
     let started = Instant::now();
     let third = rows / 3;

@@ -28,9 +28,9 @@ use super::catalog::{Catalog, LAYER, SYSTEM_TABLES, gold_app_id};
 use super::changes::{changed_dates, changed_keys, file_changes};
 use super::config::GoldConfig;
 use super::spec::MartSpec;
+use crate::delta::key_strings;
+use crate::delta::{self, KeyValues, TableFile, txn_version, version};
 use crate::error::{Error, Result};
-use crate::silver::keys::key_strings;
-use crate::silver::table::{self, KeyValues, TableFile, txn_version, version};
 use crate::storage::StorageRoot;
 
 /// What a mart's run recomputed.
@@ -159,7 +159,7 @@ pub async fn build_mart(
         );
     }
     let mart_rows = match existing.version() {
-        Some(_) => table::files(&existing, &spec.name)?
+        Some(_) => delta::files(&existing, &spec.name)?
             .iter()
             .filter_map(|f| f.stats.as_ref()?.get("numRecords")?.as_u64())
             .sum(),
@@ -198,7 +198,7 @@ pub async fn build_mart(
     // A changed layout comes back as `relayout` and goes into the data's
     // commit, so readers see the old mart or the new one, never an empty one.
     let (mut delta, relayout) =
-        table::open_for_refresh(root, LAYER, &spec.name, &schema, &partition_by).await?;
+        delta::open_for_refresh(root, LAYER, &spec.name, &schema, &partition_by).await?;
 
     let mart = ctx
         .sql(&format!(
@@ -246,7 +246,7 @@ pub async fn build_mart(
     let write = |rows: &RecordBatch| {
         let rows = rows.clone();
         let (delta, relayout, name) = (&delta, relayout.as_ref(), &spec.name);
-        async move { table::write_to(delta, relayout, name, &rows, config.file_rows).await }
+        async move { delta::write_to(delta, relayout, name, &rows, config.file_rows).await }
     };
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0usize;
@@ -291,10 +291,14 @@ pub async fn build_mart(
     run.files_removed = removes.len();
     run.files_added = adds.len();
     let metadata = metadata(&run, &inputs);
-    let committed = table::commit_with(
-        &mut delta, &spec.name, relayout, removes, adds, txns, metadata, full,
-    )
-    .await?;
+    let committed = delta::TableCommit::new(delta::CommitMode::from_overwrite(full))
+        .with_relayout(relayout)
+        .with_removes(removes)
+        .with_adds(adds)
+        .with_transactions(txns)
+        .with_metadata(metadata)
+        .commit(&mut delta, &spec.name)
+        .await?;
     run.version = Some(committed);
     run.current_version = Some(committed);
     run.elapsed = started.elapsed();
@@ -409,16 +413,16 @@ async fn key_files(
     keys: &[ScalarValue],
     schema: &SchemaRef,
 ) -> Result<(Vec<Remove>, RecordBatch)> {
-    let files = table::files(delta, &spec.name)?;
+    let files = delta::files(delta, &spec.name)?;
     if keys.is_empty() || files.is_empty() {
         return Ok((Vec::new(), RecordBatch::new_empty(schema.clone())));
     }
     let values = KeyValues::from_array(&ScalarValue::iter_to_array(keys.iter().cloned())?)?;
-    let selected: Vec<&TableFile> = table::candidates(&files, column, &values)
+    let selected: Vec<&TableFile> = delta::candidates(&files, column, &values)
         .into_iter()
         .filter_map(|i| files.get(i))
         .collect();
-    let (rows, file_of_row) = table::read_files(ctx, delta, &spec.name, &selected, schema).await?;
+    let (rows, file_of_row) = delta::read_files(ctx, delta, &spec.name, &selected, schema).await?;
     let key_column = rows
         .column_by_name(column)
         .ok_or_else(|| spec.sql_error(format!("the mart has no column `{column}`")))?;
@@ -448,7 +452,7 @@ async fn key_files(
 }
 
 fn all_files(delta: &deltalake::DeltaTable, name: &str) -> Result<Vec<Remove>> {
-    Ok(table::files(delta, name)?
+    Ok(delta::files(delta, name)?
         .into_iter()
         .map(|f| f.remove)
         .collect())

@@ -20,11 +20,12 @@ use futures::TryStreamExt;
 
 use super::spec::Marts;
 use crate::bronze::schema::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE};
+use crate::delta::{txn_version, version};
 use crate::error::{Error, Result};
 use crate::schedule::history;
 use crate::silver::Pipeline;
 use crate::silver::side::quarantine_name;
-use crate::silver::table::{txn_version, version, watermark_app_id};
+use crate::silver::watermark_app_id;
 use crate::storage::StorageRoot;
 
 /// Layer folder of the gold marts.

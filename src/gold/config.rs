@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::delta::session::SessionLimits;
+
 /// `[gold]` section of `lakehouse.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,17 +38,12 @@ impl Default for GoldConfig {
 }
 
 impl GoldConfig {
-    /// The silver session settings with gold's limits, so gold plans in the
-    /// same kind of session (plain Utf8, JSON functions, bounded memory).
-    pub fn session_config(
-        &self,
-        silver: &crate::silver::SilverConfig,
-    ) -> crate::silver::SilverConfig {
-        crate::silver::SilverConfig {
+    /// Gold's session limits: gold plans in the same kind of session as
+    /// silver (plain Utf8, JSON functions), bounded by its own memory pool.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
             memory_limit: self.memory_limit,
             spill_dir: self.spill_dir.clone(),
-            file_rows: self.file_rows,
-            ..silver.clone()
         }
     }
 }

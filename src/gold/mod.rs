@@ -27,9 +27,10 @@ pub use config::GoldConfig;
 pub use spec::{MartSpec, Marts};
 
 use crate::config::Config;
+use crate::delta::session;
 use crate::error::{Error, Result};
 use crate::publish::{self, PublishOutcome};
-use crate::silver::{Pipeline, session};
+use crate::silver::Pipeline;
 use crate::storage::StorageRoot;
 
 /// Options of a gold run.
@@ -94,7 +95,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         }
     }
     let root = StorageRoot::from_config(&config.storage)?;
-    let ctx = session::new_session(&config.gold.session_config(&config.silver))?;
+    let ctx = session::new_session(&config.gold.session_limits())?;
     root.register_object_store(&ctx)?;
     let mut catalog = Catalog::open(&root, &pipeline, &marts).await?;
     // The system tables are built once, before the marts that read them.
@@ -130,7 +131,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         summary.marts.push(run);
     }
     // Checkpoints every `[maintenance] checkpoint_interval` commits.
-    crate::maintenance::checkpoint::checkpoint_tables(
+    crate::delta::checkpoint::checkpoint_tables(
         &root,
         catalog::LAYER,
         summary

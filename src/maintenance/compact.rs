@@ -18,8 +18,8 @@ use std::time::Instant;
 use deltalake::DeltaTable;
 
 use super::MaintenanceConfig;
-use super::checkpoint::{checkpoint_if_due, is_due, last_checkpoint};
 use crate::bronze::schema::PARTITION_COLUMN;
+use crate::delta::checkpoint::{checkpoint_if_due, is_due, last_checkpoint};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
@@ -118,14 +118,14 @@ impl BronzeUpkeep {
                 table = name,
                 files_removed = metrics.num_files_removed,
                 files_added = metrics.num_files_added,
-                version = ?crate::silver::table::version(&optimized),
+                version = ?crate::delta::version(&optimized),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "bronze auto-compaction"
             );
             compaction = Some(Compaction {
                 files_removed: metrics.num_files_removed,
                 files_added: metrics.num_files_added,
-                version: crate::silver::table::version(&optimized),
+                version: crate::delta::version(&optimized),
             });
             latest = optimized;
         }
@@ -135,7 +135,7 @@ impl BronzeUpkeep {
 
     async fn checkpoint(&mut self, table: &DeltaTable, name: &str) -> Result<()> {
         let interval = self.config.checkpoint_interval;
-        let Some(version) = crate::silver::table::version(table) else {
+        let Some(version) = crate::delta::version(table) else {
             return Ok(());
         };
         if interval == 0 {

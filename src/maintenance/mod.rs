@@ -1,5 +1,5 @@
 //! Table maintenance: `lakehouse optimize`, `lakehouse vacuum`, Delta
-//! checkpoints ([`checkpoint`]) and bronze's automatic compaction ([`compact`]).
+//! checkpoints ([`crate::delta::checkpoint`]) and bronze's automatic compaction ([`compact`]).
 //!
 //! Why this is safe for the incremental readers:
 //! - Silver reads the bronze files `add`ed with `dataChange = true` after its
@@ -12,7 +12,6 @@
 //!   (`crate::gold::changes`); a compaction's removed and added rows are the
 //!   same, so the difference is empty and nothing is recomputed.
 
-pub mod checkpoint;
 pub mod compact;
 mod config;
 pub mod exclusive;
@@ -234,8 +233,9 @@ pub async fn optimize_table(
     };
     report.files_removed = metrics.num_files_removed;
     report.files_added = metrics.num_files_added;
-    report.version = crate::silver::table::version(&table);
-    checkpoint::checkpoint_if_due(&table, &qualified, config.checkpoint_interval).await?;
+    report.version = crate::delta::version(&table);
+    crate::delta::checkpoint::checkpoint_if_due(&table, &qualified, config.checkpoint_interval)
+        .await?;
     Ok(report)
 }
 

@@ -15,12 +15,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMi
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
-use deltalake::kernel::Action;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use serde::{Deserialize, Serialize};
 
+use crate::delta::{CommitMode, TableCommit};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
@@ -226,54 +223,24 @@ pub async fn open(root: &StorageRoot) -> Result<DeltaTable> {
 
 /// Appends `records` in one Delta commit (creating the table on first use).
 pub async fn append(root: &StorageRoot, records: &[RunRecord]) -> Result<i64> {
-    let (mut table, _) = crate::silver::table::ensure(
-        root,
-        SYSTEM_LAYER,
-        RUNS_FOLDER,
-        &runs_schema(),
-        &[],
-        false,
-        std::path::Path::new(RUNS_TABLE),
-    )
-    .await?;
-    let mut writer =
-        RecordBatchWriter::for_table(&table).map_err(|e| Error::delta(RUNS_TABLE, e))?;
-    writer
-        .write(batch(records)?)
-        .await
-        .map_err(|e| Error::delta(RUNS_TABLE, e))?;
-    let adds = writer
-        .flush()
-        .await
-        .map_err(|e| Error::delta(RUNS_TABLE, e))?;
-    let snapshot = table.snapshot().map_err(|e| Error::delta(RUNS_TABLE, e))?;
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: None,
-        predicate: None,
-    };
+    let (mut table, _) =
+        crate::delta::ensure(root, SYSTEM_LAYER, RUNS_FOLDER, &runs_schema(), &[], false).await?;
+    let adds = crate::delta::write(&table, RUNS_TABLE, &batch(records)?, usize::MAX).await?;
     // Appends never conflict with appends: a lost version race is retried.
-    let finalized = CommitBuilder::from(CommitProperties::default().with_max_retries(100))
-        .with_actions(adds.into_iter().map(Action::Add).collect())
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
-        .map_err(|e| Error::delta(RUNS_TABLE, e))?;
-    table
-        .update_state()
-        .await
-        .map_err(|e| Error::delta(RUNS_TABLE, e))?;
+    let version = TableCommit::new(CommitMode::Append)
+        .with_adds(adds)
+        .with_max_retries(100)
+        .commit(&mut table, RUNS_TABLE)
+        .await?;
     // One commit per run: without checkpoints, loading the history would
     // replay every commit ever made.
-    if let Err(error) = crate::maintenance::checkpoint::checkpoint_if_due(
-        &table,
-        RUNS_TABLE,
-        RUNS_CHECKPOINT_INTERVAL,
-    )
-    .await
+    if let Err(error) =
+        crate::delta::checkpoint::checkpoint_if_due(&table, RUNS_TABLE, RUNS_CHECKPOINT_INTERVAL)
+            .await
     {
         tracing::warn!(%error, "cannot checkpoint {RUNS_TABLE}; the next run retries");
     }
-    Ok(finalized.version() as i64)
+    Ok(version)
 }
 
 /// Commits of `_lakehouse_runs` between checkpoints.

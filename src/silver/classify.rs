@@ -27,10 +27,11 @@ use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Schema};
 
 use super::apply::ChangeKind;
-use super::keys::{Seq, key_strings, sequences};
+use super::keys::{Seq, sequences};
 use super::plan::{KEEP, expectation_column};
 use super::side::{self, Quarantined};
 use super::spec::{Action, ExpectationSpec};
+use crate::delta::key_strings;
 use crate::error::{Error, Result};
 
 /// The rule name a null-key upsert is quarantined under.

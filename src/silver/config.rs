@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::delta::session::SessionLimits;
+
 /// `[silver]` section of `lakehouse.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,6 +38,16 @@ impl Default for SilverConfig {
             spill_dir: None,
             file_rows: 100_000,
             chunk_rows: 100_000,
+        }
+    }
+}
+
+impl SilverConfig {
+    /// Silver's session limits (`memory_limit`, `spill_dir`).
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            memory_limit: self.memory_limit,
+            spill_dir: self.spill_dir.clone(),
         }
     }
 }

@@ -15,7 +15,8 @@ use deltalake::kernel::Transaction;
 
 use super::job::{RunContext, TableRun};
 use super::spec::TableSpec;
-use super::table::{self, LAYER};
+use super::{LAYER, watermark_app_id};
+use crate::delta;
 use crate::error::Result;
 
 /// The date dimension's columns.
@@ -42,7 +43,7 @@ fn parse_date(value: &serde_json::Value) -> Option<NaiveDate> {
 }
 
 /// `(min, max)` of `column` over `files`' statistics.
-fn range(files: &[table::TableFile], column: &str) -> Option<(NaiveDate, NaiveDate)> {
+fn range(files: &[delta::TableFile], column: &str) -> Option<(NaiveDate, NaiveDate)> {
     let mut out: Option<(NaiveDate, NaiveDate)> = None;
     for file in files {
         let Some(stats) = &file.stats else { continue };
@@ -129,7 +130,7 @@ pub async fn run_date(
             continue;
         };
         let fact = rc.root.open_table(LAYER, t).await?;
-        if let Some((lo, hi)) = range(&table::files(&fact, t)?, column) {
+        if let Some((lo, hi)) = range(&delta::files(&fact, t)?, column) {
             widen(lo, hi);
         }
     }
@@ -147,7 +148,7 @@ pub async fn run_date(
     let Some((lo, hi)) = wanted else {
         return Ok(run);
     };
-    let (mut delta, _) = table::ensure(
+    let (mut delta, _) = super::ensure_table(
         rc.root,
         LAYER,
         &spec.name,
@@ -157,7 +158,7 @@ pub async fn run_date(
         &spec.file,
     )
     .await?;
-    let files = table::files(&delta, &spec.name)?;
+    let files = delta::files(&delta, &spec.name)?;
     let held = if full_refresh {
         None
     } else {
@@ -201,7 +202,7 @@ pub async fn run_date(
         return Ok(run);
     }
     let batch = rows(&days, first && spec.unknown_member)?;
-    let adds = table::write(&delta, &spec.name, &batch, rc.config.file_rows).await?;
+    let adds = delta::write(&delta, &spec.name, &batch, rc.config.file_rows).await?;
     let removes = if full_refresh {
         files.into_iter().map(|f| f.remove).collect()
     } else {
@@ -210,22 +211,19 @@ pub async fn run_date(
     run.counts.inserted = days.len() as u64;
     run.files_added = adds.len();
     run.files_removed = removes.len();
-    let upto = rc.bronze.and_then(table::version).unwrap_or(0);
+    let upto = rc.bronze.and_then(delta::version).unwrap_or(0);
     let mut metadata = serde_json::Map::new();
     metadata.insert(
         "lakehouse.silver".into(),
         serde_json::json!({ "days_added": days.len(), "from": lo.to_string(), "to": hi.to_string() }),
     );
-    let version = table::commit(
-        &mut delta,
-        &spec.name,
-        removes,
-        adds,
-        vec![Transaction::new(table::watermark_app_id(&spec.name), upto)],
-        metadata,
-        full_refresh,
-    )
-    .await?;
+    let version = delta::TableCommit::new(delta::CommitMode::from_overwrite(full_refresh))
+        .with_removes(removes)
+        .with_adds(adds)
+        .with_transactions(vec![Transaction::new(watermark_app_id(&spec.name), upto)])
+        .with_metadata(metadata)
+        .commit(&mut delta, &spec.name)
+        .await?;
     run.version = Some(version);
     Ok(run)
 }

@@ -31,7 +31,8 @@ use super::merge::{self, KeyChunks, MergeState};
 use super::plan::{self, Shaped};
 use super::side::{self, Deletes, Quarantined};
 use super::spec::{Action, DeleteMode, Kind, Pipeline, SourceSpec, TableSpec};
-use super::table::{self, KeyValues, LAYER, TableFile};
+use super::{LAYER, watermark_app_id};
+use crate::delta::{self, KeyValues, TableFile};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
@@ -200,9 +201,9 @@ impl Marks {
     /// and an incremental run would silently skip its new commits.
     async fn read(rc: &RunContext<'_>, spec: &TableSpec) -> Result<Self> {
         let existing = rc.root.open_table(LAYER, &spec.name).await?;
-        let app_id = table::watermark_app_id(&spec.name);
-        let watermark = table::txn_version(&existing, &spec.name, &app_id).await?;
-        let bronze_version = rc.bronze.and_then(table::version);
+        let app_id = watermark_app_id(&spec.name);
+        let watermark = delta::txn_version(&existing, &spec.name, &app_id).await?;
+        let bronze_version = rc.bronze.and_then(delta::version);
         let lookups = if spec.kind == Kind::Fact {
             lookups::prepare(rc.ctx, rc.root, rc.pipeline, spec).await?
         } else {
@@ -211,7 +212,7 @@ impl Marks {
         let mut lookups_changed = false;
         for lookup in &lookups {
             if let Some(version) = lookup.version {
-                let seen = table::txn_version(
+                let seen = delta::txn_version(
                     &existing,
                     &spec.name,
                     &lookup_app_id(&spec.name, lookup.table()),
@@ -315,7 +316,7 @@ fn is_idle(
     full_refresh: bool,
     repair: bool,
 ) -> Result<bool> {
-    let holds_data = !table::files(&marks.existing, &spec.name)?.is_empty() || !spec.unknown_member;
+    let holds_data = !delta::files(&marks.existing, &spec.name)?.is_empty() || !spec.unknown_member;
     Ok(window.files.is_empty()
         && !full_refresh
         && !repair
@@ -328,7 +329,7 @@ fn is_idle(
 /// without new data.
 async fn finish_idle(rc: &RunContext<'_>, spec: &TableSpec, layout: &Layout) -> Result<()> {
     plan::deregister_source(rc.ctx, spec)?;
-    table::ensure(
+    super::ensure_table(
         rc.root,
         LAYER,
         &spec.name,
@@ -346,7 +347,7 @@ struct Target {
     /// The table.
     delta: DeltaTable,
     /// A full refresh's new columns, when they changed.
-    relayout: Option<table::Relayout>,
+    relayout: Option<delta::Relayout>,
     /// The deletes side table.
     deletes: Deletes,
     /// The files the table held.
@@ -373,7 +374,7 @@ impl Target {
         watermark: Option<i64>,
     ) -> Result<Self> {
         let (delta, relayout) = if full_refresh {
-            table::open_for_refresh(
+            delta::open_for_refresh(
                 rc.root,
                 LAYER,
                 &spec.name,
@@ -382,7 +383,7 @@ impl Target {
             )
             .await?
         } else {
-            let (delta, _) = table::ensure(
+            let (delta, _) = super::ensure_table(
                 rc.root,
                 LAYER,
                 &spec.name,
@@ -395,7 +396,7 @@ impl Target {
             (delta, None)
         };
         let deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
-        let files = table::files(&delta, &spec.name)?;
+        let files = delta::files(&delta, &spec.name)?;
         let full_load = full_refresh || files.is_empty();
         let state = if full_refresh || !full_load {
             DeleteState::default()
@@ -574,7 +575,7 @@ struct Work<'a> {
     mode: Mode,
     truncates: Vec<Seq>,
     /// A full refresh's new columns, when they changed.
-    relayout: Option<&'a table::Relayout>,
+    relayout: Option<&'a delta::Relayout>,
     quarantine: Vec<Quarantined>,
     expectation_counts: Vec<u64>,
     tombstones: Vec<(String, Seq)>,
@@ -592,7 +593,7 @@ impl<'a> Work<'a> {
         shaped: &'a Shaped,
         layout: &'a Layout,
         lookups: &'a [Lookup],
-        relayout: Option<&'a table::Relayout>,
+        relayout: Option<&'a delta::Relayout>,
         run: TableRun,
     ) -> Result<Self> {
         let apply_deletes = spec.deletes == DeleteMode::Apply;
@@ -636,7 +637,7 @@ impl<'a> Work<'a> {
         if self.spec.unknown_member {
             let unknown = unknown_member(self.layout)?;
             self.adds.extend(
-                table::write_to(
+                delta::write_to(
                     &target.delta,
                     self.relayout,
                     &self.spec.name,
@@ -755,17 +756,14 @@ impl<'a> Work<'a> {
         run.files_removed = removes.len();
         run.files_added = self.adds.len();
         let metadata = run_metadata(&run);
-        let version = table::commit_with(
-            delta,
-            &spec.name,
-            self.relayout.cloned(),
-            removes,
-            self.adds,
-            txns,
-            metadata,
-            full_refresh,
-        )
-        .await?;
+        let version = delta::TableCommit::new(delta::CommitMode::from_overwrite(full_refresh))
+            .with_relayout(self.relayout.cloned())
+            .with_removes(removes)
+            .with_adds(self.adds)
+            .with_transactions(txns)
+            .with_metadata(metadata)
+            .commit(delta, &spec.name)
+            .await?;
         run.version = Some(version);
         run.phases.commit = committing.elapsed();
         Ok(run)
@@ -784,7 +782,7 @@ impl Work<'_> {
             .ok_or_else(|| Error::Other("_is_truncate is missing".into()))?;
         let batch = filter_record_batch(&batch, &classify::not_truncates(truncate)?)?;
         let batch = self.resolve_lookups(batch).await?;
-        let data = table::conform(&batch, &self.layout.data_schema)?;
+        let data = delta::conform(&batch, &self.layout.data_schema)?;
         let classified = classify::classify(
             &batch,
             &classify::Rules {
@@ -911,7 +909,7 @@ impl Work<'_> {
         self.run.phases.apply += started.elapsed();
         let started = Instant::now();
         self.adds.extend(
-            table::write_to(
+            delta::write_to(
                 delta,
                 self.relayout,
                 &self.spec.name,
@@ -961,7 +959,7 @@ impl Work<'_> {
             if changes.data.num_rows() == 0 {
                 Vec::new()
             } else {
-                table::candidates(files, first_key, &values)
+                delta::candidates(files, first_key, &values)
             }
         };
         if repair {
@@ -974,7 +972,7 @@ impl Work<'_> {
         selected.sort_unstable();
         let started = Instant::now();
         let chosen: Vec<TableFile> = selected.iter().map(|i| files[*i].clone()).collect();
-        let (rows, mut file_of_row) = table::read_files(
+        let (rows, mut file_of_row) = delta::read_files(
             ctx,
             delta,
             &self.spec.name,
@@ -1045,7 +1043,7 @@ impl Work<'_> {
         self.run.phases.apply += started.elapsed();
         let started = Instant::now();
         self.adds.extend(
-            table::write_to(
+            delta::write_to(
                 delta,
                 self.relayout,
                 &self.spec.name,
@@ -1084,7 +1082,7 @@ impl Work<'_> {
         }
         let rows = take_record_batch(&existing.data, &UInt32Array::from(unresolved.clone()))?;
         // Strip the old lookup columns; resolve again from the SQL columns.
-        let base = table::conform(&rows, &self.shaped.data_schema)?;
+        let base = delta::conform(&rows, &self.shaped.data_schema)?;
         let resolved = lookups::resolve(
             self.rc.ctx,
             &self.spec.name,
@@ -1093,7 +1091,7 @@ impl Work<'_> {
             &mut self.run.lookup_splits,
         )
         .await?;
-        let resolved = table::conform(&resolved, &self.layout.data_schema)?;
+        let resolved = delta::conform(&resolved, &self.layout.data_schema)?;
         let mut changed = Vec::new();
         for (j, &i) in unresolved.iter().enumerate() {
             let mut better = false;

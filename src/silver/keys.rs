@@ -1,14 +1,13 @@
 //! Business keys as strings, change sequences, and surrogate key hashing.
 
-use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch};
+use arrow::array::{Array, AsArray, Decimal128Array, Int64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// Separates key parts in a key string (a control character no canonical
-/// text contains).
-const SEPARATOR: char = '\u{1f}';
+#[cfg(test)]
+use crate::delta::key_strings;
 
 /// The order of changes to one key: the source position (Postgres LSN, MySQL
 /// binlog file/pos/row as a number, or the spec's `sequence_by`), then the
@@ -26,34 +25,6 @@ impl Seq {
     pub fn is_known(&self) -> bool {
         self.position.is_some() || self.ts_ms.is_some()
     }
-}
-
-/// The key strings of `columns` in `batch`; `None` where any part is null.
-pub fn key_strings(batch: &RecordBatch, columns: &[String]) -> Result<Vec<Option<String>>> {
-    let mut parts: Vec<ArrayRef> = Vec::with_capacity(columns.len());
-    for column in columns {
-        let array = batch
-            .column_by_name(column)
-            .ok_or_else(|| Error::Other(format!("key column `{column}` is missing")))?;
-        parts.push(cast(array, &DataType::Utf8)?);
-    }
-    let strings: Vec<_> = parts.iter().map(|a| a.as_string::<i32>()).collect();
-    let mut out = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
-        if strings.iter().any(|s| s.is_null(row)) {
-            out.push(None);
-            continue;
-        }
-        let mut key = String::new();
-        for (i, s) in strings.iter().enumerate() {
-            if i > 0 {
-                key.push(SEPARATOR);
-            }
-            key.push_str(s.value(row));
-        }
-        out.push(Some(key));
-    }
-    Ok(out)
 }
 
 /// Reads `_seq`/`_seq_ts`-style columns into sequences.
@@ -109,7 +80,7 @@ pub fn version_hash(key: &str, opened_by: Seq) -> i64 {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
     use arrow::datatypes::{Field, Schema};
 
     use super::*;

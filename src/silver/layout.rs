@@ -9,10 +9,11 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 
 use super::apply::{EngineColumns, Existing};
-use super::keys::{key_strings, sequences};
+use super::keys::sequences;
 use super::lookups::{self, Lookup};
 use super::plan::Shaped;
 use super::spec::{Kind, TableSpec};
+use crate::delta::key_strings;
 use crate::error::{Error, Result};
 
 /// Engine column: sequence position of the last change applied.
@@ -125,7 +126,7 @@ impl Layout {
 
     /// Splits table rows (in table schema) into data cells and engine state.
     pub fn existing(&self, rows: &RecordBatch, file: Vec<usize>) -> Result<Existing> {
-        let data = super::table::conform(rows, &self.data_schema)?;
+        let data = crate::delta::conform(rows, &self.data_schema)?;
         let keys = key_strings(rows, &self.keys)?;
         let column = |name: &str| -> Result<ArrayRef> {
             rows.column_by_name(name)

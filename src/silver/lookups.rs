@@ -17,8 +17,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
+use super::LAYER;
 use super::spec::{Kind, LookupSpec, Pipeline, TableSpec};
-use super::table::{self, KeyValues, LAYER};
+use crate::delta::{self, KeyValues};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
@@ -114,7 +115,7 @@ pub async fn prepare(
         let registered = format!("__lookup_{}_{index}", fact.name);
         let _ = ctx.deregister_table(&registered)?;
         let mut fetched = Vec::new();
-        let version = table::version(&delta);
+        let version = delta::version(&delta);
         if version.is_some() {
             delta
                 .update_datafusion_session(&ctx.state())
@@ -217,7 +218,7 @@ pub async fn resolve(
         .collect();
     schema_fields.extend(added_fields(lookups));
     let schema: SchemaRef = Arc::new(Schema::new(schema_fields));
-    table::conform(&result, &schema)
+    delta::conform(&result, &schema)
 }
 
 /// Runs `resolve` over `rows`; while the memory pool refuses (a hash

@@ -16,8 +16,8 @@ use arrow::compute::cast;
 use arrow::row::{RowConverter, SortField};
 use deltalake::kernel::Remove;
 
-use super::keys::key_strings;
-use super::table::TableFile;
+use crate::delta::TableFile;
+use crate::delta::key_strings;
 use crate::error::{Error, Result};
 
 /// The table's files and carried rows between the chunks of one run.

@@ -6,7 +6,7 @@
 //! table it reads only the bronze files committed after the watermark stored
 //! in the table's own Delta log ([`changes`]), classifies each change
 //! ([`classify`]), applies the changes with CDC semantics ([`apply`]) to
-//! the files holding the affected keys ([`table`]), and commits the
+//! the files holding the affected keys ([`crate::delta`]), and commits the
 //! rewritten files with the new watermark in one Delta commit ([`job`]).
 //! Deletes are remembered in a side table and expectation failures go to a
 //! quarantine table ([`side`]). Facts resolve dimension keys as of their
@@ -23,10 +23,8 @@ pub mod layout;
 pub mod lookups;
 pub mod merge;
 pub mod plan;
-pub mod session;
 pub mod side;
 pub mod spec;
-pub mod table;
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +36,41 @@ use crate::bronze::schema::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
+
+/// Layer folder of the silver tables.
+pub const LAYER: &str = "silver";
+/// Layer folder of the engine's side tables (deletes).
+pub const STATE_LAYER: &str = "silver/_state";
+
+/// The `txn` application id holding a table's bronze watermark.
+pub fn watermark_app_id(table: &str) -> String {
+    format!("lakehouse-silver:{table}")
+}
+
+/// [`crate::delta::ensure`] for a table a silver spec (`spec_file`) defines:
+/// a changed schema becomes a hint to rebuild the table.
+pub(crate) async fn ensure_table(
+    root: &StorageRoot,
+    layer: &str,
+    name: &str,
+    schema: &arrow::datatypes::SchemaRef,
+    partition_by: &[String],
+    replace: bool,
+    spec_file: &std::path::Path,
+) -> Result<(deltalake::DeltaTable, bool)> {
+    crate::delta::ensure(root, layer, name, schema, partition_by, replace)
+        .await
+        .map_err(|e| match e {
+            Error::SchemaChanged { table } => Error::Config {
+                file: spec_file.to_path_buf(),
+                message: format!(
+                    "the columns or partitioning of silver table `{table}` changed since it was built; \
+                     rebuild it with `lakehouse run silver --full-refresh {table}`"
+                ),
+            },
+            other => other,
+        })
+}
 
 /// Which tables a run rebuilds from all of bronze.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,7 +139,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         }
     }
     let root = StorageRoot::from_config(&config.storage)?;
-    let sessions = session::RunSessions::new(&config.silver)?;
+    let sessions = crate::delta::session::RunSessions::new(&config.silver.session_limits())?;
     let ctx = sessions.work;
     root.register_object_store(&ctx)?;
     let bronze = root.open_table(BRONZE_LAYER, EVENTS_TABLE).await?;
@@ -120,7 +153,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         bronze: bronze.as_ref(),
     };
     let mut summary = RunSummary {
-        bronze_version: bronze.as_ref().and_then(table::version),
+        bronze_version: bronze.as_ref().and_then(crate::delta::version),
         ..Default::default()
     };
     for spec in &pipeline.tables {
@@ -159,9 +192,9 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         summary.tables.push(run);
     }
     // Checkpoints every `[maintenance] checkpoint_interval` commits.
-    crate::maintenance::checkpoint::checkpoint_tables(
+    crate::delta::checkpoint::checkpoint_tables(
         &root,
-        table::LAYER,
+        LAYER,
         summary
             .tables
             .iter()

@@ -481,7 +481,9 @@ columns = { id = "BIGINT", email = "VARCHAR", city = "VARCHAR" }
 
     async fn plan(sql: &str) -> Result<Shaped> {
         let spec = spec(sql);
-        let ctx = crate::silver::session::new_session(&Default::default())?;
+        let ctx = crate::delta::session::new_session(
+            &crate::silver::SilverConfig::default().session_limits(),
+        )?;
         register_source(&ctx, &spec, &[]).await?;
         shape(&ctx, &spec).await
     }
@@ -547,7 +549,10 @@ columns = { id = "BIGINT", email = "VARCHAR", city = "VARCHAR" }
         if let Some(source) = spec.source.as_mut() {
             source.columns.insert("bad".into(), "NOTATYPE".into());
         }
-        let ctx = crate::silver::session::new_session(&Default::default()).unwrap();
+        let ctx = crate::delta::session::new_session(
+            &crate::silver::SilverConfig::default().session_limits(),
+        )
+        .unwrap();
         let err = register_source(&ctx, &spec, &[])
             .await
             .unwrap_err()

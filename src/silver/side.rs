@@ -22,7 +22,8 @@ use deltalake::kernel::Transaction;
 
 use super::apply::DeleteState;
 use super::keys::{Seq, sequences};
-use super::table::{self, LAYER, STATE_LAYER};
+use super::{LAYER, STATE_LAYER, watermark_app_id};
+use crate::delta;
 use crate::error::Result;
 use crate::storage::StorageRoot;
 
@@ -60,7 +61,7 @@ impl Deletes {
         spec_file: &std::path::Path,
     ) -> Result<Self> {
         let name = deletes_name(silver_table);
-        let (table, _) = table::ensure(
+        let (table, _) = super::ensure_table(
             root,
             STATE_LAYER,
             &name,
@@ -73,7 +74,7 @@ impl Deletes {
         Ok(Self {
             table,
             name,
-            app_id: table::watermark_app_id(silver_table),
+            app_id: watermark_app_id(silver_table),
         })
     }
 
@@ -87,7 +88,7 @@ impl Deletes {
         let Some(watermark) = watermark else {
             return Ok(DeleteState::default());
         };
-        let batches = table::read_all(ctx, &self.table, &self.name).await?;
+        let batches = delta::read_all(ctx, &self.table, &self.name).await?;
         Self::state_of(&batches, watermark)
     }
 
@@ -148,7 +149,7 @@ impl Deletes {
     fn state_of(batches: &[RecordBatch], watermark: i64) -> Result<DeleteState> {
         let mut state = DeleteState::default();
         for batch in batches {
-            let batch = table::conform(batch, &deletes_schema())?;
+            let batch = delta::conform(batch, &deletes_schema())?;
             let keys = batch.column(0).as_string::<i32>();
             let versions = batch.column(3).as_primitive::<Int64Type>();
             let seqs = sequences(batch.column(1).as_ref(), batch.column(2).as_ref())?;
@@ -179,7 +180,7 @@ impl Deletes {
         bronze_version: i64,
         overwrite: bool,
     ) -> Result<()> {
-        let stored = table::txn_version(&self.table, &self.name, &self.app_id).await?;
+        let stored = delta::txn_version(&self.table, &self.name, &self.app_id).await?;
         if !overwrite && stored.is_some_and(|v| v >= bronze_version) {
             // A crashed run already recorded them.
             return Ok(());
@@ -204,25 +205,21 @@ impl Deletes {
                 Arc::new(Int64Array::from(vec![bronze_version; seqs.len()])),
             ],
         )?;
-        let adds = table::write(&self.table, &self.name, &batch, 1_000_000).await?;
+        let adds = delta::write(&self.table, &self.name, &batch, 1_000_000).await?;
         let removes = if overwrite {
-            table::files(&self.table, &self.name)?
+            delta::files(&self.table, &self.name)?
                 .into_iter()
                 .map(|f| f.remove)
                 .collect()
         } else {
             Vec::new()
         };
-        table::commit(
-            &mut self.table,
-            &self.name,
-            removes,
-            adds,
-            vec![Transaction::new(&self.app_id, bronze_version)],
-            Default::default(),
-            overwrite,
-        )
-        .await?;
+        delta::TableCommit::new(delta::CommitMode::from_overwrite(overwrite))
+            .with_removes(removes)
+            .with_adds(adds)
+            .with_transactions(vec![Transaction::new(&self.app_id, bronze_version)])
+            .commit(&mut self.table, &self.name)
+            .await?;
         Ok(())
     }
 }
@@ -283,7 +280,7 @@ pub async fn quarantine(
         return Ok(());
     }
     let name = quarantine_name(silver_table);
-    let (mut delta, _) = table::ensure(
+    let (mut delta, _) = super::ensure_table(
         root,
         LAYER,
         &name,
@@ -293,12 +290,12 @@ pub async fn quarantine(
         spec_file,
     )
     .await?;
-    let app_id = table::watermark_app_id(silver_table);
-    let stored = table::txn_version(&delta, &name, &app_id).await?;
+    let app_id = watermark_app_id(silver_table);
+    let stored = delta::txn_version(&delta, &name, &app_id).await?;
     let mut already: HashSet<(String, Option<String>, Seq)> = HashSet::new();
     if stored.is_some_and(|s| after.is_none_or(|a| s > a)) {
-        for batch in table::read_all(ctx, &delta, &name).await? {
-            let batch = table::conform(&batch, &quarantine_schema())?;
+        for batch in delta::read_all(ctx, &delta, &name).await? {
+            let batch = delta::conform(&batch, &quarantine_schema())?;
             let versions = batch.column(5).as_primitive::<Int64Type>();
             let rules = batch.column(0).as_string::<i32>();
             let keys = batch.column(1).as_string::<i32>();
@@ -340,16 +337,11 @@ pub async fn quarantine(
             Arc::new(TimestampMicrosecondArray::from(vec![now; fresh.len()]).with_timezone("UTC")),
         ],
     )?;
-    let adds = table::write(&delta, &name, &batch, 1_000_000).await?;
-    table::commit(
-        &mut delta,
-        &name,
-        Vec::new(),
-        adds,
-        vec![Transaction::new(&app_id, bronze_version)],
-        Default::default(),
-        false,
-    )
-    .await?;
+    let adds = delta::write(&delta, &name, &batch, 1_000_000).await?;
+    delta::TableCommit::new(delta::CommitMode::Update)
+        .with_adds(adds)
+        .with_transactions(vec![Transaction::new(&app_id, bronze_version)])
+        .commit(&mut delta, &name)
+        .await?;
     Ok(())
 }

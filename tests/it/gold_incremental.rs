@@ -41,7 +41,7 @@ fn only(marts: &[&str]) -> RunOptions {
 async fn file_paths(lake: &crate::silver_support::Lake, mart: &str) -> BTreeSet<String> {
     let root = StorageRoot::from_config(&lake.config.storage).expect("root");
     let table = root.open_table("gold", mart).await.expect("open");
-    lakehouse::silver::table::files(&table, mart)
+    lakehouse::delta::files(&table, mart)
         .expect("files")
         .into_iter()
         .map(|f| f.path)
@@ -206,9 +206,7 @@ async fn a_column_change_commits_schema_and_data_together() {
     let old_schema = old.snapshot().expect("snapshot").schema();
     assert!(old_schema.field("items").is_none());
     assert_eq!(
-        lakehouse::silver::table::files(&old, "day_lines")
-            .unwrap()
-            .len(),
+        lakehouse::delta::files(&old, "day_lines").unwrap().len(),
         expected.len()
     );
 }

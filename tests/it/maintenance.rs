@@ -509,7 +509,7 @@ async fn a_rewrite_of_files_an_optimize_replaced_is_refused() {
     let sql = format!("SELECT * FROM {table}");
     let before = lake.rows(&[table], &sql).await;
     let mut stale = root.open_table("silver", table).await.unwrap();
-    let files = lakehouse::silver::table::files(&stale, table).unwrap();
+    let files = lakehouse::delta::files(&stale, table).unwrap();
     assert!(files.len() > 1, "{} file(s)", files.len());
 
     let reports = maintenance::optimize(
@@ -535,17 +535,12 @@ async fn a_rewrite_of_files_an_optimize_replaced_is_refused() {
         .find(|f| f.path() == first.path.as_str())
         .unwrap()
         .add_action();
-    let error = lakehouse::silver::table::commit(
-        &mut stale,
-        table,
-        vec![first.remove.clone()],
-        vec![replacement],
-        Vec::new(),
-        Default::default(),
-        false,
-    )
-    .await
-    .expect_err("a rewrite of replaced files must not commit");
+    let error = lakehouse::delta::TableCommit::new(lakehouse::delta::CommitMode::Update)
+        .with_removes(vec![first.remove.clone()])
+        .with_adds(vec![replacement])
+        .commit(&mut stale, table)
+        .await
+        .expect_err("a rewrite of replaced files must not commit");
     assert!(
         matches!(error, lakehouse::Error::CommitConflict { .. }),
         "{error}"

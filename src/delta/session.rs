@@ -1,4 +1,5 @@
-//! The DataFusion sessions a silver run plans and executes in.
+//! DataFusion sessions over the Delta tables: one builder for silver, gold
+//! and `lakehouse query`, with memory bounded by a pool that spills to disk.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -10,8 +11,16 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use super::config::SilverConfig;
 use crate::error::Result;
+
+/// The memory and spill settings of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Bytes of the memory pool: sorts, joins and windows spill beyond it.
+    pub memory_limit: usize,
+    /// Where spills go (default: the system temporary folder).
+    pub spill_dir: Option<std::path::PathBuf>,
+}
 
 /// Memory consumers named when the pool refuses an allocation.
 const TOP_CONSUMERS: NonZeroUsize = NonZeroUsize::new(5).unwrap();
@@ -19,10 +28,10 @@ const TOP_CONSUMERS: NonZeroUsize = NonZeroUsize::new(5).unwrap();
 /// DataFusion's default merge reservation of a sort that spills.
 const SORT_SPILL_RESERVATION: usize = 10 * 1024 * 1024;
 
-/// A session whose memory is bounded by `[silver] memory_limit`: sorts and
+/// A session whose memory is bounded by `limits.memory_limit`: sorts and
 /// windows spill to disk beyond it instead of growing without bound.
-pub fn new_session(config: &SilverConfig) -> Result<SessionContext> {
-    session_with_pool(config, config.memory_limit)
+pub fn new_session(limits: &SessionLimits) -> Result<SessionContext> {
+    session_with_pool(limits, limits.memory_limit)
 }
 
 /// The sessions of a silver run, splitting `memory_limit` in two so the
@@ -38,10 +47,10 @@ pub struct RunSessions {
 
 impl RunSessions {
     /// Both sessions; they share object stores, registrations and settings.
-    pub fn new(config: &SilverConfig) -> Result<Self> {
-        let half = config.memory_limit / 2;
-        let work = session_with_pool(config, half)?;
-        let scan_runtime = runtime(config, half, Some(work.runtime_env().as_ref()))?;
+    pub fn new(limits: &SessionLimits) -> Result<Self> {
+        let half = limits.memory_limit / 2;
+        let work = session_with_pool(limits, half)?;
+        let scan_runtime = runtime(limits, half, Some(work.runtime_env().as_ref()))?;
         // One sort over all partitions rather than a sort per partition
         // merged by a SortPreservingMergeExec: that merge's reservation
         // cannot spill, and with the per-partition sorts holding their
@@ -60,11 +69,11 @@ impl RunSessions {
 /// A runtime with a pool of `pool_bytes`, spilling into `[silver]
 /// spill_dir`; `objects_of` shares another runtime's object stores.
 fn runtime(
-    config: &SilverConfig,
+    limits: &SessionLimits,
     pool_bytes: usize,
     objects_of: Option<&RuntimeEnv>,
 ) -> Result<Arc<RuntimeEnv>> {
-    let disk = match &config.spill_dir {
+    let disk = match &limits.spill_dir {
         Some(dir) => {
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
         }
@@ -83,7 +92,7 @@ fn runtime(
     Ok(builder.build_arc()?)
 }
 
-fn session_with_pool(config: &SilverConfig, pool_bytes: usize) -> Result<SessionContext> {
+fn session_with_pool(limits: &SessionLimits, pool_bytes: usize) -> Result<SessionContext> {
     let mut session_config = SessionConfig::new()
         .with_batch_size(8192)
         .with_information_schema(true);
@@ -99,7 +108,7 @@ fn session_with_pool(config: &SilverConfig, pool_bytes: usize) -> Result<Session
     options.execution.sort_spill_reservation_bytes =
         SORT_SPILL_RESERVATION.min(pool_bytes / (16 * options.execution.target_partitions.max(1)));
     let mut ctx =
-        SessionContext::new_with_config_rt(session_config, runtime(config, pool_bytes, None)?);
+        SessionContext::new_with_config_rt(session_config, runtime(limits, pool_bytes, None)?);
     datafusion_functions_json::register_all(&mut ctx)?;
     Ok(ctx)
 }

@@ -1,44 +1,25 @@
-//! Silver Delta tables: creation, file pruning by key statistics, reads of
-//! the selected files, writes, and the one commit per run that carries the
-//! data and the bronze watermark together.
+//! Opening, creating, listing, reading and writing the Delta tables that
+//! silver, gold and the run history rewrite copy-on-write.
 //!
-//! A run never rewrites more than the files whose key range (the `minValues`
-//! / `maxValues` statistics of the first key column) may hold a changed key;
-//! of those, only files where a row actually changed are removed and
-//! rewritten. Removes, adds and the `txn` watermark go into a single Delta
-//! commit, so a table is either as before or fully updated.
+//! A rewrite reads only the files [`super::prune`] selects, writes their
+//! replacements with [`write`], and commits removes, adds and watermarks in
+//! one [`super::TableCommit`], so a table is either as before or fully updated.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{cast, concat_batches};
-use arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::kernel::{Action, Add, MetadataExt, Remove, StructType, Transaction, new_metadata};
-use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::kernel::{Action, Add, MetadataExt, Remove, StructType, new_metadata};
+use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, is_commit_conflict};
 use crate::storage::StorageRoot;
-
-/// Layer folder of the silver tables.
-pub const LAYER: &str = "silver";
-/// Layer folder of the engine's side tables (deletes).
-pub const STATE_LAYER: &str = "silver/_state";
-
-/// The `txn` application id holding a table's bronze watermark.
-pub fn watermark_app_id(table: &str) -> String {
-    format!("lakehouse-silver:{table}")
-}
-
-/// The table's version as the signed number `txn` actions use.
-pub fn version(table: &DeltaTable) -> Option<i64> {
-    table.version().map(|v| v as i64)
-}
 
 /// A file of the table as of the loaded snapshot.
 #[derive(Debug, Clone)]
@@ -51,31 +32,10 @@ pub struct TableFile {
     pub stats: Option<serde_json::Value>,
 }
 
-/// Whether a Delta error is a lost race with another writer.
-pub fn is_conflict(error: &DeltaTableError) -> bool {
-    matches!(
-        error,
-        DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
-        } | DeltaTableError::VersionAlreadyExists(_)
-    )
-}
-
-/// The table's stored watermark for `app_id`.
-pub async fn txn_version(table: &DeltaTable, name: &str, app_id: &str) -> Result<Option<i64>> {
-    if table.version().is_none() {
-        return Ok(None);
-    }
-    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-    snapshot
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await
-        .map_err(|e| Error::delta(name, e))
-}
-
 /// Opens `layer/name`, creating it with `schema` when missing. When it
-/// exists with another schema, `replace` re-creates it (full refresh) and an
-/// error tells the user to run one otherwise.
+/// exists with other columns or partitioning, `replace` re-creates it (a full
+/// refresh); otherwise the error is [`Error::SchemaChanged`], which callers
+/// turn into their own hint. Returns whether the table was (re)created.
 pub async fn ensure(
     root: &StorageRoot,
     layer: &str,
@@ -83,7 +43,6 @@ pub async fn ensure(
     schema: &SchemaRef,
     partition_by: &[String],
     replace: bool,
-    spec_file: &std::path::Path,
 ) -> Result<(DeltaTable, bool)> {
     let table = root.open_table(layer, name).await?;
     let kernel: StructType = schema
@@ -98,12 +57,8 @@ pub async fn ensure(
             return Ok((table, false));
         }
         if !replace {
-            return Err(Error::Config {
-                file: spec_file.to_path_buf(),
-                message: format!(
-                    "the columns or partitioning of silver table `{name}` changed since it was built; \
-                     rebuild it with `lakehouse run silver --full-refresh {name}`"
-                ),
+            return Err(Error::SchemaChanged {
+                table: name.to_string(),
             });
         }
     }
@@ -121,7 +76,7 @@ pub async fn ensure(
         .await;
     match created {
         Ok(table) => Ok((table, true)),
-        Err(e) if is_conflict(&e) => Ok((root.open_table(layer, name).await?, false)),
+        Err(e) if is_commit_conflict(&e) => Ok((root.open_table(layer, name).await?, false)),
         Err(e) => Err(Error::delta(name, e)),
     }
 }
@@ -134,7 +89,7 @@ pub struct Relayout {
     /// `protocol` (when it changes) and `metaData`, leading the commit.
     pub actions: Vec<Action>,
     schema: SchemaRef,
-    partition_by: Vec<String>,
+    pub(super) partition_by: Vec<String>,
     url: String,
     options: HashMap<String, String>,
 }
@@ -154,16 +109,7 @@ pub async fn open_for_refresh(
 ) -> Result<(DeltaTable, Option<Relayout>)> {
     let table = root.open_table(layer, name).await?;
     if table.version().is_none() {
-        let (table, _) = ensure(
-            root,
-            layer,
-            name,
-            schema,
-            partition_by,
-            false,
-            std::path::Path::new(""),
-        )
-        .await?;
+        let (table, _) = ensure(root, layer, name, schema, partition_by, false).await?;
         return Ok((table, None));
     }
     let kernel: StructType = schema
@@ -240,110 +186,6 @@ pub fn files(table: &DeltaTable, name: &str) -> Result<Vec<TableFile>> {
             stats: view.stats().and_then(|s| serde_json::from_str(&s).ok()),
         })
         .collect())
-}
-
-/// Sorted values of one key column, for pruning.
-#[derive(Debug, Clone)]
-pub enum KeyValues {
-    /// Integer keys.
-    Int(Vec<i64>),
-    /// Text-like keys compared as strings (text, dates).
-    Text(Vec<String>),
-    /// Keys of a type statistics cannot prune on: every file is a candidate.
-    Any,
-}
-
-impl KeyValues {
-    /// The non-null values of `array`.
-    pub fn from_array(array: &dyn Array) -> Result<Self> {
-        Ok(match array.data_type() {
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32 => {
-                let ints = cast(array, &DataType::Int64)?;
-                let mut v: Vec<i64> = ints.as_primitive::<Int64Type>().iter().flatten().collect();
-                v.sort_unstable();
-                v.dedup();
-                KeyValues::Int(v)
-            }
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Date32 => {
-                let text = cast(array, &DataType::Utf8)?;
-                let mut v: Vec<String> = text
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(str::to_string)
-                    .collect();
-                v.sort_unstable();
-                v.dedup();
-                KeyValues::Text(v)
-            }
-            _ => KeyValues::Any,
-        })
-    }
-
-    /// Whether any value may be in `[min, max]` (JSON statistics).
-    fn any_within(&self, min: Option<&serde_json::Value>, max: Option<&serde_json::Value>) -> bool {
-        match self {
-            KeyValues::Any => true,
-            KeyValues::Int(values) => {
-                let (Some(min), Some(max)) =
-                    (min.and_then(|v| v.as_i64()), max.and_then(|v| v.as_i64()))
-                else {
-                    return true;
-                };
-                let start = values.partition_point(|v| *v < min);
-                values.get(start).is_some_and(|v| *v <= max)
-            }
-            KeyValues::Text(values) => {
-                let (Some(min), Some(max)) =
-                    (min.and_then(|v| v.as_str()), max.and_then(|v| v.as_str()))
-                else {
-                    return true;
-                };
-                // Statistics may be truncated prefixes: compare on the prefix
-                // (prefixes keep the order, so the first value >= min decides).
-                let start = values.partition_point(|v| v.as_str() < min);
-                values.get(start).is_some_and(|v| {
-                    let prefix: String = v.chars().take(max.chars().count()).collect();
-                    prefix.as_str() <= max
-                })
-            }
-        }
-    }
-}
-
-/// Indexes of `files` that may hold one of `values` in `column`.
-pub fn candidates(files: &[TableFile], column: &str, values: &KeyValues) -> Vec<usize> {
-    files
-        .iter()
-        .enumerate()
-        .filter(|(_, file)| {
-            let Some(stats) = &file.stats else {
-                return true;
-            };
-            if stats.get("numRecords").and_then(|n| n.as_i64()) == Some(0) {
-                return false;
-            }
-            let min = stats.get("minValues").and_then(|m| m.get(column));
-            let max = stats.get("maxValues").and_then(|m| m.get(column));
-            if min.is_none() && max.is_none() {
-                // Only nulls (the unknown member) or no statistics.
-                let nulls = stats
-                    .get("nullCount")
-                    .and_then(|m| m.get(column))
-                    .and_then(|n| n.as_i64());
-                let rows = stats.get("numRecords").and_then(|n| n.as_i64());
-                return !(nulls.is_some() && nulls == rows);
-            }
-            values.any_within(min, max)
-        })
-        .map(|(i, _)| i)
-        .collect()
 }
 
 /// Column under which [`read_files`] reports each row's file.
@@ -480,76 +322,6 @@ pub async fn write_to(
         offset += length;
     }
     Ok(adds)
-}
-
-/// One commit: removes, adds, `txn` watermarks and run metadata.
-pub async fn commit(
-    table: &mut DeltaTable,
-    name: &str,
-    removes: Vec<Remove>,
-    adds: Vec<Add>,
-    txns: Vec<Transaction>,
-    metadata: serde_json::Map<String, serde_json::Value>,
-    overwrite: bool,
-) -> Result<i64> {
-    commit_with(table, name, None, removes, adds, txns, metadata, overwrite).await
-}
-
-/// [`commit`], led by a full refresh's new layout when there is one, so
-/// schema, data and watermark change in the same Delta commit.
-#[allow(clippy::too_many_arguments)]
-pub async fn commit_with(
-    table: &mut DeltaTable,
-    name: &str,
-    relayout: Option<Relayout>,
-    removes: Vec<Remove>,
-    adds: Vec<Add>,
-    txns: Vec<Transaction>,
-    metadata: serde_json::Map<String, serde_json::Value>,
-    overwrite: bool,
-) -> Result<i64> {
-    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-    let partition_by = match &relayout {
-        Some(r) => r.partition_by.clone(),
-        None => snapshot.metadata().partition_columns().to_vec(),
-    };
-    let operation = if overwrite {
-        DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: (!partition_by.is_empty()).then_some(partition_by),
-            predicate: None,
-        }
-    } else {
-        DeltaOperation::Update { predicate: None }
-    };
-    // A commit that removes files (a rewrite, an overwrite, a relayout) was
-    // prepared on `snapshot`: it must not be retried on top of another
-    // writer's commit. deltalake 1.1's conflict checker ignores removals
-    // with `dataChange = false`, so after an `optimize` replaced the files
-    // this commit rewrites, a retry would keep the optimize's copy of the
-    // rows and add ours: duplicates. Such a commit fails as a conflict
-    // instead, and the next run redoes it. Pure appends retry as usual.
-    let rewrites = !removes.is_empty() || overwrite || relayout.is_some();
-    let mut actions: Vec<Action> = relayout.map(|r| r.actions).unwrap_or_default();
-    actions.extend(removes.into_iter().map(Action::Remove));
-    actions.extend(adds.into_iter().map(Action::Add));
-    let mut properties = CommitProperties::default()
-        .with_application_transactions(txns)
-        .with_metadata(metadata);
-    if rewrites {
-        properties = properties.with_max_retries(0);
-    }
-    let finalized = CommitBuilder::from(properties)
-        .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
-        .map_err(|e| Error::delta(name, e))?;
-    let version = finalized.version() as i64;
-    table
-        .update_state()
-        .await
-        .map_err(|e| Error::delta(name, e))?;
-    Ok(version)
 }
 
 /// Every row of the table (small side tables).

@@ -48,7 +48,7 @@ pub async fn checkpoint_if_due(
     name: &str,
     interval: u64,
 ) -> Result<Option<i64>> {
-    let Some(version) = crate::silver::table::version(table) else {
+    let Some(version) = super::version(table) else {
         return Ok(None);
     };
     if interval == 0 || !is_due(version, last_checkpoint(table, name).await?, interval) {
