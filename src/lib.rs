@@ -39,6 +39,7 @@ pub mod schedule;
 pub mod silver;
 pub mod status;
 pub mod storage;
+pub mod tables;
 pub mod watch;
 
 pub use error::{Error, Result};

@@ -17,11 +17,11 @@ use rdkafka::consumer::BaseConsumer;
 use serde::{Deserialize, Serialize};
 
 use crate::bronze::kafka::app_id;
-use crate::bronze::schema::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::config::Config;
 use crate::delta::txn_version;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
+use crate::tables::bronze::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

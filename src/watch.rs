@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch::Receiver;
 
-use crate::bronze::schema::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::schedule::jobs::{self, LayerSummary};
 use crate::schedule::{JobKind, Trigger};
 use crate::storage::StorageRoot;
+use crate::tables::bronze::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 
 /// Options of `lakehouse run all`.
 #[derive(Debug, Clone)]

@@ -14,9 +14,9 @@ use arrow::array::{
     TimestampMicrosecondBuilder,
 };
 
-use super::schema::{dead_letters_schema, events_schema};
 use crate::cdc::{DecodeError, DecodedRecord, RecordKind, Row};
 use crate::error::Result;
+use crate::tables::bronze::{dead_letters_schema, events_schema};
 
 /// Where one record came from.
 #[derive(Debug, Clone, Copy)]

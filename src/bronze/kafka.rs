@@ -33,11 +33,11 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use tokio::sync::watch;
 
 use super::backlog::Backlog;
-use super::schema::{EVENTS_TABLE, LAYER};
 use super::{Ingestor, RecordMeta, RunSummary, StopCondition};
 use crate::config::{Config, KafkaConfig};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
+use crate::tables::bronze::{EVENTS_TABLE, LAYER};
 
 /// The Delta application id of a topic-partition.
 pub fn app_id(topic: &str, partition: i32) -> String {

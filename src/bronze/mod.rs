@@ -15,7 +15,7 @@ mod captured_tests;
 pub mod file;
 pub mod kafka;
 mod progress;
-pub mod schema;
+
 pub mod sink;
 
 use std::time::{Duration, Instant};
@@ -292,13 +292,19 @@ impl Ingestor {
             let mut compacted = false;
             if outcome.events_version.is_some() {
                 compacted |= upkeep
-                    .after_commit(self.sink.events_table(), schema::EVENTS_TABLE)
+                    .after_commit(
+                        self.sink.events_table(),
+                        crate::tables::bronze::EVENTS_TABLE,
+                    )
                     .await?
                     .is_some();
             }
             if outcome.dead_letters_version.is_some() {
                 compacted |= upkeep
-                    .after_commit(self.sink.dead_letters_table(), schema::DEAD_LETTERS_TABLE)
+                    .after_commit(
+                        self.sink.dead_letters_table(),
+                        crate::tables::bronze::DEAD_LETTERS_TABLE,
+                    )
                     .await?
                     .is_some();
             }

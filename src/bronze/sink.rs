@@ -32,12 +32,12 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::buffer::FinishedBatch;
-use super::schema::{
-    DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER, PARTITION_COLUMN, dead_letters_schema, events_schema,
-};
 use crate::delta::{CommitMode, TableCommit, txn_version};
 use crate::error::{Error, Result, is_commit_conflict};
 use crate::storage::StorageRoot;
+use crate::tables::bronze::{
+    DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER, PARTITION_COLUMN, dead_letters_schema, events_schema,
+};
 
 /// How often a commit is re-validated and retried after a conflict.
 const MAX_CONFLICT_RETRIES: usize = 20;

@@ -22,8 +22,8 @@ use crate::config::Config;
 use crate::delta;
 use crate::delta::session;
 use crate::error::{Error, Result};
-use crate::silver::LAYER;
 use crate::storage::StorageRoot;
+use crate::tables::silver::LAYER;
 
 /// Days the generated order dates span.
 const DAYS: u64 = 730;

@@ -19,17 +19,16 @@ use deltalake::DeltaTable;
 use futures::TryStreamExt;
 
 use super::spec::Marts;
-use crate::bronze::schema::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE};
 use crate::delta::{txn_version, version};
 use crate::error::{Error, Result};
-use crate::schedule::history;
 use crate::silver::Pipeline;
-use crate::silver::side::quarantine_name;
-use crate::silver::watermark_app_id;
 use crate::storage::StorageRoot;
+use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE};
+use crate::tables::runs;
+use crate::tables::silver::{LAYER as SILVER, quarantine_name, watermark_app_id};
 
 /// Layer folder of the gold marts.
-pub const LAYER: &str = "gold";
+pub use crate::tables::gold::LAYER;
 /// Names of the system tables.
 pub const SYSTEM_TABLES: &[&str] = &[
     "lakehouse_tables",
@@ -84,8 +83,8 @@ impl Catalog {
             (BRONZE, DEAD_LETTERS_TABLE.to_string()),
         ];
         for spec in &silver.tables {
-            names.push(("silver", spec.name.clone()));
-            names.push(("silver", quarantine_name(&spec.name)));
+            names.push((SILVER, spec.name.clone()));
+            names.push((SILVER, quarantine_name(&spec.name)));
         }
         for mart in &marts.marts {
             names.push((LAYER, mart.name.clone()));
@@ -101,7 +100,7 @@ impl Catalog {
                 .entries
                 .insert(name.clone(), Entry { layer, name, table });
         }
-        catalog.runs = Some(history::open(root).await?);
+        catalog.runs = Some(runs::open(root).await?);
         Ok(catalog)
     }
 
@@ -174,7 +173,7 @@ impl Catalog {
     /// Registers the run history as `lakehouse_runs` (empty when none yet).
     async fn register_runs(&self, ctx: &SessionContext) -> Result<()> {
         match &self.runs {
-            Some(runs) => history::register_loaded(ctx, runs, "lakehouse_runs").await,
+            Some(runs) => runs::register_loaded(ctx, runs, "lakehouse_runs").await,
             None => Ok(()),
         }
     }

@@ -18,10 +18,10 @@ use std::time::Instant;
 use deltalake::DeltaTable;
 
 use super::MaintenanceConfig;
-use crate::bronze::schema::PARTITION_COLUMN;
 use crate::delta::checkpoint::{checkpoint_if_due, is_due, last_checkpoint};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
+use crate::tables::bronze::PARTITION_COLUMN;
 
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl BronzeUpkeep {
                     .await
                     .map_err(|e| Error::delta(name, e))
             };
-            let qualified = format!("{}.{name}", crate::bronze::schema::LAYER);
+            let qualified = format!("{}.{name}", crate::tables::bronze::LAYER);
             // Another consumer of the group may be compacting the same
             // table: then it does the work and this one goes on ingesting.
             let (optimized, metrics) =

@@ -34,7 +34,7 @@ use crate::storage::StorageRoot;
 /// The layers, in pipeline order, then the system tables (the run history).
 pub const LAYERS: [&str; 4] = ["bronze", "silver", "gold", SYSTEM_LAYER];
 
-use crate::schedule::history::{RUNS_FOLDER, SYSTEM_LAYER};
+use crate::tables::runs::{RUNS_FOLDER, SYSTEM_LAYER};
 
 /// A table maintenance can work on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub fn targets(config: &Config, selection: &Selection) -> Result<Vec<TableTarget
     let wanted = |layer: &str| selection.layer.as_deref().is_none_or(|l| l == layer);
     let mut out = Vec::new();
     if wanted("bronze") {
-        use crate::bronze::schema::{DEAD_LETTERS_TABLE, EVENTS_TABLE};
+        use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE};
         out.push(TableTarget {
             layer: "bronze",
             name: EVENTS_TABLE.to_string(),

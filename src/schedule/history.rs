@@ -11,22 +11,15 @@ use std::sync::Arc;
 use arrow::array::{
     Array, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
-use deltalake::DeltaTable;
 use serde::{Deserialize, Serialize};
 
 use crate::delta::{CommitMode, TableCommit};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
-
-/// Layer folder of the system tables.
-pub const SYSTEM_LAYER: &str = "_lakehouse";
-/// Folder of the run history under [`SYSTEM_LAYER`].
-pub const RUNS_FOLDER: &str = "runs";
-/// The run history's table name (in SQL and the commit info).
-pub const RUNS_TABLE: &str = "_lakehouse_runs";
+use crate::tables::runs::{RUNS_FOLDER, RUNS_TABLE, SYSTEM_LAYER, register, runs_schema};
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,28 +123,6 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-/// The schema of `_lakehouse_runs`.
-pub fn runs_schema() -> SchemaRef {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("run_id", DataType::Utf8, false),
-        Field::new("job", DataType::Utf8, false),
-        Field::new("run", DataType::Utf8, false),
-        Field::new("trigger", DataType::Utf8, false),
-        Field::new("owner", DataType::Utf8, false),
-        Field::new("attempt", DataType::Int32, false),
-        Field::new("started_at", ts.clone(), false),
-        Field::new("ended_at", ts, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("rows_read", DataType::Int64, false),
-        Field::new("rows_written", DataType::Int64, false),
-        Field::new("tables", DataType::Utf8, false),
-        Field::new("watermark_before", DataType::Int64, true),
-        Field::new("watermark_after", DataType::Int64, true),
-        Field::new("error", DataType::Utf8, true),
-    ]))
-}
-
 fn batch(records: &[RunRecord]) -> Result<RecordBatch> {
     let strings = |f: &dyn Fn(&RunRecord) -> String| {
         Arc::new(StringArray::from(records.iter().map(f).collect::<Vec<_>>())) as Arc<dyn Array>
@@ -216,11 +187,6 @@ fn batch(records: &[RunRecord]) -> Result<RecordBatch> {
     )?)
 }
 
-/// Opens `_lakehouse_runs` (version `None` when no run was recorded yet).
-pub async fn open(root: &StorageRoot) -> Result<DeltaTable> {
-    root.open_table(SYSTEM_LAYER, RUNS_FOLDER).await
-}
-
 /// Appends `records` in one Delta commit (creating the table on first use).
 pub async fn append(root: &StorageRoot, records: &[RunRecord]) -> Result<i64> {
     let (mut table, _) =
@@ -252,27 +218,6 @@ pub async fn record(root: &StorageRoot, record: &RunRecord) {
     if let Err(error) = append(root, std::slice::from_ref(record)).await {
         tracing::warn!(job = %record.job, run_id = %record.run_id, %error, "cannot record the run in {RUNS_TABLE}");
     }
-}
-
-/// Registers `_lakehouse_runs` in `ctx` as `name`; an empty table when no
-/// run was recorded yet.
-pub async fn register(ctx: &SessionContext, root: &StorageRoot, name: &str) -> Result<()> {
-    register_loaded(ctx, &open(root).await?, name).await
-}
-
-/// [`register`] with the table already opened.
-pub async fn register_loaded(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<()> {
-    let _ = ctx.deregister_table(name)?;
-    if table.version().is_some() {
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| Error::delta(RUNS_TABLE, e))?;
-        ctx.register_table(name, table.table_provider().await?)?;
-    } else {
-        let empty = datafusion::datasource::MemTable::try_new(runs_schema(), vec![vec![]])?;
-        ctx.register_table(name, Arc::new(empty))?;
-    }
-    Ok(())
 }
 
 /// When the last successful run of each job started.

@@ -5,11 +5,11 @@ use chrono::Utc;
 
 use super::config::JobKind;
 use super::history::{self, Outcome, RunRecord, Status, TableStat, Trigger};
-use crate::bronze::schema::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
+use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::{gold, maintenance, silver};
 
 /// What a layer's run returned.

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod lease;
 pub mod runner;
 
+pub use crate::tables::runs::RUNS_TABLE;
 pub use config::{JobKind, ScheduleConfig};
-pub use history::{RUNS_TABLE, Trigger};
+pub use history::Trigger;
 pub use runner::{ScheduleReport, run};

@@ -12,8 +12,8 @@ use deltalake::DeltaTable;
 use deltalake::kernel::Action;
 use deltalake::logstore::get_actions;
 
-use crate::bronze::schema::{EVENTS_TABLE, PARTITION_COLUMN};
 use crate::error::{Error, Result};
+use crate::tables::bronze::{EVENTS_TABLE, PARTITION_COLUMN};
 
 /// A bronze data file to read, as a full URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

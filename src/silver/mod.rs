@@ -32,20 +32,11 @@ pub use config::SilverConfig;
 pub use job::TableRun;
 pub use spec::{Kind, Pipeline, TableSpec};
 
-use crate::bronze::schema::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
-
-/// Layer folder of the silver tables.
-pub const LAYER: &str = "silver";
-/// Layer folder of the engine's side tables (deletes).
-pub const STATE_LAYER: &str = "silver/_state";
-
-/// The `txn` application id holding a table's bronze watermark.
-pub fn watermark_app_id(table: &str) -> String {
-    format!("lakehouse-silver:{table}")
-}
+use crate::tables::bronze::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
+pub use crate::tables::silver::{LAYER, STATE_LAYER, watermark_app_id};
 
 /// [`crate::delta::ensure`] for a table a silver spec (`spec_file`) defines:
 /// a changed schema becomes a hint to rebuild the table.

@@ -23,8 +23,8 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 
 use super::changes::BronzeFile;
 use super::spec::{Kind, RESERVED, TableSpec};
-use crate::bronze::schema::events_schema;
 use crate::error::Result;
+use crate::tables::bronze::events_schema;
 
 /// Metadata columns of the source view, carried through the SQL.
 pub const META: &[&str] = &[

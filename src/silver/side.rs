@@ -26,6 +26,7 @@ use super::{LAYER, STATE_LAYER, watermark_app_id};
 use crate::delta;
 use crate::error::Result;
 use crate::storage::StorageRoot;
+pub use crate::tables::silver::{deletes_name, quarantine_name};
 
 fn deletes_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -34,16 +35,6 @@ fn deletes_schema() -> SchemaRef {
         Field::new("seq_ts", DataType::Int64, true),
         Field::new("bronze_version", DataType::Int64, false),
     ]))
-}
-
-/// Name of a table's deletes side table (under `silver/_state`).
-pub fn deletes_name(table: &str) -> String {
-    format!("{table}_deletes")
-}
-
-/// Name of a table's quarantine table.
-pub fn quarantine_name(table: &str) -> String {
-    format!("{table}_quarantine")
 }
 
 /// The deletes side table of one silver table.

@@ -12,8 +12,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int32Type, TimestampMicrosecondType};
 use datafusion::prelude::SessionContext;
 use lakehouse::config::Config;
-use lakehouse::schedule::history;
 use lakehouse::storage::StorageRoot;
+use lakehouse::tables::runs as history;
 
 use crate::gold_support::{shipped_lake, shop_records};
 use crate::silver_support::Lake;

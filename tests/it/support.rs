@@ -191,10 +191,10 @@ pub async fn query(config: &Config, sql: &str) -> Vec<RecordBatch> {
     let root = StorageRoot::from_config(&config.storage).unwrap();
     let ctx = SessionContext::new();
     let tables = [
-        ("bronze_events", lakehouse::bronze::schema::events_schema()),
+        ("bronze_events", lakehouse::tables::bronze::events_schema()),
         (
             "bronze_dead_letters",
-            lakehouse::bronze::schema::dead_letters_schema(),
+            lakehouse::tables::bronze::dead_letters_schema(),
         ),
     ];
     for (table, schema) in tables {

@@ -1,0 +1,4 @@
+//! Where gold keeps its marts.
+
+/// Layer folder of the gold marts.
+pub const LAYER: &str = "gold";
