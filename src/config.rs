@@ -17,13 +17,15 @@
 //! working directory. Paths given in environment overrides are taken as
 //! they are (relative to the working directory).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cdc::{FieldType, TypeHints};
+pub use crate::bronze::{BronzeConfig, KafkaConfig};
 use crate::error::{Error, Result};
+pub use crate::spec::SpecFolder;
+pub use crate::storage::StorageConfig;
 
 /// Name of the file read when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "lakehouse.toml";
@@ -87,153 +89,6 @@ fn leaf_keys(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
                 out.insert(path);
             }
         }
-    }
-}
-
-/// `[storage]`: the storage root of every layer. `Debug` masks secret
-/// option values (implemented in [`crate::storage`]).
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    /// A local path, `file://`, `s3://bucket/prefix`, `az://container/prefix`,
-    /// `abfss://container@account.dfs.core.windows.net/prefix` or
-    /// `abfss://container/prefix` (account from the options or environment).
-    pub root: String,
-    /// Options passed to object_store / deltalake (e.g. `aws_endpoint_url`).
-    pub options: BTreeMap<String, String>,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            root: "./lakehouse-data".to_string(),
-            options: BTreeMap::new(),
-        }
-    }
-}
-
-/// `[kafka]`: brokers, consumer group and topics. `Debug` masks secret
-/// property values (`sasl.password`, `sasl.oauthbearer.client.secret`, ...).
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// `bootstrap.servers`.
-    pub brokers: Option<String>,
-    /// Consumer group id shared by all bronze processes.
-    pub group_id: String,
-    /// Topics to consume, by name.
-    pub topics: Vec<String>,
-    /// Topics to consume, by regular expression (librdkafka syntax, without the
-    /// leading `^`, which is added). Topics created later that match are picked up.
-    pub topic_pattern: Option<String>,
-    /// Extra librdkafka properties, passed through verbatim.
-    pub properties: BTreeMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        Self {
-            brokers: None,
-            group_id: "lakehouse-bronze".to_string(),
-            topics: Vec::new(),
-            topic_pattern: None,
-            properties: BTreeMap::new(),
-        }
-    }
-}
-
-impl std::fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let properties: BTreeMap<&str, &str> = self
-            .properties
-            .iter()
-            .map(|(k, v)| {
-                let v = if crate::redact::is_secret_key(k) {
-                    crate::redact::MASK
-                } else {
-                    v.as_str()
-                };
-                (k.as_str(), v)
-            })
-            .collect();
-        f.debug_struct("KafkaConfig")
-            .field("brokers", &self.brokers)
-            .field("group_id", &self.group_id)
-            .field("topics", &self.topics)
-            .field("topic_pattern", &self.topic_pattern)
-            .field("properties", &properties)
-            .finish()
-    }
-}
-
-impl KafkaConfig {
-    /// The subscription as librdkafka understands it: names, plus `^pattern`.
-    pub fn subscription(&self) -> Vec<String> {
-        let mut topics = self.topics.clone();
-        if let Some(pattern) = &self.topic_pattern {
-            let pattern = pattern.trim_start_matches('^');
-            topics.push(format!("^{pattern}"));
-        }
-        topics
-    }
-}
-
-/// `[bronze]`: batching and decoding.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BronzeConfig {
-    /// Flush once this many records are buffered.
-    pub flush_rows: usize,
-    /// Flush once this many bytes of Kafka payload are buffered.
-    pub flush_bytes: usize,
-    /// Flush at least this often (milliseconds) while records arrive.
-    pub flush_interval_ms: u64,
-    /// `--until-idle`: how long a poll must return nothing, after the high
-    /// watermarks seen at start are reached, before the run ends.
-    pub idle_timeout_ms: u64,
-    /// `--until-idle`: how long to wait for the consumer group to assign
-    /// partitions before failing (a stuck group must not hang a scheduled run).
-    pub assignment_timeout_ms: u64,
-    /// Target Parquet file size in bytes.
-    pub target_file_size: u64,
-    /// Columns `lakehouse optimize` Z-orders `bronze_events` by (empty: plain compaction).
-    pub zorder: Vec<String>,
-    /// Types of columns in schemaless (`schemas.enable=false`) topics, which
-    /// carry no types on the wire: `topic -> column -> type`, e.g.
-    /// `"shop.public.orders" = { total = "decimal(2)", created = "timestamp_us" }`.
-    /// The topic `*` applies to every topic.
-    pub schemaless_types: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-impl Default for BronzeConfig {
-    fn default() -> Self {
-        Self {
-            flush_rows: 100_000,
-            flush_bytes: 128 * 1024 * 1024,
-            flush_interval_ms: 5_000,
-            idle_timeout_ms: 2_000,
-            assignment_timeout_ms: 120_000,
-            target_file_size: 128 * 1024 * 1024,
-            zorder: Vec::new(),
-            schemaless_types: BTreeMap::new(),
-        }
-    }
-}
-
-impl BronzeConfig {
-    /// The schemaless type hints, parsed.
-    pub fn type_hints(&self, file: &Path) -> Result<TypeHints> {
-        let mut hints = TypeHints::default();
-        for (topic, columns) in &self.schemaless_types {
-            for (column, spec) in columns {
-                let ty = FieldType::from_hint(spec).map_err(|e| Error::Config {
-                    file: file.to_path_buf(),
-                    message: format!("bronze.schemaless_types.\"{topic}\".{column}: {e}"),
-                })?;
-                hints.insert(topic, column, ty);
-            }
-        }
-        Ok(hints)
     }
 }
 
@@ -431,100 +286,6 @@ impl Config {
     }
 }
 
-/// A layer's spec folder and whether it must exist.
-#[derive(Debug, Clone, Copy)]
-pub struct SpecFolder<'a> {
-    /// The folder.
-    pub path: &'a Path,
-    /// Whether a missing folder is an error: it is when the folder was
-    /// configured; a missing default folder means the layer has no specs
-    /// (a lake with only bronze, or a root read by `query` and `status`).
-    pub required: bool,
-}
-
-/// The table spec files (`*.toml`) of a layer folder, sorted by name, each
-/// with its text. `what` names the folder in errors (e.g. "silver table specs").
-pub fn read_spec_files(folder: SpecFolder<'_>, what: &str) -> Result<Vec<(PathBuf, String)>> {
-    let dir = folder.path;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !folder.required => {
-            tracing::info!(folder = %dir.display(), "no {what} folder (the default): no specs");
-            return Ok(Vec::new());
-        }
-        Err(e) => {
-            return Err(Error::Config {
-                file: dir.to_path_buf(),
-                message: format!("cannot read the {what} folder: {e}"),
-            });
-        }
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
-        .into_iter()
-        .map(|file| {
-            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-            Ok((file, text))
-        })
-        .collect()
-}
-
-/// Whether `name` is a lower-case SQL identifier (letters, digits, `_`; not
-/// starting with a digit), safe to splice unquoted into generated SQL.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// The longest spec (table or mart) name: it becomes a Delta folder, a
-/// Postgres table and index names with suffixes (Postgres allows 63).
-pub const MAX_SPEC_NAME: usize = 48;
-
-/// Reads one layer spec file: its name (the file stem, which must be a
-/// lower-case identifier of at most [`MAX_SPEC_NAME`] characters) and its
-/// TOML text parsed as `T`. `what` names the thing in errors ("table",
-/// "mart"); TOML errors carry the line of the offending key.
-pub fn parse_spec_file<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    text: &str,
-    what: &str,
-) -> Result<(String, T)> {
-    let err = |message: String| Error::Config {
-        file: file.to_path_buf(),
-        message,
-    };
-    let name = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .ok_or_else(|| err(format!("the file name is not a {what} name")))?
-        .to_string();
-    if !is_identifier(&name) || name.len() > MAX_SPEC_NAME {
-        return Err(err(format!(
-            "{what} name `{name}` (the file name) must be lower-case letters, digits and _ \
-             (at most {MAX_SPEC_NAME})"
-        )));
-    }
-    let raw: T = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        err(match line {
-            Some(line) => format!("line {line}: {}", e.message()),
-            None => e.message().to_string(),
-        })
-    })?;
-    Ok((name, raw))
-}
 
 /// Reads an override as TOML when it is a TOML value, else as a string.
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -709,31 +470,5 @@ mod tests {
         std::fs::write(&file, "[storage]\nroot = \"s3://bucket/lake\"\n").unwrap();
         let config = Config::load(Some(&file), Vec::<(String, String)>::new()).unwrap();
         assert_eq!(config.storage.root, "s3://bucket/lake");
-    }
-
-    #[test]
-    fn a_missing_spec_folder_is_an_error_only_when_configured() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope");
-        let default = SpecFolder {
-            path: &missing,
-            required: false,
-        };
-        assert!(
-            read_spec_files(default, "silver table specs")
-                .unwrap()
-                .is_empty()
-        );
-        let configured = SpecFolder {
-            path: &missing,
-            required: true,
-        };
-        let err = read_spec_files(configured, "silver table specs")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("nope") && err.contains("silver table specs"),
-            "{err}"
-        );
     }
 }

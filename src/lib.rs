@@ -37,6 +37,7 @@ pub mod query;
 pub mod redact;
 pub mod schedule;
 pub mod silver;
+pub mod spec;
 pub mod status;
 pub mod storage;
 pub mod tables;

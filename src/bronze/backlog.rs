@@ -27,7 +27,7 @@ pub struct Backlog {
 
 /// The low and high watermarks of every partition of the topics that
 /// `subscription` (topic names and `^regex` patterns, as librdkafka takes
-/// them; see [`crate::config::KafkaConfig::subscription`]) names.
+/// them; see [`super::KafkaConfig::subscription`]) names.
 pub fn subscription_watermarks<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     consumer: &C,
     subscription: &[String],

@@ -10,6 +10,7 @@
 
 pub mod backlog;
 pub mod buffer;
+pub mod config;
 #[cfg(test)]
 mod captured_tests;
 pub mod file;
@@ -21,7 +22,7 @@ pub mod sink;
 use std::time::{Duration, Instant};
 
 use crate::cdc::{DecodedRecord, Decoder, TypeHints};
-use crate::config::BronzeConfig;
+pub use config::{BronzeConfig, KafkaConfig};
 use crate::error::Result;
 use crate::storage::StorageRoot;
 pub use buffer::{BatchCounts, BronzeBuffer, RecordMeta};

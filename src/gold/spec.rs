@@ -97,15 +97,11 @@ impl MartSpec {
     }
 }
 
-/// Whether `name` is a lower-case SQL identifier (safe to splice unquoted)
-/// short enough for Postgres object names with suffixes.
-pub fn is_identifier(name: &str) -> bool {
-    crate::config::is_identifier(name) && name.len() <= crate::config::MAX_SPEC_NAME
-}
+pub use crate::spec::is_spec_name as is_identifier;
 
 /// Parses and validates one spec; `sql` is the text of its SQL file.
 pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<MartSpec> {
-    let (name, raw): (String, RawMart) = crate::config::parse_spec_file(file, text, "mart")?;
+    let (name, raw): (String, RawMart) = crate::spec::parse_spec_file(file, text, "mart")?;
     let sql_file = sql_dir.join(
         raw.sql
             .clone()
@@ -220,9 +216,9 @@ pub struct Marts {
 
 impl Marts {
     /// Reads the `*.toml` specs of `layers` and their SQL from `sql_dir`.
-    pub fn load(layers: crate::config::SpecFolder<'_>, sql_dir: &Path) -> Result<Marts> {
+    pub fn load(layers: crate::spec::SpecFolder<'_>, sql_dir: &Path) -> Result<Marts> {
         let mut marts = Vec::new();
-        for (file, text) in crate::config::read_spec_files(layers, "gold mart specs")? {
+        for (file, text) in crate::spec::read_spec_files(layers, "gold mart specs")? {
             let mut spec = parse_spec(&file, &text, sql_dir)?;
             spec.sql = std::fs::read_to_string(&spec.sql_file).map_err(|e| {
                 spec.error(format!("sql: cannot read {}: {e}", spec.sql_file.display()))

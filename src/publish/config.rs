@@ -38,7 +38,7 @@ impl Default for PostgresConfig {
 impl PostgresConfig {
     /// Checks the values a typo could make dangerous (the schema is spliced into SQL).
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if !crate::gold::spec::is_identifier(&self.schema) {
+        if !crate::spec::is_spec_name(&self.schema) {
             return Err(format!(
                 "postgres.schema: `{}` must be a lower-case identifier (letters, digits, _)",
                 self.schema

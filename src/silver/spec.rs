@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::is_identifier;
+use crate::spec::is_identifier;
 use crate::error::{Error, Result};
 
 /// What kind of silver table a spec describes.
@@ -225,7 +225,7 @@ pub const RESERVED: &[&str] = &["valid_from", "valid_to", "is_current", "_seq", 
 
 /// Parses and validates one spec; `sql_dir` is where its SQL lives.
 pub fn parse_spec(file: &Path, text: &str, sql_dir: &Path) -> Result<TableSpec> {
-    let (name, raw): (String, RawSpec) = crate::config::parse_spec_file(file, text, "table")?;
+    let (name, raw): (String, RawSpec) = crate::spec::parse_spec_file(file, text, "table")?;
     let sql_file = sql_dir.join(
         raw.sql
             .clone()
@@ -401,9 +401,9 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Reads the `*.toml` specs of `layers` and their SQL from `sql_dir`.
-    pub fn load(layers: crate::config::SpecFolder<'_>, sql_dir: &Path) -> Result<Pipeline> {
+    pub fn load(layers: crate::spec::SpecFolder<'_>, sql_dir: &Path) -> Result<Pipeline> {
         let mut specs = Vec::new();
-        for (file, text) in crate::config::read_spec_files(layers, "silver table specs")? {
+        for (file, text) in crate::spec::read_spec_files(layers, "silver table specs")? {
             let mut spec = parse_spec(&file, &text, sql_dir)?;
             if spec.kind != Kind::Date {
                 let sql = std::fs::read_to_string(&spec.sql_file).map_err(|e| {

@@ -12,11 +12,12 @@ use std::sync::Once;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use url::Url;
 
-use crate::config::StorageConfig;
+pub use config::StorageConfig;
 use crate::error::{Error, Result, StorageError};
 use crate::redact;
 
 mod check;
+mod config;
 
 pub use crate::error::StorageProblem;
 
