@@ -27,8 +27,8 @@ use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::embedded_kafka::EmbeddedKafka;
 use crate::error::{Error, Result};
-use crate::schedule::jobs::{self, LayerSummary};
-use crate::schedule::{JobKind, Trigger};
+use crate::pipeline::jobs::{self, LayerSummary};
+use crate::pipeline::{JobKind, Trigger};
 
 /// The shipped table and mart specs (`layers/silver`, `layers/gold`).
 static SHIPPED_LAYERS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/layers");

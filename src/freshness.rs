@@ -26,8 +26,8 @@ use rdkafka::producer::FutureProducer;
 use crate::config::Config;
 use crate::embedded_kafka::EmbeddedKafka;
 use crate::error::{Error, Result};
+use crate::pipeline::watch::{AllOptions, watch};
 use crate::storage::StorageRoot;
-use crate::watch::{AllOptions, watch};
 
 /// Probe order ids start here, far above the simulator's.
 const PROBE_ID_BASE: i64 = 1_000_000_000;
@@ -163,13 +163,13 @@ impl Producer {
 /// `order_lines` per probe date in `daily_sales` (empty before the mart exists).
 async fn probe_counts(root: &StorageRoot) -> Result<BTreeMap<String, i64>> {
     let ctx = datafusion::prelude::SessionContext::new();
-    if !crate::query::register_table(&ctx, root, "gold", "daily_sales").await? {
+    if !crate::delta::session::register_table(&ctx, root, "gold", "daily_sales").await? {
         return Ok(BTreeMap::new());
     }
     let sql = "SELECT CAST(order_date AS VARCHAR), CAST(order_lines AS BIGINT) FROM daily_sales \
                WHERE order_date >= DATE '2100-01-01'";
     let mut out = BTreeMap::new();
-    for batch in crate::query::collect(&ctx, sql).await? {
+    for batch in crate::delta::session::collect(&ctx, sql).await? {
         use arrow::array::AsArray;
         let dates = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
         let dates = dates.as_string::<i32>();
@@ -186,10 +186,11 @@ async fn probe_counts(root: &StorageRoot) -> Result<BTreeMap<String, i64>> {
 /// Rows of `daily_sales` (0 before the mart exists).
 async fn daily_rows(root: &StorageRoot) -> Result<usize> {
     let ctx = datafusion::prelude::SessionContext::new();
-    if !crate::query::register_table(&ctx, root, "gold", "daily_sales").await? {
+    if !crate::delta::session::register_table(&ctx, root, "gold", "daily_sales").await? {
         return Ok(0);
     }
-    let batches = crate::query::collect(&ctx, "SELECT order_date FROM daily_sales").await?;
+    let batches =
+        crate::delta::session::collect(&ctx, "SELECT order_date FROM daily_sales").await?;
     Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
 

@@ -32,15 +32,12 @@ pub mod error;
 pub mod freshness;
 pub mod gold;
 pub mod maintenance;
+pub mod pipeline;
 pub mod publish;
-pub mod query;
 pub mod redact;
-pub mod schedule;
 pub mod silver;
 pub mod spec;
-pub mod status;
 pub mod storage;
 pub mod tables;
-pub mod watch;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::config::Config;
-use lakehouse::schedule::{self, JobKind, Trigger};
+use lakehouse::pipeline::{self, JobKind, Trigger};
 
 /// jemalloc rather than glibc malloc: DataFusion's many short-lived Arrow
 /// buffers on several threads fragment glibc's per-thread arenas, and a
@@ -111,7 +111,7 @@ enum Command {
     Status {
         /// Output: table or json.
         #[arg(long, default_value = "table")]
-        format: lakehouse::status::Format,
+        format: lakehouse::pipeline::status::Format,
         /// Runs and failures to show.
         #[arg(long, default_value_t = 10)]
         runs: usize,
@@ -339,9 +339,9 @@ async fn run() -> anyhow::Result<()> {
                 until_idle,
                 max_records,
             };
-            let run = schedule::jobs::run_bronze(&config, source, stop, shutdown_signal()?);
+            let run = pipeline::jobs::run_bronze(&config, source, stop, shutdown_signal()?);
             let summary =
-                schedule::jobs::recorded(&config, JobKind::Bronze, Trigger::Manual, run).await?;
+                pipeline::jobs::recorded(&config, JobKind::Bronze, Trigger::Manual, run).await?;
             print!("{summary}");
         }
         Command::Run {
@@ -356,13 +356,13 @@ async fn run() -> anyhow::Result<()> {
                 tables,
             };
             let run = async {
-                Ok(schedule::jobs::LayerSummary::Silver(
+                Ok(pipeline::jobs::LayerSummary::Silver(
                     lakehouse::silver::run(&config, &options).await?,
                 ))
             };
             print!(
                 "{}",
-                schedule::jobs::recorded(&config, JobKind::Silver, Trigger::Manual, run).await?
+                pipeline::jobs::recorded(&config, JobKind::Silver, Trigger::Manual, run).await?
             );
         }
         Command::Run {
@@ -379,12 +379,12 @@ async fn run() -> anyhow::Result<()> {
                 no_publish,
             };
             let run = async {
-                Ok(schedule::jobs::LayerSummary::Gold(
+                Ok(pipeline::jobs::LayerSummary::Gold(
                     lakehouse::gold::run(&config, &options).await?,
                 ))
             };
             let summary =
-                schedule::jobs::recorded(&config, JobKind::Gold, Trigger::Manual, run).await?;
+                pipeline::jobs::recorded(&config, JobKind::Gold, Trigger::Manual, run).await?;
             print!("{summary}");
             if let Some(failure) = summary.failure() {
                 anyhow::bail!("{failure}; the next run retries");
@@ -398,14 +398,14 @@ async fn run() -> anyhow::Result<()> {
                     no_publish,
                 },
         } => {
-            let options = lakehouse::watch::AllOptions {
+            let options = lakehouse::pipeline::watch::AllOptions {
                 no_publish,
                 poll: std::time::Duration::from_millis(poll_ms.max(10)),
             };
             let summary = if watch {
-                lakehouse::watch::watch(&config, &options, shutdown_signal()?).await?
+                lakehouse::pipeline::watch::watch(&config, &options, shutdown_signal()?).await?
             } else {
-                lakehouse::watch::run_once(&config, &options, shutdown_signal()?).await?
+                lakehouse::pipeline::watch::run_once(&config, &options, shutdown_signal()?).await?
             };
             print!("{summary}");
         }
@@ -509,11 +509,11 @@ async fn run() -> anyhow::Result<()> {
             );
         }
         Command::Schedule => {
-            schedule::run(&config, shutdown_signal()?).await?;
+            pipeline::run(&config, shutdown_signal()?).await?;
         }
         Command::Status { format, runs } => {
-            let report = lakehouse::status::collect(&config, runs).await?;
-            print!("{}", lakehouse::status::render(&report, format)?);
+            let report = lakehouse::pipeline::status::collect(&config, runs).await?;
+            print!("{}", lakehouse::pipeline::status::render(&report, format)?);
         }
         Command::Query { sql, format } => {
             let ctx = lakehouse::gold::adhoc::session(&config).await?;

@@ -10,9 +10,9 @@
 
 pub mod backlog;
 pub mod buffer;
-pub mod config;
 #[cfg(test)]
 mod captured_tests;
+pub mod config;
 pub mod file;
 pub mod kafka;
 mod progress;
@@ -22,10 +22,10 @@ pub mod sink;
 use std::time::{Duration, Instant};
 
 use crate::cdc::{DecodedRecord, Decoder, TypeHints};
-pub use config::{BronzeConfig, KafkaConfig};
 use crate::error::Result;
 use crate::storage::StorageRoot;
 pub use buffer::{BatchCounts, BronzeBuffer, RecordMeta};
+pub use config::{BronzeConfig, KafkaConfig};
 pub use progress::Progress;
 pub use sink::{BronzeSink, CommitOutcome};
 

@@ -11,7 +11,10 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::error::Result;
+use datafusion::arrow::array::RecordBatch;
+
+use crate::error::{Error, Result};
+use crate::storage::StorageRoot;
 
 /// The memory and spill settings of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,4 +114,29 @@ fn session_with_pool(limits: &SessionLimits, pool_bytes: usize) -> Result<Sessio
         SessionContext::new_with_config_rt(session_config, runtime(limits, pool_bytes, None)?);
     datafusion_functions_json::register_all(&mut ctx)?;
     Ok(ctx)
+}
+
+/// Registers table `name` of `layer` in `ctx` under its own name. Returns
+/// `false` (and registers nothing) when the table does not exist yet.
+pub async fn register_table(
+    ctx: &SessionContext,
+    root: &StorageRoot,
+    layer: &str,
+    name: &str,
+) -> Result<bool> {
+    let table = root.open_table(layer, name).await?;
+    if table.version().is_none() {
+        return Ok(false);
+    }
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| Error::delta(name, e))?;
+    let provider = table.table_provider().await?;
+    ctx.register_table(name, provider)?;
+    Ok(true)
+}
+
+/// Runs `sql` and collects the result.
+pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    Ok(ctx.sql(sql).await?.collect().await?)
 }

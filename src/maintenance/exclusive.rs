@@ -5,15 +5,15 @@
 //! compactions of the same files would both land, keeping two copies of
 //! their rows. Every compaction (`lakehouse optimize`, scheduled or manual,
 //! and bronze's auto-compaction in each consumer process) therefore holds the
-//! table's compaction lease (see [`crate::schedule::lease`]: a conditional
+//! table's compaction lease (see [`crate::storage::lease`]: a conditional
 //! create on the storage itself, so it works across hosts and stores) while
 //! it runs; a compaction that finds the lease held skips the table.
 
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::schedule::lease::{Acquire, LeaseStore, owner_id};
 use crate::storage::StorageRoot;
+use crate::storage::lease::{Acquire, LeaseStore, owner_id};
 
 /// Lifetime of a compaction lease without renewal; renewed every third.
 const LEASE_TTL: Duration = Duration::from_secs(60);

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::spec::is_identifier;
 use crate::error::{Error, Result};
+use crate::spec::is_identifier;
 
 /// What kind of silver table a spec describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

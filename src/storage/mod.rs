@@ -12,12 +12,13 @@ use std::sync::Once;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use url::Url;
 
-pub use config::StorageConfig;
 use crate::error::{Error, Result, StorageError};
 use crate::redact;
+pub use config::StorageConfig;
 
 mod check;
 mod config;
+pub mod lease;
 
 pub use crate::error::StorageProblem;
 

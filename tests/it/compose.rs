@@ -610,8 +610,8 @@ fn lakehouse_config_parses_and_points_at_the_stack() {
 /// The compose stack's schedule: bronze is its own service, so the
 /// scheduler runs silver on a cron, gold right after each silver run, and
 /// the nightly maintenance.
-fn check_schedule(plan: &lakehouse::schedule::config::Plan) {
-    use lakehouse::schedule::config::{JobKind, Timing};
+fn check_schedule(plan: &lakehouse::config::schedule::Plan) {
+    use lakehouse::config::schedule::{JobKind, Timing};
     let job = |kind: JobKind| {
         plan.jobs
             .iter()

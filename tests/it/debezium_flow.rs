@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::AsArray;
 use datafusion::prelude::SessionContext;
 use lakehouse::config::Config;
+use lakehouse::pipeline::watch::{AllOptions, run_once};
 use lakehouse::storage::StorageRoot;
-use lakehouse::watch::{AllOptions, run_once};
 use lakehouse_mock::SimConfig;
 use lakehouse_mock::postgres::{self, PgOptions};
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -235,7 +235,7 @@ async fn source_rows(url: &str, sql: &str) -> BTreeSet<String> {
 async fn silver_rows(config: &Config, table: &str, sql: &str) -> BTreeSet<String> {
     let ctx = SessionContext::new();
     let root = StorageRoot::from_config(&config.storage).expect("root");
-    if lakehouse::query::register_table(&ctx, &root, "silver", table)
+    if lakehouse::delta::session::register_table(&ctx, &root, "silver", table)
         .await
         .is_err()
     {
@@ -417,7 +417,7 @@ async fn mock_matches_the_real_connector(config: &Config, prefix: &str, source: 
     }
     let ctx = SessionContext::new();
     let root = StorageRoot::from_config(&config.storage).expect("root");
-    lakehouse::query::register_table(&ctx, &root, "bronze", "bronze_events")
+    lakehouse::delta::session::register_table(&ctx, &root, "bronze", "bronze_events")
         .await
         .expect("bronze");
     let mut compared = 0;
@@ -675,7 +675,7 @@ async fn debezium_captures_postgres_into_the_star_schema() {
     // Nothing the real connector sent was refused.
     let ctx = SessionContext::new();
     let root = StorageRoot::from_config(&config.storage).expect("root");
-    if lakehouse::query::register_table(&ctx, &root, "bronze", "bronze_dead_letters")
+    if lakehouse::delta::session::register_table(&ctx, &root, "bronze", "bronze_dead_letters")
         .await
         .is_ok()
     {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use datafusion::prelude::SessionContext;
 use lakehouse::config::Config;
 use lakehouse::maintenance::{self, Selection, VacuumOptions};
-use lakehouse::schedule::JobKind;
-use lakehouse::schedule::jobs::{self, BronzeMode, LayerSummary};
+use lakehouse::pipeline::JobKind;
+use lakehouse::pipeline::jobs::{self, BronzeMode, LayerSummary};
 use lakehouse::silver::FullRefresh;
 use lakehouse::storage::StorageRoot;
 
@@ -21,9 +21,10 @@ async fn contents(config: &Config) -> BTreeMap<String, Vec<Vec<String>>> {
     let mut out = BTreeMap::new();
     for target in maintenance::targets(config, &Selection::default()).unwrap() {
         let ctx = SessionContext::new();
-        let registered = lakehouse::query::register_table(&ctx, &root, target.layer, &target.name)
-            .await
-            .unwrap();
+        let registered =
+            lakehouse::delta::session::register_table(&ctx, &root, target.layer, &target.name)
+                .await
+                .unwrap();
         if !registered {
             continue;
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use datafusion::arrow::array::AsArray;
-use lakehouse::schedule::{self, ScheduleConfig};
+use lakehouse::pipeline::{self, ScheduleConfig};
 
 use crate::schedule_support::*;
 
@@ -33,7 +33,7 @@ fn of_job<'a>(runs: &'a [Run], job: &str) -> Vec<&'a Run> {
 
 /// Consecutive runs are attempts 1, 2, ... and each waited at least the
 /// configured backoff after the one before it ended.
-fn assert_backoff(runs: &[&Run], retry: &schedule::config::RetryConfig) {
+fn assert_backoff(runs: &[&Run], retry: &lakehouse::config::schedule::RetryConfig) {
     for (i, run) in runs.iter().enumerate() {
         assert_eq!(run.attempt as usize, i + 1, "{runs:#?}");
     }
@@ -92,7 +92,7 @@ async fn failed_attempts_are_retried_after_backoff_until_one_succeeds_or_none_is
     let retry = lake.config.schedule.retry.clone();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let config = lake.config.clone();
-    let scheduler = tokio::spawn(async move { schedule::run(&config, shutdown).await });
+    let scheduler = tokio::spawn(async move { pipeline::run(&config, shutdown).await });
 
     wait_for_runs(&lake.config, Duration::from_secs(120), |r| {
         count(r, "silver", "failed") >= 2
@@ -178,7 +178,7 @@ async fn a_failing_continuous_job_is_restarted_with_backoff() {
     let retry = lake.config.schedule.retry.clone();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let config = lake.config.clone();
-    let scheduler = tokio::spawn(async move { schedule::run(&config, shutdown).await });
+    let scheduler = tokio::spawn(async move { pipeline::run(&config, shutdown).await });
 
     wait_for_runs(&lake.config, Duration::from_secs(120), |r| {
         count(r, "bronze", "failed") >= 3

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use datafusion::arrow::array::AsArray;
 
-use lakehouse::schedule::{self, ScheduleConfig};
+use lakehouse::pipeline::{self, ScheduleConfig};
 
 use crate::schedule_support::*;
 
@@ -33,7 +33,7 @@ async fn jobs_run_in_dependency_order_on_second_level_crons() {
     );
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let config = lake.config.clone();
-    let scheduler = tokio::spawn(async move { schedule::run(&config, shutdown).await });
+    let scheduler = tokio::spawn(async move { pipeline::run(&config, shutdown).await });
     let history = wait_for_runs(&lake.config, Duration::from_secs(240), |r| {
         count(r, "gold", "succeeded") >= 2
     })
@@ -69,7 +69,7 @@ async fn jobs_run_in_dependency_order_on_second_level_crons() {
     // The pipeline-health mart saw the silver runs in the history.
     let ctx = datafusion::prelude::SessionContext::new();
     let root = lakehouse::storage::StorageRoot::from_config(&lake.config.storage).unwrap();
-    lakehouse::query::register_table(&ctx, &root, "gold", "pipeline_health")
+    lakehouse::delta::session::register_table(&ctx, &root, "gold", "pipeline_health")
         .await
         .unwrap();
     let health = crate::silver_support::text_rows(
@@ -117,7 +117,7 @@ async fn triggers_of_a_slow_job_coalesce_and_never_overlap() {
     );
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let config = lake.config.clone();
-    let scheduler = tokio::spawn(async move { schedule::run(&config, shutdown).await });
+    let scheduler = tokio::spawn(async move { pipeline::run(&config, shutdown).await });
     let mut produced = 0;
     for round in 0..3i64 {
         for i in 0..20i64 {

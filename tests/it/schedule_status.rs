@@ -1,8 +1,8 @@
 //! `lakehouse status`: tables, bronze's Kafka lag, runs and failures.
 
 use lakehouse::bronze::{BronzeSource, StopCondition};
-use lakehouse::schedule::{JobKind, Trigger, jobs};
-use lakehouse::status::{self, Format};
+use lakehouse::pipeline::status::{self, Format};
+use lakehouse::pipeline::{JobKind, Trigger, jobs};
 
 use crate::support::*;
 

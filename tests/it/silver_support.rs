@@ -93,7 +93,7 @@ impl Lake {
         let ctx = SessionContext::new();
         let root = StorageRoot::from_config(&self.config.storage).expect("root");
         for table in tables {
-            lakehouse::query::register_table(&ctx, &root, "silver", table)
+            lakehouse::delta::session::register_table(&ctx, &root, "silver", table)
                 .await
                 .expect("register");
         }

@@ -83,16 +83,17 @@ pub async fn counts(config: &Config, tables: &[(&str, String)]) -> BTreeMap<Stri
     let ctx = SessionContext::new();
     let mut counts = BTreeMap::new();
     for (layer, table) in tables {
-        if !lakehouse::query::register_table(&ctx, &root, layer, table)
+        if !lakehouse::delta::session::register_table(&ctx, &root, layer, table)
             .await
             .unwrap()
         {
             counts.insert(format!("{layer}.{table}"), -1);
             continue;
         }
-        let batches = lakehouse::query::collect(&ctx, &format!("SELECT count(*) FROM {table}"))
-            .await
-            .unwrap();
+        let batches =
+            lakehouse::delta::session::collect(&ctx, &format!("SELECT count(*) FROM {table}"))
+                .await
+                .unwrap();
         let n = batches[0].column(0).as_primitive::<Int64Type>().value(0);
         counts.insert(format!("{layer}.{table}"), n);
     }

@@ -31,12 +31,12 @@ async fn write_one(root: &StorageRoot, table: &str, value: i64) {
 async fn read_one(root: &StorageRoot, table: &str) -> i64 {
     let ctx = SessionContext::new();
     assert!(
-        lakehouse::query::register_table(&ctx, root, "forms", table)
+        lakehouse::delta::session::register_table(&ctx, root, "forms", table)
             .await
             .unwrap(),
         "{table} not found through {root}"
     );
-    let batches = lakehouse::query::collect(&ctx, &format!("SELECT sum(v) FROM {table}"))
+    let batches = lakehouse::delta::session::collect(&ctx, &format!("SELECT sum(v) FROM {table}"))
         .await
         .unwrap();
     batches[0].column(0).as_primitive::<Int64Type>().value(0)

@@ -198,7 +198,7 @@ pub async fn query(config: &Config, sql: &str) -> Vec<RecordBatch> {
         ),
     ];
     for (table, schema) in tables {
-        if !lakehouse::query::register_table(&ctx, &root, "bronze", table)
+        if !lakehouse::delta::session::register_table(&ctx, &root, "bronze", table)
             .await
             .unwrap()
         {
@@ -208,7 +208,7 @@ pub async fn query(config: &Config, sql: &str) -> Vec<RecordBatch> {
                 .unwrap();
         }
     }
-    lakehouse::query::collect(&ctx, sql).await.unwrap()
+    lakehouse::delta::session::collect(&ctx, sql).await.unwrap()
 }
 
 /// `(topic, partition, offset)` of every bronze row, and how often each occurs.

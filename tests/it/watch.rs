@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use lakehouse::config::Config;
 use lakehouse::demo::{MockLimit, MockStream, mock_topics};
-use lakehouse::watch::{self, AllOptions};
+use lakehouse::pipeline::watch::{self, AllOptions};
 use lakehouse_mock::jsonl::partition_for;
 use rdkafka::producer::FutureProducer;
 

@@ -17,6 +17,9 @@
 //! working directory. Paths given in environment overrides are taken as
 //! they are (relative to the working directory).
 
+pub mod clock;
+pub mod schedule;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -50,7 +53,7 @@ pub struct Config {
     /// Postgres the gold marts are published to.
     pub postgres: crate::publish::PostgresConfig,
     /// `lakehouse schedule`: jobs, retries, leases.
-    pub schedule: crate::schedule::ScheduleConfig,
+    pub schedule: schedule::ScheduleConfig,
     /// Table maintenance: compaction, vacuum, checkpoints.
     pub maintenance: crate::maintenance::MaintenanceConfig,
     /// Where the configuration was read from (not a key).
@@ -285,7 +288,6 @@ impl Config {
         })
     }
 }
-
 
 /// Reads an override as TOML when it is a TOML value, else as a string.
 fn parse_env_value(raw: &str) -> toml::Value {

@@ -3,10 +3,10 @@
 
 use chrono::Utc;
 
-use super::config::JobKind;
 use super::history::{self, Outcome, RunRecord, Status, TableStat, Trigger};
 use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
+use crate::config::schedule::JobKind;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE_LAYER};
@@ -311,7 +311,7 @@ pub async fn record_result(
         trigger,
         1,
         started_at,
-        &super::lease::owner_id(),
+        &crate::storage::lease::owner_id(),
         &for_history,
     );
     history::record(&root, &record).await;

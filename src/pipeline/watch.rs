@@ -22,8 +22,8 @@ use tokio::sync::watch::Receiver;
 use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::schedule::jobs::{self, LayerSummary};
-use crate::schedule::{JobKind, Trigger};
+use crate::pipeline::jobs::{self, LayerSummary};
+use crate::pipeline::{JobKind, Trigger};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
 

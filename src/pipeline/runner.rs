@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
-use super::clock::CronTrigger;
-use super::config::{Job, JobKind, MissedRuns, Plan, Timing};
 use super::history::{self, Status, Trigger};
 use super::jobs::{self, BronzeMode, LayerSummary};
-use super::lease::{Acquire, Lease, LeaseStore, owner_id};
 use crate::config::Config;
+use crate::config::clock::CronTrigger;
+use crate::config::schedule::{Job, JobKind, MissedRuns, Plan, Timing};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
+use crate::storage::lease::{Acquire, Lease, LeaseStore, owner_id};
 
 /// State shared by the scheduler's tasks.
 struct Shared {
