@@ -308,7 +308,7 @@ async fn bench_kafka(
     reset_peak_rss();
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let summary = crate::bronze::run(
+    let summary = crate::pipeline::jobs::bronze(
         &consume_config,
         crate::bronze::BronzeSource::Kafka,
         StopCondition {

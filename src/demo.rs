@@ -23,7 +23,7 @@ use lakehouse_mock::{
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::bronze::{self, BronzeSource, StopCondition};
+use crate::bronze::{BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::embedded_kafka::EmbeddedKafka;
 use crate::error::{Error, Result};
@@ -399,11 +399,11 @@ pub struct DemoReport {
     /// The mock's output.
     pub produced: Produced,
     /// Bronze.
-    pub bronze: bronze::RunSummary,
+    pub bronze: crate::bronze::RunSummary,
     /// Silver.
     pub silver: crate::silver::RunSummary,
     /// Gold.
-    pub gold: crate::gold::RunSummary,
+    pub gold: jobs::GoldSummary,
     /// The configuration the layers ran with (for `lakehouse query` afterwards).
     pub config: Config,
 }
@@ -464,22 +464,22 @@ pub async fn run(options: &DemoOptions, base: &Config) -> Result<DemoReport> {
     // shows the demo's runs afterwards. The demo's lake starts empty: no
     // bronze version before the run.
     let trigger = Trigger::Manual;
-    let run = bronze::run(&config, BronzeSource::Kafka, stop, shutdown);
+    let run = jobs::bronze(&config, BronzeSource::Kafka, stop, shutdown);
     let bronze = jobs::recorded_as(&config, JobKind::Bronze, trigger, run, |s| {
         LayerSummary::Bronze(s.clone(), None)
     })
     .await?;
     let silver_options = crate::silver::RunOptions::default();
-    let run = crate::silver::run(&config, &silver_options);
+    let run = jobs::silver(&config, &silver_options);
     let silver = jobs::recorded_as(&config, JobKind::Silver, trigger, run, |s| {
         LayerSummary::Silver(s.clone())
     })
     .await?;
-    let gold_options = crate::gold::RunOptions {
+    let gold_options = jobs::GoldOptions {
         no_publish: options.postgres.is_none(),
         ..Default::default()
     };
-    let run = crate::gold::run(&config, &gold_options);
+    let run = jobs::gold(&config, &gold_options);
     let gold = jobs::recorded_as(&config, JobKind::Gold, trigger, run, |s| {
         LayerSummary::Gold(s.clone())
     })
@@ -539,7 +539,7 @@ pub async fn print_report(report: &DemoReport) -> Result<()> {
         g.build_elapsed.as_secs_f64(),
         g.publish_elapsed.as_secs_f64()
     );
-    let ctx = crate::gold::adhoc::session(&report.config).await?;
+    let ctx = jobs::query_session(&report.config).await?;
     for (title, sql) in DEMO_QUERIES {
         println!("\n{title}");
         let batches = crate::gold::adhoc::run(&ctx, sql).await?;

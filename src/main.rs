@@ -357,7 +357,7 @@ async fn run() -> anyhow::Result<()> {
             };
             let run = async {
                 Ok(pipeline::jobs::LayerSummary::Silver(
-                    lakehouse::silver::run(&config, &options).await?,
+                    lakehouse::pipeline::jobs::silver(&config, &options).await?,
                 ))
             };
             print!(
@@ -373,14 +373,14 @@ async fn run() -> anyhow::Result<()> {
                     no_publish,
                 },
         } => {
-            let options = lakehouse::gold::RunOptions {
+            let options = lakehouse::pipeline::jobs::GoldOptions {
                 full_refresh: full_refresh.map(|m| m.into_iter().collect()),
                 marts,
                 no_publish,
             };
             let run = async {
                 Ok(pipeline::jobs::LayerSummary::Gold(
-                    lakehouse::gold::run(&config, &options).await?,
+                    lakehouse::pipeline::jobs::gold(&config, &options).await?,
                 ))
             };
             let summary =
@@ -411,7 +411,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Optimize { layer, table } => {
             let selection = lakehouse::maintenance::Selection { layer, table };
-            for report in lakehouse::maintenance::optimize(&config, &selection).await? {
+            for report in lakehouse::pipeline::jobs::optimize(&config, &selection).await? {
                 println!("{report}");
             }
         }
@@ -428,7 +428,7 @@ async fn run() -> anyhow::Result<()> {
                 force,
                 dry_run,
             };
-            for report in lakehouse::maintenance::vacuum(&config, &options).await? {
+            for report in lakehouse::pipeline::jobs::vacuum(&config, &options).await? {
                 print!("{report}");
             }
         }
@@ -516,7 +516,7 @@ async fn run() -> anyhow::Result<()> {
             print!("{}", lakehouse::pipeline::status::render(&report, format)?);
         }
         Command::Query { sql, format } => {
-            let ctx = lakehouse::gold::adhoc::session(&config).await?;
+            let ctx = lakehouse::pipeline::jobs::query_session(&config).await?;
             let batches = lakehouse::gold::adhoc::run(&ctx, &sql).await?;
             print!("{}", lakehouse::gold::adhoc::render(&batches, format)?);
         }

@@ -63,6 +63,17 @@ impl std::fmt::Debug for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The brokers, or an error naming the key (and `origin`, the
+    /// configuration file) when they are required but unset.
+    pub fn require_brokers(&self, origin: &Path) -> Result<&str> {
+        self.brokers.as_deref().ok_or_else(|| Error::Config {
+            file: origin.to_path_buf(),
+            message: "kafka.brokers is required to consume from Kafka \
+                      (set it in the file or LAKEHOUSE_KAFKA__BROKERS)"
+                .into(),
+        })
+    }
+
     /// The subscription as librdkafka understands it: names, plus `^pattern`.
     pub fn subscription(&self) -> Vec<String> {
         let mut topics = self.topics.clone();

@@ -32,9 +32,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use tokio::sync::watch;
 
+use super::Settings;
 use super::backlog::Backlog;
+use super::config::KafkaConfig;
 use super::{Ingestor, RecordMeta, RunSummary, StopCondition};
-use crate::config::{Config, KafkaConfig};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{EVENTS_TABLE, LAYER};
@@ -331,17 +332,17 @@ struct PartitionProgress {
 
 /// Consumes the configured topics until the stop condition or a shutdown signal.
 pub async fn run(
-    config: &Config,
+    config: Settings<'_>,
     root: &StorageRoot,
     mut ingestor: Ingestor,
     stop: StopCondition,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<RunSummary> {
-    let brokers = config.require_brokers()?;
+    let brokers = config.kafka.require_brokers(config.origin)?;
     let subscription = config.kafka.subscription();
     if subscription.is_empty() {
         return Err(Error::Config {
-            file: config.origin(),
+            file: config.origin.to_path_buf(),
             message: "kafka.topics or kafka.topic_pattern is required to consume from Kafka".into(),
         });
     }
@@ -352,7 +353,7 @@ pub async fn run(
         state: state.clone(),
         lag: lag.clone(),
     };
-    let consumer: StreamConsumer<BronzeContext> = client_config(&config.kafka, brokers)
+    let consumer: StreamConsumer<BronzeContext> = client_config(config.kafka, brokers)
         .create_with_context(context)
         .map_err(|e| Error::kafka("cannot create the consumer", e))?;
     let limit = stop

@@ -98,8 +98,8 @@ pub struct Ingestor {
     summary: RunSummary,
     started: Instant,
     progress: Progress,
-    /// Auto-compaction and checkpoints after commits (off unless configured).
-    upkeep: Option<crate::maintenance::compact::BronzeUpkeep>,
+    /// Upkeep after commits (auto-compaction, checkpoints), when plugged in.
+    upkeep: Option<Box<dyn CommitUpkeep>>,
 }
 
 impl Ingestor {
@@ -125,22 +125,15 @@ impl Ingestor {
         })
     }
 
-    /// Compacts and checkpoints the tables after commits, as `[maintenance]` says.
-    pub fn with_upkeep(
-        mut self,
-        config: crate::maintenance::MaintenanceConfig,
-        root: &StorageRoot,
-    ) -> Self {
-        self.upkeep = Some(crate::maintenance::compact::BronzeUpkeep::new(
-            config,
-            root.clone(),
-        ));
+    /// Runs `upkeep` after every commit (compaction and checkpoints).
+    pub fn with_upkeep(mut self, upkeep: Box<dyn CommitUpkeep>) -> Self {
+        self.upkeep = Some(upkeep);
         self
     }
 
     /// Automatic compactions this run made.
     pub fn compactions(&self) -> u64 {
-        self.upkeep.as_ref().map_or(0, |u| u.compactions)
+        self.upkeep.as_ref().map_or(0, |u| u.compactions())
     }
 
     /// Overrides the flush policy (benchmarks, tests).
@@ -297,8 +290,7 @@ impl Ingestor {
                         self.sink.events_table(),
                         crate::tables::bronze::EVENTS_TABLE,
                     )
-                    .await?
-                    .is_some();
+                    .await?;
             }
             if outcome.dead_letters_version.is_some() {
                 compacted |= upkeep
@@ -306,8 +298,7 @@ impl Ingestor {
                         self.sink.dead_letters_table(),
                         crate::tables::bronze::DEAD_LETTERS_TABLE,
                     )
-                    .await?
-                    .is_some();
+                    .await?;
             }
             if compacted {
                 self.sink.refresh().await?;
@@ -340,21 +331,51 @@ pub enum BronzeSource {
     Files(Vec<std::path::PathBuf>),
 }
 
-/// Runs bronze ingestion: the entry point of `lakehouse run bronze`.
+/// What a bronze run needs of the configuration: its own sections, and the
+/// file they came from (named in errors).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    /// `[kafka]`.
+    pub kafka: &'a KafkaConfig,
+    /// `[bronze]`.
+    pub bronze: &'a BronzeConfig,
+    /// The configuration file, for error messages.
+    pub origin: &'a std::path::Path,
+}
+
+/// Work run after each bronze commit, e.g. compaction and checkpoints. The
+/// orchestration layer plugs maintenance's in; bronze knows only this.
+pub trait CommitUpkeep: Send {
+    /// Called after a commit to `table` (named `name`); returns whether it
+    /// rewrote the table, so that the caller reloads it before writing again.
+    fn after_commit<'a>(
+        &'a mut self,
+        table: &'a deltalake::DeltaTable,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool>>;
+
+    /// Compactions done so far.
+    fn compactions(&self) -> u64;
+}
+
+/// Runs bronze ingestion into the tables under `root`: the entry point of
+/// `lakehouse run bronze`.
 pub async fn run(
-    config: &crate::config::Config,
+    settings: Settings<'_>,
+    root: &StorageRoot,
+    upkeep: Option<Box<dyn CommitUpkeep>>,
     source: BronzeSource,
     stop: StopCondition,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<RunSummary> {
-    let root = StorageRoot::from_config(&config.storage)?;
-    let hints = config.bronze.type_hints(&config.origin())?;
+    let hints = settings.bronze.type_hints(settings.origin)?;
     let progress = Progress::new(stop.until_idle || matches!(source, BronzeSource::Files(_)));
-    let ingestor = Ingestor::open(&root, &config.bronze, hints, progress)
-        .await?
-        .with_upkeep(config.maintenance.clone(), &root);
+    let mut ingestor = Ingestor::open(root, settings.bronze, hints, progress).await?;
+    if let Some(upkeep) = upkeep {
+        ingestor = ingestor.with_upkeep(upkeep);
+    }
     match source {
-        BronzeSource::Kafka => kafka::run(config, &root, ingestor, stop, shutdown).await,
+        BronzeSource::Kafka => kafka::run(settings, root, ingestor, stop, shutdown).await,
         BronzeSource::Files(paths) => file::run_files(ingestor, &paths, stop).await,
     }
 }

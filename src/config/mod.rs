@@ -280,12 +280,7 @@ impl Config {
 
     /// Kafka brokers, or an error naming the key when they are required but unset.
     pub fn require_brokers(&self) -> Result<&str> {
-        self.kafka.brokers.as_deref().ok_or_else(|| Error::Config {
-            file: self.origin(),
-            message: "kafka.brokers is required to consume from Kafka \
-                      (set it in the file or LAKEHOUSE_KAFKA__BROKERS)"
-                .into(),
-        })
+        self.kafka.require_brokers(&self.origin())
     }
 }
 
@@ -472,5 +467,128 @@ mod tests {
         std::fs::write(&file, "[storage]\nroot = \"s3://bucket/lake\"\n").unwrap();
         let config = Config::load(Some(&file), Vec::<(String, String)>::new()).unwrap();
         assert_eq!(config.storage.root, "s3://bucket/lake");
+    }
+}
+
+/// `[silver]` parsing, through the whole configuration.
+#[cfg(test)]
+mod silver_tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(text: &str) -> crate::Result<Config> {
+        Config::parse(text, Path::new("test.toml"), Vec::<(String, String)>::new())
+    }
+
+    #[test]
+    fn silver_defaults_and_overrides() {
+        let config = parse("").unwrap();
+        assert_eq!(config.silver.layers_dir, Path::new("layers/silver"));
+        assert_eq!(config.silver.memory_limit, 1024 * 1024 * 1024);
+        let config = parse("[silver]\nmemory_limit = 1000\nsql_dir = \"x\"\n").unwrap();
+        assert_eq!(config.silver.memory_limit, 1000);
+        assert_eq!(config.silver.sql_dir, Path::new("x"));
+    }
+
+    #[test]
+    fn silver_unknown_key_is_an_error() {
+        let err = parse("[silver]\nmemory = 1\n").unwrap_err().to_string();
+        assert!(err.contains("test.toml") && err.contains("memory"), "{err}");
+    }
+}
+
+/// `[gold]` parsing, through the whole configuration.
+#[cfg(test)]
+mod gold_tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> crate::Result<Config> {
+        Config::parse(
+            text,
+            Path::new("test.toml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn gold_and_postgres_defaults_and_overrides() {
+        let config = parse("", &[]).unwrap();
+        assert_eq!(config.gold.layers_dir, Path::new("layers/gold"));
+        assert!(config.gold.publish);
+        assert_eq!(config.postgres.url, None);
+        assert_eq!(config.postgres.schema, "gold");
+        assert_eq!(config.postgres.retries, 3);
+        let config = parse(
+            "[gold]\nsql_dir = \"x\"\n[postgres]\nschema = \"marts\"\n",
+            &[("LAKEHOUSE_POSTGRES__URL", "postgres://u@h:5/db")],
+        )
+        .unwrap();
+        assert_eq!(config.gold.sql_dir, Path::new("x"));
+        assert_eq!(config.postgres.schema, "marts");
+        assert_eq!(config.postgres.url.as_deref(), Some("postgres://u@h:5/db"));
+    }
+
+    #[test]
+    fn gold_and_postgres_unknown_keys_are_errors() {
+        let err = parse("[gold]\nlayer_dir = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.toml") && err.contains("layer_dir"),
+            "{err}"
+        );
+        let err = parse("[postgres]\ndsn = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dsn"), "{err}");
+        let err = parse("[postgres]\nschema = \"Bad-Name\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres.schema"), "{err}");
+    }
+}
+
+/// `[maintenance]` parsing, through the whole configuration.
+#[cfg(test)]
+mod maintenance_tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(text: &str) -> crate::Result<Config> {
+        Config::parse(text, Path::new("test.toml"), Vec::<(String, String)>::new())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = parse("").unwrap();
+        assert_eq!(config.maintenance.retention_hours, 168);
+        assert_eq!(config.maintenance.checkpoint_interval, 10);
+        let config =
+            parse("[maintenance]\ncheckpoint_interval = 3\nauto_compact_files = 0\n").unwrap();
+        assert_eq!(config.maintenance.checkpoint_interval, 3);
+        assert_eq!(config.maintenance.auto_compact_files, 0);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = parse("[maintenance]\nauto_compact_files = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maintenance.auto_compact_files"), "{err}");
+        let err = parse("[maintenance]\nretention = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retention"), "{err}");
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../lakehouse.example.toml");
+        let config = parse(text).unwrap();
+        assert_eq!(config.maintenance.auto_compact_files, 50);
     }
 }

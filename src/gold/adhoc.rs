@@ -5,7 +5,7 @@ use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 
 use super::catalog::Catalog;
-use crate::config::Config;
+use super::{GoldConfig, Marts};
 use crate::delta::session;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
@@ -34,13 +34,18 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// A session with every existing table of the lakehouse registered.
-pub async fn session(config: &Config) -> Result<SessionContext> {
-    let (pipeline, marts) = super::load_layers(config)?;
-    let root = StorageRoot::from_config(&config.storage)?;
-    let ctx = session::new_session(&config.gold.session_limits())?;
+/// A session with every existing table of the lakehouse under `root`
+/// registered: bronze's, the `silver_tables` and their quarantines, the
+/// `marts` and the system tables.
+pub async fn session(
+    marts: &Marts,
+    silver_tables: &[String],
+    config: &GoldConfig,
+    root: &StorageRoot,
+) -> Result<SessionContext> {
+    let ctx = session::new_session(&config.session_limits())?;
     root.register_object_store(&ctx)?;
-    let catalog = Catalog::open(&root, &pipeline, &marts).await?;
+    let catalog = Catalog::open(root, silver_tables, marts).await?;
     catalog.register(&ctx).await?;
     Ok(ctx)
 }

@@ -17,11 +17,11 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use futures::StreamExt;
 
-use super::{RunOptions, RunSummary};
 use crate::config::Config;
 use crate::delta;
 use crate::delta::session;
 use crate::error::{Error, Result};
+use crate::pipeline::jobs::{self, GoldOptions, GoldSummary};
 use crate::storage::StorageRoot;
 use crate::tables::silver::LAYER;
 
@@ -139,11 +139,11 @@ pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String
         generated.as_secs_f64()
     );
 
-    let quiet = RunOptions {
+    let quiet = GoldOptions {
         no_publish: true,
         ..Default::default()
     };
-    let build = super::run(&config, &quiet).await?;
+    let build = jobs::gold(&config, &quiet).await?;
     line(
         &mut report,
         "build (all marts, from scratch)",
@@ -151,7 +151,7 @@ pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String
         &build,
     );
     if config.postgres.url.is_some() {
-        let published = super::run(&config, &RunOptions::default()).await?;
+        let published = jobs::gold(&config, &GoldOptions::default()).await?;
         let rows: u64 = published.published.iter().map(|p| p.rows).sum();
         let _ = writeln!(
             report,
@@ -179,7 +179,7 @@ pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String
         true,
     )
     .await?;
-    let incremental = super::run(&config, &quiet).await?;
+    let incremental = jobs::gold(&config, &quiet).await?;
     line(
         &mut report,
         &format!("incremental ({extra} new sales on the last 3 days)"),
@@ -189,7 +189,7 @@ pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String
     Ok(report)
 }
 
-fn line(report: &mut String, what: &str, elapsed: Duration, summary: &RunSummary) {
+fn line(report: &mut String, what: &str, elapsed: Duration, summary: &GoldSummary) {
     let _ = writeln!(report, "{what}: {:.2}s", elapsed.as_secs_f64());
     for m in &summary.marts {
         let _ = writeln!(

@@ -95,6 +95,17 @@ fn date_literal(days: i32) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `spec`'s SQL reads a system table (`lakehouse_runs`, ...), from
+/// its plan: such marts run last, after the catalog sees this run's commits.
+pub async fn reads_system_tables(ctx: &SessionContext, spec: &MartSpec) -> Result<bool> {
+    let frame = ctx
+        .sql(&spec.sql)
+        .await
+        .map_err(|e| spec.sql_error(format!("{e}")))?;
+    let reads = scanned_tables(frame.logical_plan())?;
+    Ok(reads.iter().any(|r| SYSTEM_TABLES.contains(&r.as_str())))
+}
+
 /// Builds one mart. `catalog` must be registered in `ctx`.
 pub async fn build_mart(
     ctx: &SessionContext,

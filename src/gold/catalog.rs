@@ -21,7 +21,6 @@ use futures::TryStreamExt;
 use super::spec::Marts;
 use crate::delta::{txn_version, version};
 use crate::error::{Error, Result};
-use crate::silver::Pipeline;
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE};
 use crate::tables::runs;
@@ -74,23 +73,23 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Opens every known table: bronze, the silver pipeline's tables and
+    /// Opens every known table: bronze, the silver tables and their
     /// quarantines, the gold marts. Tables not created yet are kept with
     /// version `None` and are not registered.
-    pub async fn open(root: &StorageRoot, silver: &Pipeline, marts: &Marts) -> Result<Self> {
+    pub async fn open(root: &StorageRoot, silver_tables: &[String], marts: &Marts) -> Result<Self> {
         let mut names: Vec<(&'static str, String)> = vec![
             (BRONZE, EVENTS_TABLE.to_string()),
             (BRONZE, DEAD_LETTERS_TABLE.to_string()),
         ];
-        for spec in &silver.tables {
-            names.push((SILVER, spec.name.clone()));
-            names.push((SILVER, quarantine_name(&spec.name)));
+        for table in silver_tables {
+            names.push((SILVER, table.clone()));
+            names.push((SILVER, quarantine_name(table)));
         }
         for mart in &marts.marts {
             names.push((LAYER, mart.name.clone()));
         }
         let mut catalog = Catalog {
-            silver_tables: silver.tables.iter().map(|s| s.name.clone()).collect(),
+            silver_tables: silver_tables.to_vec(),
             marts: marts.marts.iter().map(|m| m.name.clone()).collect(),
             ..Default::default()
         };

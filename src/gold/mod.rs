@@ -6,9 +6,10 @@
 //! (bronze, silver, the system tables). A run ([`run`]) opens every table
 //! once, so all marts see the same silver versions, builds each mart
 //! ([`build`]: incremental by date partition when the spec allows, atomic),
-//! then publishes the marts whose Delta version Postgres does not hold yet
-//! ([`crate::publish`]). Marts reading the system tables run last, after the
-//! catalog is rebuilt, so pipeline health includes this run's commits.
+//! and hands the session and catalog back, so that the orchestration can
+//! publish them ([`crate::publish`]). Marts reading the system tables run
+//! last, after the catalog is rebuilt, so pipeline health includes this
+//! run's commits.
 //! [`adhoc`] is `lakehouse query`; [`bench`] is `lakehouse bench gold`.
 
 pub mod adhoc;
@@ -26,11 +27,10 @@ pub use catalog::Catalog;
 pub use config::GoldConfig;
 pub use spec::{MartSpec, Marts};
 
-use crate::config::Config;
+use datafusion::prelude::SessionContext;
+
 use crate::delta::session;
 use crate::error::{Error, Result};
-use crate::publish::{self, PublishOutcome};
-use crate::silver::Pipeline;
 use crate::storage::StorageRoot;
 
 /// Options of a gold run.
@@ -40,8 +40,6 @@ pub struct RunOptions {
     pub full_refresh: Option<Vec<String>>,
     /// Only these marts (empty: all).
     pub marts: Vec<String>,
-    /// Skip publishing even when `[postgres] url` is set.
-    pub no_publish: bool,
 }
 
 /// What a gold run did.
@@ -49,39 +47,36 @@ pub struct RunOptions {
 pub struct RunSummary {
     /// Per mart, in run order.
     pub marts: Vec<MartRun>,
-    /// Per published mart (empty when publishing is off).
-    pub published: Vec<PublishOutcome>,
     /// Build time of all marts.
     pub build_elapsed: Duration,
-    /// Publish time of all marts.
-    pub publish_elapsed: Duration,
 }
 
-impl RunSummary {
-    /// Marts whose publish failed after its retries.
-    pub fn failed_publishes(&self) -> Vec<&PublishOutcome> {
-        self.published
-            .iter()
-            .filter(|p| p.error.is_some())
-            .collect()
-    }
+/// A finished gold run: its summary, and what publishing the marts needs
+/// (the session and catalog the marts were built in, as of their commits).
+pub struct GoldRun {
+    /// What the run did.
+    pub summary: RunSummary,
+    /// The session the marts were built in (every table registered).
+    pub session: SessionContext,
+    /// The tables, reloaded after each mart's commit.
+    pub catalog: Catalog,
+    /// The marts built, in run order.
+    pub order: Vec<MartSpec>,
 }
 
-/// Loads the silver pipeline and the marts of `config`.
-pub fn load_layers(config: &Config) -> Result<(Pipeline, Marts)> {
-    let pipeline = Pipeline::load(config.silver_specs(), &config.silver.sql_dir)?;
-    let marts = if config.gold.layers_dir.exists() {
-        Marts::load(config.gold_specs(), &config.gold.sql_dir)?
-    } else {
-        Marts::default()
-    };
-    Ok((pipeline, marts))
-}
-
-/// Runs the gold layer: the entry point of `lakehouse run gold`.
-pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
+/// Runs the `marts` over the lake under `root` (the entry point of
+/// `lakehouse run gold`). `silver_tables` are the silver tables the silver
+/// specs declare (with their quarantines, the inputs marts may read); each
+/// mart is checkpointed every `checkpoint_interval` commits.
+pub async fn run(
+    marts: &Marts,
+    silver_tables: &[String],
+    config: &GoldConfig,
+    root: &StorageRoot,
+    checkpoint_interval: u64,
+    options: &RunOptions,
+) -> Result<GoldRun> {
     let started = Instant::now();
-    let (pipeline, marts) = load_layers(config)?;
     for name in options
         .marts
         .iter()
@@ -89,15 +84,14 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     {
         if marts.get(name).is_none() {
             return Err(Error::Config {
-                file: config.gold.layers_dir.clone(),
+                file: config.layers_dir.clone(),
                 message: format!("there is no gold mart `{name}` (no {name}.toml)"),
             });
         }
     }
-    let root = StorageRoot::from_config(&config.storage)?;
-    let ctx = session::new_session(&config.gold.session_limits())?;
+    let ctx = session::new_session(&config.session_limits())?;
     root.register_object_store(&ctx)?;
-    let mut catalog = Catalog::open(&root, &pipeline, &marts).await?;
+    let mut catalog = Catalog::open(root, silver_tables, marts).await?;
     // The system tables are built once, before the marts that read them.
     catalog.register_tables(&ctx).await?;
     let selected: Vec<&MartSpec> = marts
@@ -106,9 +100,15 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         .filter(|m| options.marts.is_empty() || options.marts.contains(&m.name))
         .collect();
     // Marts over the system tables go last, so they see this run's commits.
-    let reads_system = |m: &MartSpec| catalog::SYSTEM_TABLES.iter().any(|t| m.sql.contains(t));
-    let (late, early): (Vec<&MartSpec>, Vec<&MartSpec>) =
-        selected.into_iter().partition(|m| reads_system(m));
+    let mut early = Vec::new();
+    let mut late = Vec::new();
+    for spec in selected {
+        if build::reads_system_tables(&ctx, spec).await? {
+            late.push(spec);
+        } else {
+            early.push(spec);
+        }
+    }
     let mut summary = RunSummary::default();
     for (i, spec) in early.iter().chain(late.iter()).enumerate() {
         if i == early.len() && !late.is_empty() {
@@ -118,10 +118,10 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             .full_refresh
             .as_ref()
             .is_some_and(|f| f.is_empty() || f.contains(&spec.name));
-        let run = build::build_mart(&ctx, &root, &catalog, &config.gold, spec, full).await?;
+        let run = build::build_mart(&ctx, root, &catalog, config, spec, full).await?;
         tracing::info!(mart = %run.mart, refresh = ?run.refresh, version = ?run.version, rows = run.rows, elapsed_ms = run.elapsed.as_millis() as u64, "gold mart done");
         if run.version.is_some() {
-            catalog.refresh(&root, &spec.name).await?;
+            catalog.refresh(root, &spec.name).await?;
             catalog.register_one(&ctx, &spec.name).await?;
             // Later system-table marts see this commit too.
             if i >= early.len() && i + 1 < early.len() + late.len() {
@@ -132,30 +132,28 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     }
     // Checkpoints every `[maintenance] checkpoint_interval` commits.
     crate::delta::checkpoint::checkpoint_tables(
-        &root,
+        root,
         catalog::LAYER,
         summary
             .marts
             .iter()
             .filter_map(|m| m.version.map(|v| (m.mart.clone(), v)))
             .collect(),
-        config.maintenance.checkpoint_interval,
+        checkpoint_interval,
     )
     .await?;
     summary.build_elapsed = started.elapsed();
-    if config.gold.publish && !options.no_publish && config.postgres.url.is_some() {
-        let started = Instant::now();
-        let publishable: Vec<&MartSpec> = early
-            .iter()
-            .chain(late.iter())
-            .copied()
-            .filter(|m| m.publish)
-            .collect();
-        summary.published =
-            publish::publish_marts(&config.postgres, &ctx, &catalog, &publishable).await?;
-        summary.publish_elapsed = started.elapsed();
-    }
-    Ok(summary)
+    let order = early
+        .iter()
+        .chain(late.iter())
+        .map(|m| (*m).clone())
+        .collect();
+    Ok(GoldRun {
+        summary,
+        session: ctx,
+        catalog,
+        order,
+    })
 }
 
 impl std::fmt::Display for RunSummary {
@@ -175,14 +173,6 @@ impl std::fmt::Display for RunSummary {
                 None => writeln!(f, "gold {}: {what}", m.mart)?,
             }
         }
-        for p in &self.published {
-            writeln!(f, "{p}")?;
-        }
-        writeln!(
-            f,
-            "gold: built in {:.2}s, published in {:.2}s",
-            self.build_elapsed.as_secs_f64(),
-            self.publish_elapsed.as_secs_f64()
-        )
+        Ok(())
     }
 }

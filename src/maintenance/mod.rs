@@ -27,14 +27,13 @@ use deltalake::table::config::TablePropertiesExt as _;
 
 pub use config::MaintenanceConfig;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
 /// The layers, in pipeline order, then the system tables (the run history).
 pub const LAYERS: [&str; 4] = ["bronze", "silver", "gold", SYSTEM_LAYER];
 
-use crate::tables::runs::{RUNS_FOLDER, SYSTEM_LAYER};
+use crate::tables::runs::SYSTEM_LAYER;
 
 /// A table maintenance can work on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,75 +57,37 @@ pub struct Selection {
     pub table: Option<String>,
 }
 
-/// The tables of `config` (bronze's two, silver's and gold's specs), filtered
-/// by `selection`. An unknown layer or table is an error naming it.
-pub fn targets(config: &Config, selection: &Selection) -> Result<Vec<TableTarget>> {
-    if let Some(layer) = &selection.layer
-        && !LAYERS.contains(&layer.as_str())
-    {
-        return Err(Error::Other(format!(
-            "unknown layer `{layer}`: use bronze, silver, gold or {SYSTEM_LAYER}"
-        )));
-    }
-    let wanted = |layer: &str| selection.layer.as_deref().is_none_or(|l| l == layer);
-    let mut out = Vec::new();
-    if wanted("bronze") {
-        use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE};
-        out.push(TableTarget {
-            layer: "bronze",
-            name: EVENTS_TABLE.to_string(),
-            zorder: config.bronze.zorder.clone(),
-            declared_in: config.origin(),
-        });
-        out.push(TableTarget {
-            layer: "bronze",
-            name: DEAD_LETTERS_TABLE.to_string(),
-            zorder: Vec::new(),
-            declared_in: config.origin(),
-        });
-    }
-    if wanted("silver") && config.silver.layers_dir.exists() {
-        let pipeline =
-            crate::silver::Pipeline::load(config.silver_specs(), &config.silver.sql_dir)?;
-        out.extend(pipeline.tables.iter().map(|spec| TableTarget {
-            layer: "silver",
-            name: spec.name.clone(),
-            zorder: spec.zorder.clone(),
-            declared_in: spec.file.clone(),
-        }));
-    }
-    if wanted("gold") && config.gold.layers_dir.exists() {
-        let marts = crate::gold::Marts::load(config.gold_specs(), &config.gold.sql_dir)?;
-        out.extend(marts.marts.iter().map(|spec| TableTarget {
-            layer: "gold",
-            name: spec.name.clone(),
-            zorder: spec.zorder.clone(),
-            declared_in: spec.file.clone(),
-        }));
-    }
-    // One small file per recorded run: compacted like any other table.
-    if wanted(SYSTEM_LAYER) {
-        out.push(TableTarget {
-            layer: SYSTEM_LAYER,
-            name: RUNS_FOLDER.to_string(),
-            zorder: Vec::new(),
-            declared_in: config.origin(),
-        });
-    }
-    if let Some(table) = &selection.table {
-        out.retain(|t| &t.name == table);
-        if out.is_empty() {
+impl Selection {
+    /// Whether tables of `layer` are selected. An unknown layer is an error
+    /// naming it.
+    pub fn wants(&self, layer: &str) -> Result<bool> {
+        if let Some(wanted) = &self.layer
+            && !LAYERS.contains(&wanted.as_str())
+        {
             return Err(Error::Other(format!(
-                "there is no table `{table}`{} (tables come from the bronze tables and the silver and gold specs)",
-                selection
-                    .layer
-                    .as_ref()
-                    .map(|l| format!(" in layer {l}"))
-                    .unwrap_or_default()
+                "unknown layer `{wanted}`: use bronze, silver, gold or {SYSTEM_LAYER}"
             )));
         }
+        Ok(self.layer.as_deref().is_none_or(|l| l == layer))
     }
-    Ok(out)
+
+    /// `tables` (those of the selected layers) narrowed to the selected
+    /// table; an unknown table is an error naming it.
+    pub fn narrow(&self, mut tables: Vec<TableTarget>) -> Result<Vec<TableTarget>> {
+        if let Some(table) = &self.table {
+            tables.retain(|t| &t.name == table);
+            if tables.is_empty() {
+                return Err(Error::Other(format!(
+                    "there is no table `{table}`{} (tables come from the bronze tables and the silver and gold specs)",
+                    self.layer
+                        .as_ref()
+                        .map(|l| format!(" in layer {l}"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        Ok(tables)
+    }
 }
 
 /// What `optimize` did to one table.
@@ -177,12 +138,16 @@ pub fn writer_properties() -> Result<WriterProperties> {
         .build())
 }
 
-/// Compacts (or Z-orders) each target table, then checkpoints it when due.
-pub async fn optimize(config: &Config, selection: &Selection) -> Result<Vec<OptimizeReport>> {
-    let root = StorageRoot::from_config(&config.storage)?;
+/// Compacts (or Z-orders) each of `targets` under `root`, then checkpoints
+/// it when due.
+pub async fn optimize(
+    config: &MaintenanceConfig,
+    root: &StorageRoot,
+    targets: &[TableTarget],
+) -> Result<Vec<OptimizeReport>> {
     let mut reports = Vec::new();
-    for target in targets(config, selection)? {
-        let report = optimize_table(&root, &target, &config.maintenance).await?;
+    for target in targets {
+        let report = optimize_table(root, target, config).await?;
         tracing::info!(table = %report.table, removed = report.files_removed, added = report.files_added, "optimized");
         reports.push(report);
     }
@@ -326,21 +291,23 @@ pub fn safe_retention_hours(table: &DeltaTable, config: &MaintenanceConfig) -> R
     Ok(config.min_retention_hours.max(table_hours))
 }
 
-/// Deletes files removed from each target table longer ago than the retention.
-/// A retention below a table's safe minimum is refused unless `force`.
-pub async fn vacuum(config: &Config, options: &VacuumOptions) -> Result<Vec<VacuumReport>> {
-    let root = StorageRoot::from_config(&config.storage)?;
-    let retention = options
-        .retention_hours
-        .unwrap_or(config.maintenance.retention_hours);
-    let targets = targets(config, &options.selection)?;
+/// Deletes files removed from each of `targets` under `root` longer ago than
+/// the retention. A retention below a table's safe minimum is refused unless
+/// `force`.
+pub async fn vacuum(
+    config: &MaintenanceConfig,
+    root: &StorageRoot,
+    targets: &[TableTarget],
+    options: &VacuumOptions,
+) -> Result<Vec<VacuumReport>> {
+    let retention = options.retention_hours.unwrap_or(config.retention_hours);
     // Check every table before deleting anything from any.
     let mut tables = Vec::new();
     for target in targets {
         let table = root.open_table(target.layer, &target.name).await?;
         let qualified = format!("{}.{}", target.layer, target.name);
         if table.version().is_some() {
-            let floor = safe_retention_hours(&table, &config.maintenance)?;
+            let floor = safe_retention_hours(&table, config)?;
             if retention < floor && !options.force {
                 return Err(Error::Other(format!(
                     "vacuum of {qualified}: a retention of {retention} hours is below the safe minimum of \

@@ -1,5 +1,6 @@
-//! One run of a job kind: calls the layer and turns its summary into what
-//! the run history stores. Shared by `lakehouse run` and the scheduler.
+//! One run of a job kind: loads the specs, calls the layer with its own
+//! configuration and the storage root, and turns its summary into what the
+//! run history stores. Shared by `lakehouse run`, `run all` and the scheduler.
 
 use chrono::Utc;
 
@@ -8,6 +9,7 @@ use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::config::schedule::JobKind;
 use crate::error::{Error, Result};
+use crate::publish::{self, PublishOutcome};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE_LAYER};
 use crate::{gold, maintenance, silver};
@@ -19,8 +21,8 @@ pub enum LayerSummary {
     Bronze(bronze::RunSummary, Option<i64>),
     /// Silver apply.
     Silver(silver::RunSummary),
-    /// Gold marts.
-    Gold(gold::RunSummary),
+    /// Gold marts, and their publish.
+    Gold(GoldSummary),
     /// `optimize` of every table.
     Optimize(Vec<maintenance::OptimizeReport>),
     /// `vacuum` of every table.
@@ -188,19 +190,19 @@ pub async fn execute(
             run_bronze(config, BronzeSource::Kafka, stop, shutdown).await
         }
         JobKind::Silver => Ok(LayerSummary::Silver(
-            silver::run(config, &silver::RunOptions::default()).await?,
+            self::silver(config, &silver::RunOptions::default()).await?,
         )),
         JobKind::Gold => Ok(LayerSummary::Gold(
-            gold::run(config, &gold::RunOptions::default()).await?,
+            self::gold(config, &GoldOptions::default()).await?,
         )),
         JobKind::Optimize => Ok(LayerSummary::Optimize(
-            maintenance::optimize(config, &maintenance::Selection::default()).await?,
+            optimize(config, &maintenance::Selection::default()).await?,
         )),
         // The configured retention, never forced: a scheduled vacuum below
         // the safe minimum fails (and is reported) instead of deleting files
         // a lagging reader still needs.
         JobKind::Vacuum => Ok(LayerSummary::Vacuum(
-            maintenance::vacuum(config, &maintenance::VacuumOptions::default()).await?,
+            vacuum(config, &maintenance::VacuumOptions::default()).await?,
         )),
     }
 }
@@ -218,8 +220,283 @@ pub async fn run_bronze(
         .await?
         .version()
         .map(|v| v as i64);
-    let summary = bronze::run(config, source, stop, shutdown).await?;
+    let summary = self::bronze(config, source, stop, shutdown).await?;
     Ok(LayerSummary::Bronze(summary, before))
+}
+
+/// Runs bronze with `config`'s `[kafka]` and `[bronze]`, with maintenance's
+/// auto-compaction and checkpoints after its commits.
+pub async fn bronze(
+    config: &Config,
+    source: BronzeSource,
+    stop: StopCondition,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<bronze::RunSummary> {
+    let root = StorageRoot::from_config(&config.storage)?;
+    let origin = config.origin();
+    let settings = bronze::Settings {
+        kafka: &config.kafka,
+        bronze: &config.bronze,
+        origin: &origin,
+    };
+    let upkeep = maintenance::compact::BronzeUpkeep::new(config.maintenance.clone(), root.clone());
+    bronze::run(
+        settings,
+        &root,
+        Some(Box::new(upkeep)),
+        source,
+        stop,
+        shutdown,
+    )
+    .await
+}
+
+impl bronze::CommitUpkeep for maintenance::compact::BronzeUpkeep {
+    fn after_commit<'a>(
+        &'a mut self,
+        table: &'a deltalake::DeltaTable,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            Ok(
+                maintenance::compact::BronzeUpkeep::after_commit(self, table, name)
+                    .await?
+                    .is_some(),
+            )
+        })
+    }
+
+    fn compactions(&self) -> u64 {
+        self.compactions
+    }
+}
+
+/// The silver table specs of `config`.
+pub fn silver_specs(config: &Config) -> Result<silver::Pipeline> {
+    silver::Pipeline::load(config.silver_specs(), &config.silver.sql_dir)
+}
+
+/// The gold mart specs of `config` (none when the default folder is missing).
+pub fn gold_specs(config: &Config) -> Result<gold::Marts> {
+    if config.gold.layers_dir.exists() {
+        gold::Marts::load(config.gold_specs(), &config.gold.sql_dir)
+    } else {
+        Ok(gold::Marts::default())
+    }
+}
+
+/// The names of the silver tables `config`'s specs declare: what gold reads.
+fn silver_table_names(config: &Config) -> Result<Vec<String>> {
+    Ok(silver_specs(config)?
+        .tables
+        .into_iter()
+        .map(|spec| spec.name)
+        .collect())
+}
+
+/// Runs silver with `config`'s specs and `[silver]`.
+pub async fn silver(config: &Config, options: &silver::RunOptions) -> Result<silver::RunSummary> {
+    let pipeline = silver_specs(config)?;
+    let root = StorageRoot::from_config(&config.storage)?;
+    silver::run(
+        &pipeline,
+        &config.silver,
+        &root,
+        config.maintenance.checkpoint_interval,
+        options,
+    )
+    .await
+}
+
+/// Options of a gold job.
+#[derive(Debug, Clone, Default)]
+pub struct GoldOptions {
+    /// Rebuild these marts from scratch (`Some(empty)`: every mart).
+    pub full_refresh: Option<Vec<String>>,
+    /// Only these marts (empty: all).
+    pub marts: Vec<String>,
+    /// Skip publishing even when `[postgres] url` is set.
+    pub no_publish: bool,
+}
+
+/// What a gold job did: the marts built, then published.
+#[derive(Debug, Clone, Default)]
+pub struct GoldSummary {
+    /// Per mart, in run order.
+    pub marts: Vec<gold::MartRun>,
+    /// Per published mart (empty when publishing is off).
+    pub published: Vec<PublishOutcome>,
+    /// Build time of all marts.
+    pub build_elapsed: std::time::Duration,
+    /// Publish time of all marts.
+    pub publish_elapsed: std::time::Duration,
+}
+
+impl GoldSummary {
+    /// Marts whose publish failed after its retries.
+    pub fn failed_publishes(&self) -> Vec<&PublishOutcome> {
+        self.published
+            .iter()
+            .filter(|p| p.error.is_some())
+            .collect()
+    }
+}
+
+impl std::fmt::Display for GoldSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let built = gold::RunSummary {
+            marts: self.marts.clone(),
+            build_elapsed: self.build_elapsed,
+        };
+        write!(f, "{built}")?;
+        for p in &self.published {
+            writeln!(f, "{p}")?;
+        }
+        writeln!(
+            f,
+            "gold: built in {:.2}s, published in {:.2}s",
+            self.build_elapsed.as_secs_f64(),
+            self.publish_elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Runs gold with `config`'s specs and `[gold]`, then publishes the marts
+/// whose Delta version Postgres does not hold yet (when `[postgres] url` is
+/// set, `[gold] publish` is on and `options` do not say otherwise).
+pub async fn gold(config: &Config, options: &GoldOptions) -> Result<GoldSummary> {
+    let marts = gold_specs(config)?;
+    let silver_tables = silver_table_names(config)?;
+    let root = StorageRoot::from_config(&config.storage)?;
+    let run = gold::run(
+        &marts,
+        &silver_tables,
+        &config.gold,
+        &root,
+        config.maintenance.checkpoint_interval,
+        &gold::RunOptions {
+            full_refresh: options.full_refresh.clone(),
+            marts: options.marts.clone(),
+        },
+    )
+    .await?;
+    let mut summary = GoldSummary {
+        marts: run.summary.marts,
+        build_elapsed: run.summary.build_elapsed,
+        ..GoldSummary::default()
+    };
+    if config.gold.publish && !options.no_publish && config.postgres.url.is_some() {
+        let started = std::time::Instant::now();
+        let publishable: Vec<publish::PublishTable<'_>> = run
+            .order
+            .iter()
+            .filter(|m| m.publish)
+            .filter_map(|m| {
+                let entry = run.catalog.get(&m.name)?;
+                Some(publish::PublishTable {
+                    name: &m.name,
+                    file: &m.file,
+                    keys: &m.keys,
+                    indexes: &m.indexes,
+                    description: m.description.as_deref(),
+                    table: &entry.table,
+                })
+            })
+            .collect();
+        summary.published =
+            publish::publish_marts(&config.postgres, &run.session, &publishable).await?;
+        summary.publish_elapsed = started.elapsed();
+    }
+    Ok(summary)
+}
+
+/// A DataFusion session with every table of `config`'s lake registered
+/// (`lakehouse query`, `lakehouse status`).
+pub async fn query_session(config: &Config) -> Result<datafusion::prelude::SessionContext> {
+    let marts = gold_specs(config)?;
+    let silver_tables = silver_table_names(config)?;
+    let root = StorageRoot::from_config(&config.storage)?;
+    gold::adhoc::session(&marts, &silver_tables, &config.gold, &root).await
+}
+
+/// The tables of `config` maintenance works on (bronze's two, silver's and
+/// gold's specs, the run history), narrowed by `selection`.
+pub fn maintenance_targets(
+    config: &Config,
+    selection: &maintenance::Selection,
+) -> Result<Vec<maintenance::TableTarget>> {
+    use crate::tables::runs::{RUNS_FOLDER, SYSTEM_LAYER};
+    let mut out = Vec::new();
+    if selection.wants(BRONZE_LAYER)? {
+        out.push(maintenance::TableTarget {
+            layer: BRONZE_LAYER,
+            name: EVENTS_TABLE.to_string(),
+            zorder: config.bronze.zorder.clone(),
+            declared_in: config.origin(),
+        });
+        out.push(maintenance::TableTarget {
+            layer: BRONZE_LAYER,
+            name: DEAD_LETTERS_TABLE.to_string(),
+            zorder: Vec::new(),
+            declared_in: config.origin(),
+        });
+    }
+    if selection.wants(crate::tables::silver::LAYER)? && config.silver.layers_dir.exists() {
+        out.extend(
+            silver_specs(config)?
+                .tables
+                .iter()
+                .map(|spec| maintenance::TableTarget {
+                    layer: crate::tables::silver::LAYER,
+                    name: spec.name.clone(),
+                    zorder: spec.zorder.clone(),
+                    declared_in: spec.file.clone(),
+                }),
+        );
+    }
+    if selection.wants(crate::tables::gold::LAYER)? && config.gold.layers_dir.exists() {
+        out.extend(
+            gold_specs(config)?
+                .marts
+                .iter()
+                .map(|spec| maintenance::TableTarget {
+                    layer: crate::tables::gold::LAYER,
+                    name: spec.name.clone(),
+                    zorder: spec.zorder.clone(),
+                    declared_in: spec.file.clone(),
+                }),
+        );
+    }
+    // One small file per recorded run: compacted like any other table.
+    if selection.wants(SYSTEM_LAYER)? {
+        out.push(maintenance::TableTarget {
+            layer: SYSTEM_LAYER,
+            name: RUNS_FOLDER.to_string(),
+            zorder: Vec::new(),
+            declared_in: config.origin(),
+        });
+    }
+    selection.narrow(out)
+}
+
+/// `lakehouse optimize`: compacts the selected tables of `config`.
+pub async fn optimize(
+    config: &Config,
+    selection: &maintenance::Selection,
+) -> Result<Vec<maintenance::OptimizeReport>> {
+    let targets = maintenance_targets(config, selection)?;
+    let root = StorageRoot::from_config(&config.storage)?;
+    maintenance::optimize(&config.maintenance, &root, &targets).await
+}
+
+/// `lakehouse vacuum`: deletes old files of the selected tables of `config`.
+pub async fn vacuum(
+    config: &Config,
+    options: &maintenance::VacuumOptions,
+) -> Result<Vec<maintenance::VacuumReport>> {
+    let targets = maintenance_targets(config, &options.selection)?;
+    let root = StorageRoot::from_config(&config.storage)?;
+    maintenance::vacuum(&config.maintenance, &root, &targets, options).await
 }
 
 /// Builds the history row of a finished run.

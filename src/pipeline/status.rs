@@ -149,7 +149,7 @@ fn runs_sql(filter: &str, limit: usize) -> String {
 /// Collects the status; `runs` is how many runs and failures to list.
 pub async fn collect(config: &Config, runs: usize) -> Result<StatusReport> {
     let root = StorageRoot::from_config(&config.storage)?;
-    let ctx = crate::gold::adhoc::session(config).await?;
+    let ctx = super::jobs::query_session(config).await?;
     let mut report = StatusReport {
         storage: root.describe(),
         tables: rows(&ctx, TABLES_SQL).await?,

@@ -59,7 +59,7 @@ pub struct AllSummary {
     /// The last silver run.
     pub last_silver: Option<crate::silver::RunSummary>,
     /// The last gold run.
-    pub last_gold: Option<crate::gold::RunSummary>,
+    pub last_gold: Option<jobs::GoldSummary>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -91,7 +91,7 @@ impl std::fmt::Display for AllSummary {
 /// A silver run, recorded in `_lakehouse_runs` with `trigger`.
 async fn silver_run(config: &Config, trigger: Trigger) -> Result<crate::silver::RunSummary> {
     let silver_options = crate::silver::RunOptions::default();
-    let run = crate::silver::run(config, &silver_options);
+    let run = jobs::silver(config, &silver_options);
     jobs::recorded_as(config, JobKind::Silver, trigger, run, |s| {
         LayerSummary::Silver(s.clone())
     })
@@ -104,17 +104,17 @@ async fn gold_run(
     config: &Config,
     options: &AllOptions,
     trigger: Trigger,
-) -> Result<crate::gold::RunSummary> {
+) -> Result<jobs::GoldSummary> {
     let gold_options = gold_options(options);
-    let run = crate::gold::run(config, &gold_options);
+    let run = jobs::gold(config, &gold_options);
     jobs::recorded_as(config, JobKind::Gold, trigger, run, |s| {
         LayerSummary::Gold(s.clone())
     })
     .await
 }
 
-fn gold_options(options: &AllOptions) -> crate::gold::RunOptions {
-    crate::gold::RunOptions {
+fn gold_options(options: &AllOptions) -> jobs::GoldOptions {
+    jobs::GoldOptions {
         no_publish: options.no_publish,
         ..Default::default()
     }
@@ -131,7 +131,7 @@ pub async fn run_once(
         until_idle: true,
         max_records: None,
     };
-    let bronze = bronze::run(config, BronzeSource::Kafka, stop, shutdown.clone()).await?;
+    let bronze = jobs::bronze(config, BronzeSource::Kafka, stop, shutdown.clone()).await?;
     let mut summary = AllSummary {
         bronze,
         ..Default::default()
@@ -213,7 +213,7 @@ pub async fn watch(
     let bronze_config = config.clone();
     let bronze_shutdown = shutdown.clone();
     let mut bronze_task = tokio::spawn(async move {
-        bronze::run(
+        jobs::bronze(
             &bronze_config,
             BronzeSource::Kafka,
             StopCondition::default(),

@@ -17,11 +17,28 @@ pub mod types;
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
 
 pub use config::PostgresConfig;
 
 use crate::error::Result;
-use crate::gold::{Catalog, MartSpec};
+
+/// A Delta table to publish, and how: what publishing needs of a gold mart.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishTable<'a> {
+    /// The table's name, in Postgres too.
+    pub name: &'a str,
+    /// The file that declares it, named in errors.
+    pub file: &'a std::path::Path,
+    /// The key columns: the Postgres primary key.
+    pub keys: &'a [String],
+    /// Extra Postgres indexes (each a list of columns).
+    pub indexes: &'a [Vec<String>],
+    /// The Postgres table comment.
+    pub description: Option<&'a str>,
+    /// The Delta table, at the version to publish.
+    pub table: &'a DeltaTable,
+}
 
 /// The outcome of one mart's publish.
 #[derive(Debug, Clone)]
@@ -68,24 +85,20 @@ impl std::fmt::Display for PublishOutcome {
     }
 }
 
-/// Publishes `marts` (each as of its version in `catalog`), retrying each
-/// per `[postgres]`. Failures are reported in the outcomes, not as an error:
-/// the Delta marts are committed regardless.
+/// Publishes `marts` (each as of the version of its loaded table),
+/// retrying each per `[postgres]`. Failures are reported in the outcomes,
+/// not as an error: the Delta marts are committed regardless.
 pub async fn publish_marts(
     config: &PostgresConfig,
     ctx: &SessionContext,
-    catalog: &Catalog,
-    marts: &[&MartSpec],
+    marts: &[PublishTable<'_>],
 ) -> Result<Vec<PublishOutcome>> {
     let mut outcomes = Vec::new();
     for spec in marts {
-        let Some(entry) = catalog.get(&spec.name) else {
-            continue;
-        };
-        let version = entry.table.version().map(|v| v as i64);
+        let version = spec.table.version().map(|v| v as i64);
         let started = Instant::now();
         let mut outcome = PublishOutcome {
-            mart: spec.name.clone(),
+            mart: spec.name.to_string(),
             version,
             rows: 0,
             up_to_date: false,
@@ -96,7 +109,7 @@ pub async fn publish_marts(
         let mut backoff = Duration::from_millis(config.retry_backoff_ms);
         loop {
             outcome.attempts += 1;
-            match swap::publish_mart(config, ctx, &entry.table, spec, version).await {
+            match swap::publish_mart(config, ctx, spec.table, spec, version).await {
                 Ok(swap::Published::Loaded(rows)) => {
                     outcome.rows = rows;
                     outcome.error = None;

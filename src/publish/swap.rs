@@ -8,10 +8,10 @@ use futures::StreamExt;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
 
+use super::PublishTable;
 use super::config::PostgresConfig;
 use super::types::{append_csv, pg_type};
 use crate::error::{Error, Result};
-use crate::gold::MartSpec;
 
 /// Bytes of CSV sent to `COPY` per message.
 const COPY_CHUNK: usize = 1 << 20;
@@ -112,11 +112,11 @@ pub async fn publish_mart(
     config: &PostgresConfig,
     ctx: &SessionContext,
     table: &DeltaTable,
-    spec: &MartSpec,
+    spec: &PublishTable<'_>,
     version: Option<i64>,
 ) -> Result<Published> {
     let schema = config.schema.as_str();
-    let mart = spec.name.as_str();
+    let mart = spec.name;
     let mut conn = connect(config).await?;
     exec(
         &mut conn,
@@ -193,7 +193,8 @@ pub async fn publish_mart(
         defs.push(format!(
             "{} {}{not_null}",
             quote(field.name()),
-            pg_type(field.name(), field.data_type()).map_err(|e| spec.error(e.to_string()))?
+            pg_type(field.name(), field.data_type())
+                .map_err(|e| Error::config(spec.file, e.to_string()))?
         ));
     }
     exec(&mut conn, mart, &format!("DROP TABLE IF EXISTS {staging}")).await?;
@@ -298,7 +299,7 @@ pub async fn publish_mart(
     }
     let comment = format!(
         "{} (lakehouse gold mart, Delta version {})",
-        spec.description.as_deref().unwrap_or(mart),
+        spec.description.unwrap_or(mart),
         version.map_or("none".into(), |v| v.to_string())
     );
     statements.push(format!(

@@ -51,30 +51,3 @@ impl SilverConfig {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use crate::config::Config;
-
-    fn parse(text: &str) -> crate::Result<Config> {
-        Config::parse(text, Path::new("test.toml"), Vec::<(String, String)>::new())
-    }
-
-    #[test]
-    fn silver_defaults_and_overrides() {
-        let config = parse("").unwrap();
-        assert_eq!(config.silver.layers_dir, Path::new("layers/silver"));
-        assert_eq!(config.silver.memory_limit, 1024 * 1024 * 1024);
-        let config = parse("[silver]\nmemory_limit = 1000\nsql_dir = \"x\"\n").unwrap();
-        assert_eq!(config.silver.memory_limit, 1000);
-        assert_eq!(config.silver.sql_dir, Path::new("x"));
-    }
-
-    #[test]
-    fn silver_unknown_key_is_an_error() {
-        let err = parse("[silver]\nmemory = 1\n").unwrap_err().to_string();
-        assert!(err.contains("test.toml") && err.contains("memory"), "{err}");
-    }
-}

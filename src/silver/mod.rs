@@ -32,7 +32,6 @@ pub use config::SilverConfig;
 pub use job::TableRun;
 pub use spec::{Kind, Pipeline, TableSpec};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
@@ -114,23 +113,29 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-/// Runs the silver layer: the entry point of `lakehouse run silver`.
-pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
+/// Runs the silver tables of `pipeline` into `root` (the entry point of
+/// `lakehouse run silver`), checkpointing each table every
+/// `checkpoint_interval` commits.
+pub async fn run(
+    pipeline: &Pipeline,
+    config: &SilverConfig,
+    root: &StorageRoot,
+    checkpoint_interval: u64,
+    options: &RunOptions,
+) -> Result<RunSummary> {
     let started = Instant::now();
-    let pipeline = Pipeline::load(config.silver_specs(), &config.silver.sql_dir)?;
     for table in options.tables.iter().chain(match &options.full_refresh {
         FullRefresh::Table(t) => Some(t),
         _ => None,
     }) {
         if pipeline.get(table).is_none() {
             return Err(Error::Config {
-                file: config.silver.layers_dir.clone(),
+                file: config.layers_dir.clone(),
                 message: format!("there is no silver table `{table}` (no {table}.toml)"),
             });
         }
     }
-    let root = StorageRoot::from_config(&config.storage)?;
-    let sessions = crate::delta::session::RunSessions::new(&config.silver.session_limits())?;
+    let sessions = crate::delta::session::RunSessions::new(&config.session_limits())?;
     let ctx = sessions.work;
     root.register_object_store(&ctx)?;
     let bronze = root.open_table(BRONZE_LAYER, EVENTS_TABLE).await?;
@@ -138,9 +143,9 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let rc = job::RunContext {
         ctx: &ctx,
         scan: &sessions.scan,
-        root: &root,
-        config: &config.silver,
-        pipeline: &pipeline,
+        root,
+        config,
+        pipeline,
         bronze: bronze.as_ref(),
     };
     let mut summary = RunSummary {
@@ -184,14 +189,14 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     }
     // Checkpoints every `[maintenance] checkpoint_interval` commits.
     crate::delta::checkpoint::checkpoint_tables(
-        &root,
+        root,
         LAYER,
         summary
             .tables
             .iter()
             .filter_map(|t| t.version.map(|v| (t.table.clone(), v)))
             .collect(),
-        config.maintenance.checkpoint_interval,
+        checkpoint_interval,
     )
     .await?;
     summary.elapsed = started.elapsed();

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use lakehouse::bronze::{self, BronzeSource, StopCondition};
+use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::config::Config;
 
 use crate::support::*;
@@ -59,7 +59,7 @@ async fn conformance_corpus_lands_once_with_bad_lines_in_dead_letters() {
     config.storage.root = dir.path().join("lake").display().to_string();
     config.bronze.flush_rows = 13;
     let once = StopCondition::default();
-    let summary = bronze::run(
+    let summary = lakehouse::pipeline::jobs::bronze(
         &config,
         BronzeSource::Files(vec![input.clone()]),
         once,
@@ -90,7 +90,7 @@ async fn conformance_corpus_lands_once_with_bad_lines_in_dead_letters() {
     assert_eq!(exact, 1);
 
     // Rerun: every line was committed once, nothing is added.
-    let again = bronze::run(
+    let again = lakehouse::pipeline::jobs::bronze(
         &config,
         BronzeSource::Files(vec![input.clone()]),
         once,
@@ -110,7 +110,7 @@ async fn conformance_corpus_lands_once_with_bad_lines_in_dead_letters() {
         .unwrap()
         .write_all(&lines[..lines.iter().position(|b| *b == b'\n').unwrap() + 1])
         .unwrap();
-    let third = bronze::run(
+    let third = lakehouse::pipeline::jobs::bronze(
         &config,
         BronzeSource::Files(vec![input]),
         once,
@@ -133,7 +133,7 @@ async fn max_records_stops_and_resumes() {
     .unwrap();
     let mut config = Config::default();
     config.storage.root = dir.path().join("lake").display().to_string();
-    let first = bronze::run(
+    let first = lakehouse::pipeline::jobs::bronze(
         &config,
         BronzeSource::Files(vec![input.clone()]),
         StopCondition {
@@ -145,7 +145,7 @@ async fn max_records_stops_and_resumes() {
     .await
     .unwrap();
     assert_eq!(first.counts.rows, 5);
-    let rest = bronze::run(
+    let rest = lakehouse::pipeline::jobs::bronze(
         &config,
         BronzeSource::Files(vec![input]),
         StopCondition::default(),

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use lakehouse::bronze::{self, BronzeSource, StopCondition};
+use lakehouse::bronze::{BronzeSource, StopCondition};
 
 use crate::support::*;
 
@@ -123,9 +123,10 @@ pub async fn many_topics_scenario(broker: Broker, prefix: &str) {
         until_idle: true,
         max_records: None,
     };
-    let summary = bronze::run(&config, BronzeSource::Kafka, until_idle, no_shutdown())
-        .await
-        .unwrap();
+    let summary =
+        lakehouse::pipeline::jobs::bronze(&config, BronzeSource::Kafka, until_idle, no_shutdown())
+            .await
+            .unwrap();
     assert_exactly_once(&config, &produced).await;
     assert_eq!(summary.counts.rows as usize, produced.rows.len());
     assert_eq!(
@@ -154,15 +155,16 @@ pub async fn many_topics_scenario(broker: Broker, prefix: &str) {
     assert_eq!(dl_error as usize, produced.dead_letters.len());
 
     // Nothing new: nothing committed.
-    let again = bronze::run(&config, BronzeSource::Kafka, until_idle, no_shutdown())
-        .await
-        .unwrap();
+    let again =
+        lakehouse::pipeline::jobs::bronze(&config, BronzeSource::Kafka, until_idle, no_shutdown())
+            .await
+            .unwrap();
     assert_eq!(again.counts.records, 0);
     assert_eq!(again.events_version, None);
 
     // More records: only those are added.
     produce_mix(&broker, &topic_refs, 20, &mut produced).await;
-    bronze::run(&config, BronzeSource::Kafka, until_idle, no_shutdown())
+    lakehouse::pipeline::jobs::bronze(&config, BronzeSource::Kafka, until_idle, no_shutdown())
         .await
         .unwrap();
     assert_exactly_once(&config, &produced).await;
@@ -197,16 +199,16 @@ pub async fn two_consumers_scenario(broker: Broker, prefix: &str) {
     };
     let (c1, c2) = (config.clone(), config.clone());
     let first = tokio::spawn(async move {
-        bronze::run(&c1, BronzeSource::Kafka, until_idle, no_shutdown()).await
+        lakehouse::pipeline::jobs::bronze(&c1, BronzeSource::Kafka, until_idle, no_shutdown()).await
     });
     let second = tokio::spawn(async move {
-        bronze::run(&c2, BronzeSource::Kafka, until_idle, no_shutdown()).await
+        lakehouse::pipeline::jobs::bronze(&c2, BronzeSource::Kafka, until_idle, no_shutdown()).await
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     produce_mix(&broker, &[(&topic, 4)], 30, &mut produced).await;
     let c3 = config.clone();
     let third = tokio::spawn(async move {
-        bronze::run(&c3, BronzeSource::Kafka, until_idle, no_shutdown()).await
+        lakehouse::pipeline::jobs::bronze(&c3, BronzeSource::Kafka, until_idle, no_shutdown()).await
     });
     let a = first.await.unwrap().unwrap();
     let b = second.await.unwrap().unwrap();
@@ -222,7 +224,7 @@ pub async fn two_consumers_scenario(broker: Broker, prefix: &str) {
     // a broker deviation; a fresh group sidesteps it.)
     let mut catch_up = config.clone();
     catch_up.kafka.group_id = format!("{prefix}-catch-up");
-    bronze::run(&catch_up, BronzeSource::Kafka, until_idle, no_shutdown())
+    lakehouse::pipeline::jobs::bronze(&catch_up, BronzeSource::Kafka, until_idle, no_shutdown())
         .await
         .unwrap();
     assert_exactly_once(&config, &produced).await;
@@ -257,7 +259,8 @@ async fn pattern_subscription_picks_up_new_topics() {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let c = config.clone();
     let run = tokio::spawn(async move {
-        bronze::run(&c, BronzeSource::Kafka, StopCondition::default(), rx).await
+        lakehouse::pipeline::jobs::bronze(&c, BronzeSource::Kafka, StopCondition::default(), rx)
+            .await
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     broker.create_topic("rx.public.second", 2).await;

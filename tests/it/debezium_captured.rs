@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use datafusion::arrow::array::{Array, AsArray, MapArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use lakehouse::bronze::{self, BronzeSource, StopCondition};
+use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::silver::FullRefresh;
 use serde_json::Value;
 
@@ -45,7 +45,7 @@ async fn feed(lake: &Lake, lines: &[String]) -> (u64, u64) {
         text.push('\n');
     }
     std::fs::write(&input, text).expect("write input");
-    let summary = bronze::run(
+    let summary = lakehouse::pipeline::jobs::bronze(
         &lake.config,
         BronzeSource::Files(vec![input]),
         StopCondition::default(),

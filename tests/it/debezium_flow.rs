@@ -697,9 +697,12 @@ async fn debezium_captures_postgres_into_the_star_schema() {
     // Gold published to Postgres, where every Grafana panel's SQL runs.
     let mut published = config.clone();
     published.postgres.url = Some(fresh_database(&admin).await);
-    let gold = lakehouse::gold::run(&published, &lakehouse::gold::RunOptions::default())
-        .await
-        .expect("gold");
+    let gold = lakehouse::pipeline::jobs::gold(
+        &published,
+        &lakehouse::pipeline::jobs::GoldOptions::default(),
+    )
+    .await
+    .expect("gold");
     assert!(gold.failed_publishes().is_empty(), "{gold}");
     let mut conn = connect(published.postgres.url.as_deref().expect("url")).await;
     crate::gold_grafana::assert_every_panel_runs(&mut conn).await;

@@ -41,7 +41,7 @@ async fn demo_runs_every_layer_end_to_end() {
 
     // `lakehouse status` / `query` see the demo's runs in the history, with
     // what each layer wrote.
-    let ctx = lakehouse::gold::adhoc::session(&report.config)
+    let ctx = lakehouse::pipeline::jobs::query_session(&report.config)
         .await
         .unwrap();
     let batches = lakehouse::gold::adhoc::run(

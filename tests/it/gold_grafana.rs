@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use lakehouse::gold::RunOptions;
+use lakehouse::pipeline::jobs::GoldOptions;
 use serde_json::Value;
 use sqlx::{Column, Executor, Row, SqlSafeStr, Statement, TypeInfo};
 
@@ -292,7 +292,7 @@ async fn every_panel_query_runs_on_published_marts() {
     lake.feed(&rounds[0]).await;
     lake.feed(&rounds[1]).await;
     lake.silver().await;
-    let summary = gold_run(&lake, RunOptions::default()).await;
+    let summary = gold_run(&lake, GoldOptions::default()).await;
     assert!(summary.failed_publishes().is_empty(), "{summary}");
 
     let mut conn = connect(&db_url).await;

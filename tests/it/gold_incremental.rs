@@ -6,7 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use lakehouse::gold::{Refresh, RunOptions};
+use lakehouse::gold::Refresh;
+use lakehouse::pipeline::jobs::GoldOptions;
 use lakehouse::storage::StorageRoot;
 
 use crate::gold_marts::mart_rows;
@@ -30,8 +31,8 @@ const REWRITTEN: &[(&str, &str)] = &[
     ),
 ];
 
-fn only(marts: &[&str]) -> RunOptions {
-    RunOptions {
+fn only(marts: &[&str]) -> GoldOptions {
+    GoldOptions {
         marts: marts.iter().map(|m| m.to_string()).collect(),
         no_publish: true,
         ..Default::default()
@@ -120,7 +121,7 @@ async fn product_performance_is_incremental_by_product() {
     // The incremental result is exactly what a full rebuild gives.
     let rebuilt = gold_run(
         &lake,
-        RunOptions {
+        GoldOptions {
             full_refresh: Some(vec!["product_performance".into()]),
             ..only(&["product_performance"])
         },

@@ -1,7 +1,8 @@
 //! The shipped gold marts over the mock shop: built from silver, incremental
 //! by date partition, atomic, and equal to a full rebuild.
 
-use lakehouse::gold::{Refresh, RunOptions};
+use lakehouse::gold::Refresh;
+use lakehouse::pipeline::jobs::GoldOptions;
 
 use crate::gold_support::*;
 
@@ -24,7 +25,7 @@ async fn shipped_marts_build_incrementally_and_match_a_rebuild() {
     lake.feed(&rounds[0]).await;
     lake.feed(&rounds[1]).await;
     lake.silver().await;
-    let first = gold_run(&lake, RunOptions::default()).await;
+    let first = gold_run(&lake, GoldOptions::default()).await;
     eprintln!("{first}");
     for mart in MARTS {
         let run = first.marts.iter().find(|m| m.mart == *mart).expect(mart);
@@ -36,7 +37,7 @@ async fn shipped_marts_build_incrementally_and_match_a_rebuild() {
         assert!(run.version.is_some(), "{mart}");
     }
     // Nothing changed: nothing is written (except the health mart, which reads the logs).
-    let idle = gold_run(&lake, RunOptions::default()).await;
+    let idle = gold_run(&lake, GoldOptions::default()).await;
     for run in &idle.marts {
         if run.mart != "pipeline_health" {
             assert_eq!(run.refresh, Refresh::Unchanged, "{}", run.mart);
@@ -47,7 +48,7 @@ async fn shipped_marts_build_incrementally_and_match_a_rebuild() {
     // New orders: daily marts recompute only the dates that changed.
     lake.feed(&rounds[2]).await;
     lake.silver().await;
-    let second = gold_run(&lake, RunOptions::default()).await;
+    let second = gold_run(&lake, GoldOptions::default()).await;
     eprintln!("{second}");
     let daily = second
         .marts
@@ -95,7 +96,7 @@ async fn shipped_marts_build_incrementally_and_match_a_rebuild() {
     }
     let rebuilt = gold_run(
         &lake,
-        RunOptions {
+        GoldOptions {
             full_refresh: Some(Vec::new()),
             ..Default::default()
         },
@@ -131,7 +132,7 @@ async fn shipped_marts_build_incrementally_and_match_a_rebuild() {
 
 /// Rows of `sql` through `lakehouse query`'s session (every layer by name).
 pub async fn mart_rows(lake: &crate::silver_support::Lake, sql: &str) -> Vec<Vec<String>> {
-    let ctx = lakehouse::gold::adhoc::session(&lake.config)
+    let ctx = lakehouse::pipeline::jobs::query_session(&lake.config)
         .await
         .expect("session");
     let batches = lakehouse::gold::adhoc::run(&ctx, sql).await.expect(sql);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use lakehouse::gold::RunOptions;
+use lakehouse::pipeline::jobs::GoldOptions;
 use sqlx::Row;
 
 use crate::gold_support::*;
@@ -21,7 +21,7 @@ async fn marts_publish_with_exact_types_keys_indexes_and_an_atomic_swap() {
     lake.feed(&rounds[0]).await;
     lake.feed(&rounds[1]).await;
     lake.silver().await;
-    let summary = gold_run(&lake, RunOptions::default()).await;
+    let summary = gold_run(&lake, GoldOptions::default()).await;
     eprintln!("{summary}");
     assert!(summary.failed_publishes().is_empty(), "{summary}");
     assert_eq!(summary.published.len(), summary.marts.len());
@@ -123,7 +123,7 @@ async fn marts_publish_with_exact_types_keys_indexes_and_an_atomic_swap() {
     );
 
     // Nothing new: nothing republished (pipeline health changes every run).
-    let again = gold_run(&lake, RunOptions::default()).await;
+    let again = gold_run(&lake, GoldOptions::default()).await;
     for p in &again.published {
         assert!(p.up_to_date || p.mart == "pipeline_health", "{p}");
     }
@@ -156,7 +156,7 @@ async fn marts_publish_with_exact_types_keys_indexes_and_an_atomic_swap() {
             reads
         })
     };
-    let only_daily = RunOptions {
+    let only_daily = GoldOptions {
         full_refresh: Some(vec!["daily_sales".into()]),
         marts: vec!["daily_sales".into()],
         no_publish: false,
@@ -194,7 +194,7 @@ async fn failed_publish_is_retried_reported_and_done_by_the_next_run() {
     lake.silver().await;
     let failed = gold_run(
         &lake,
-        RunOptions {
+        GoldOptions {
             marts: vec!["daily_sales".into(), "payment_mix".into()],
             ..Default::default()
         },
@@ -210,7 +210,7 @@ async fn failed_publish_is_retried_reported_and_done_by_the_next_run() {
     lake.config.postgres.url = Some(url.clone());
     let next = gold_run(
         &lake,
-        RunOptions {
+        GoldOptions {
             marts: vec!["daily_sales".into(), "payment_mix".into()],
             ..Default::default()
         },
@@ -246,7 +246,7 @@ async fn failed_publish_is_retried_reported_and_done_by_the_next_run() {
     other.silver().await;
     let replaced = gold_run(
         &other,
-        RunOptions {
+        GoldOptions {
             marts: vec!["daily_sales".into(), "payment_mix".into()],
             ..Default::default()
         },

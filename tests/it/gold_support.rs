@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use lakehouse::gold::{self, RunOptions, RunSummary};
+use lakehouse::pipeline::jobs::{GoldOptions, GoldSummary};
 use lakehouse_mock::SimConfig;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
@@ -57,8 +57,10 @@ pub fn shop_records(seed: u64, rounds: usize, per_round: usize) -> Vec<Vec<Strin
 }
 
 /// Runs gold with `options`.
-pub async fn gold_run(lake: &Lake, options: RunOptions) -> RunSummary {
-    gold::run(&lake.config, &options).await.expect("gold run")
+pub async fn gold_run(lake: &Lake, options: GoldOptions) -> GoldSummary {
+    lakehouse::pipeline::jobs::gold(&lake.config, &options)
+        .await
+        .expect("gold run")
 }
 
 /// A fresh schema name per test on the shared test database.

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use lakehouse::bronze::{self, BronzeSource, StopCondition};
+use lakehouse::bronze::{BronzeSource, StopCondition};
 
 use crate::bronze_kafka::{Produced, assert_exactly_once, produce_mix};
 use crate::support::*;
@@ -81,7 +81,7 @@ async fn bronze_consumes_through_tls_and_scram() {
     // Produced through the plaintext listener, consumed through the secure one.
     produce_mix(&broker, &[(topic.as_str(), 2)], 30, &mut produced).await;
     let config = listener.config(dir.path(), &broker, &topic, &listener.password);
-    let summary = bronze::run(
+    let summary = lakehouse::pipeline::jobs::bronze(
         &config,
         BronzeSource::Kafka,
         StopCondition {
@@ -107,7 +107,7 @@ async fn a_wrong_password_is_a_clear_error_naming_the_broker() {
     let started = Instant::now();
     for until_idle in [true, false] {
         let config = listener.config(dir.path(), &broker, &topic, "not-the-password");
-        let run = bronze::run(
+        let run = lakehouse::pipeline::jobs::bronze(
             &config,
             BronzeSource::Kafka,
             StopCondition {

@@ -19,7 +19,9 @@ use crate::silver_support::{Lake, text_rows};
 async fn contents(config: &Config) -> BTreeMap<String, Vec<Vec<String>>> {
     let root = StorageRoot::from_config(&config.storage).unwrap();
     let mut out = BTreeMap::new();
-    for target in maintenance::targets(config, &Selection::default()).unwrap() {
+    for target in
+        lakehouse::pipeline::jobs::maintenance_targets(config, &Selection::default()).unwrap()
+    {
         let ctx = SessionContext::new();
         let registered =
             lakehouse::delta::session::register_table(&ctx, &root, target.layer, &target.name)
@@ -78,11 +80,13 @@ async fn file_count(config: &Config, layer: &str, table: &str) -> usize {
 }
 
 async fn gold(lake: &Lake) {
-    let options = lakehouse::gold::RunOptions {
+    let options = lakehouse::pipeline::jobs::GoldOptions {
         no_publish: true,
         ..Default::default()
     };
-    lakehouse::gold::run(&lake.config, &options).await.unwrap();
+    lakehouse::pipeline::jobs::gold(&lake.config, &options)
+        .await
+        .unwrap();
 }
 
 /// Feeds the rounds one bronze commit each, silver and gold after each.
@@ -107,7 +111,7 @@ async fn optimize_and_vacuum_keep_every_table_readable_with_the_same_rows() {
     assert!(!before["gold.daily_sales"].is_empty());
     let files_before = file_count(&lake.config, "bronze", "bronze_events").await;
 
-    let reports = maintenance::optimize(&lake.config, &Selection::default())
+    let reports = lakehouse::pipeline::jobs::optimize(&lake.config, &Selection::default())
         .await
         .unwrap();
     let events = reports
@@ -143,7 +147,9 @@ async fn optimize_and_vacuum_keep_every_table_readable_with_the_same_rows() {
         force: true,
         ..Default::default()
     };
-    let vacuumed = maintenance::vacuum(&lake.config, &options).await.unwrap();
+    let vacuumed = lakehouse::pipeline::jobs::vacuum(&lake.config, &options)
+        .await
+        .unwrap();
     let deleted: usize = vacuumed.iter().map(|r| r.files.len()).sum();
     assert!(
         deleted > 0,
@@ -210,7 +216,7 @@ async fn optimize_between_bronze_batches_gives_silver_no_duplicates_and_no_loss(
         lake.feed(&rounds[1]).await;
         lake.feed(&rounds[2]).await;
     }
-    let reports = maintenance::optimize(
+    let reports = lakehouse::pipeline::jobs::optimize(
         &optimized.config,
         &Selection {
             layer: Some("bronze".into()),
@@ -258,14 +264,14 @@ async fn vacuum_refuses_unsafe_retention_without_force() {
     let lake = shipped_lake();
     let rounds = shop_records(3, 2, 20);
     build(&lake, &rounds).await;
-    maintenance::optimize(&lake.config, &Selection::default())
+    lakehouse::pipeline::jobs::optimize(&lake.config, &Selection::default())
         .await
         .unwrap();
     let unsafe_retention = VacuumOptions {
         retention_hours: Some(1),
         ..Default::default()
     };
-    let err = maintenance::vacuum(&lake.config, &unsafe_retention)
+    let err = lakehouse::pipeline::jobs::vacuum(&lake.config, &unsafe_retention)
         .await
         .unwrap_err()
         .to_string();
@@ -275,7 +281,7 @@ async fn vacuum_refuses_unsafe_retention_without_force() {
     let mut strict = lake.config.clone();
     strict.maintenance.min_retention_hours = 1_000;
     strict.maintenance.retention_hours = 500;
-    let err = maintenance::vacuum(&strict, &VacuumOptions::default())
+    let err = lakehouse::pipeline::jobs::vacuum(&strict, &VacuumOptions::default())
         .await
         .unwrap_err()
         .to_string();
@@ -288,7 +294,9 @@ async fn vacuum_refuses_unsafe_retention_without_force() {
         dry_run: true,
         ..Default::default()
     };
-    let listed = maintenance::vacuum(&lake.config, &dry).await.unwrap();
+    let listed = lakehouse::pipeline::jobs::vacuum(&lake.config, &dry)
+        .await
+        .unwrap();
     let files: Vec<String> = listed
         .iter()
         .filter(|r| r.table.starts_with("silver."))
@@ -306,7 +314,9 @@ async fn vacuum_refuses_unsafe_retention_without_force() {
         dry_run: false,
         ..dry
     };
-    maintenance::vacuum(&lake.config, &forced).await.unwrap();
+    lakehouse::pipeline::jobs::vacuum(&lake.config, &forced)
+        .await
+        .unwrap();
     for file in &files {
         assert!(!silver_dir.join(file).exists(), "{file} was not vacuumed");
     }
@@ -425,7 +435,7 @@ async fn optimize_racing_silver_and_gold_reports_conflicts_and_loses_nothing() {
         tokio::spawn(async move {
             let (mut done, mut conflicts) = (0u32, 0u32);
             while !stop.load(Ordering::SeqCst) {
-                match maintenance::optimize(&config, &Selection::default()).await {
+                match lakehouse::pipeline::jobs::optimize(&config, &Selection::default()).await {
                     Ok(_) => done += 1,
                     Err(e) if is_conflict(&e) => conflicts += 1,
                     Err(e) => panic!("optimize failed with something else than a conflict: {e}"),
@@ -434,7 +444,7 @@ async fn optimize_racing_silver_and_gold_reports_conflicts_and_loses_nothing() {
             (done, conflicts)
         })
     };
-    let gold_options = lakehouse::gold::RunOptions {
+    let gold_options = lakehouse::pipeline::jobs::GoldOptions {
         no_publish: true,
         ..Default::default()
     };
@@ -447,7 +457,7 @@ async fn optimize_racing_silver_and_gold_reports_conflicts_and_loses_nothing() {
             Err(e) if is_conflict(&e) => layer_conflicts += 1,
             Err(e) => panic!("silver failed with something else than a conflict: {e}"),
         }
-        match lakehouse::gold::run(&raced.config, &gold_options).await {
+        match lakehouse::pipeline::jobs::gold(&raced.config, &gold_options).await {
             Ok(_) => {}
             Err(e) if is_conflict(&e) => layer_conflicts += 1,
             Err(e) => panic!("gold failed with something else than a conflict: {e}"),
@@ -513,7 +523,7 @@ async fn a_rewrite_of_files_an_optimize_replaced_is_refused() {
     let files = lakehouse::delta::files(&stale, table).unwrap();
     assert!(files.len() > 1, "{} file(s)", files.len());
 
-    let reports = maintenance::optimize(
+    let reports = lakehouse::pipeline::jobs::optimize(
         &lake.config,
         &Selection {
             layer: Some("silver".into()),
@@ -563,7 +573,7 @@ async fn concurrent_compactions_of_one_table_never_duplicate_rows() {
     }
     let before = contents(&lake.config).await["bronze.bronze_events"].clone();
     let root = StorageRoot::from_config(&lake.config.storage).unwrap();
-    let target = maintenance::targets(
+    let target = lakehouse::pipeline::jobs::maintenance_targets(
         &lake.config,
         &Selection {
             layer: Some("bronze".into()),

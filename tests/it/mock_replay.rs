@@ -110,7 +110,7 @@ async fn a_replayed_window_leaves_silver_unchanged() {
 /// bronze ingests every record (the replayed ones as new Kafka records).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lakehouse_mock_paces_and_replays_over_kafka() {
-    use lakehouse::bronze::{self, BronzeSource, StopCondition};
+    use lakehouse::bronze::{BronzeSource, StopCondition};
     use lakehouse::demo::{MockOptions, mock_topics, produce_mock_with};
 
     let broker = crate::support::Broker::embedded();
@@ -172,7 +172,7 @@ async fn lakehouse_mock_paces_and_replays_over_kafka() {
         &[],
         Some("shop\\..*"),
     );
-    let summary = bronze::run(
+    let summary = lakehouse::pipeline::jobs::bronze(
         &config,
         BronzeSource::Kafka,
         StopCondition {

@@ -42,7 +42,7 @@ async fn status_shows_tables_lag_and_runs() {
             ..Default::default()
         };
         Ok(jobs::LayerSummary::Silver(
-            lakehouse::silver::run(&config, &options).await?,
+            lakehouse::pipeline::jobs::silver(&config, &options).await?,
         ))
     };
     assert!(

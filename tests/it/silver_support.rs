@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
-use lakehouse::bronze::{self, BronzeSource, StopCondition};
+use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::config::Config;
-use lakehouse::silver::{self, FullRefresh, RunOptions, RunSummary};
+use lakehouse::silver::{FullRefresh, RunOptions, RunSummary};
 use lakehouse::storage::StorageRoot;
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ impl Lake {
             writeln!(file, "{record}").expect("write input");
         }
         drop(file);
-        bronze::run(
+        lakehouse::pipeline::jobs::bronze(
             &self.config,
             BronzeSource::Files(vec![self.input.clone()]),
             StopCondition::default(),
@@ -78,7 +78,7 @@ impl Lake {
     }
 
     pub async fn try_silver(&self, full_refresh: FullRefresh) -> lakehouse::Result<RunSummary> {
-        silver::run(
+        lakehouse::pipeline::jobs::silver(
             &self.config,
             &RunOptions {
                 full_refresh,

@@ -235,7 +235,7 @@ async fn azure_create_if_absent_is_atomic() {
 /// Our bronze writer, started three times at once on the same input (a
 /// scheduler started twice): every line lands exactly once.
 async fn racing_bronze_runs_land_each_record_once(server: Server) {
-    use lakehouse::bronze::{self, BronzeSource, StopCondition};
+    use lakehouse::bronze::{BronzeSource, StopCondition};
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("mock.jsonl");
     crate::storage_flow::mock_jsonl(&input);
@@ -249,7 +249,7 @@ async fn racing_bronze_runs_land_each_record_once(server: Server) {
         let config = config.clone();
         let input = input.clone();
         runs.push(tokio::spawn(async move {
-            bronze::run(
+            lakehouse::pipeline::jobs::bronze(
                 &config,
                 BronzeSource::Files(vec![input]),
                 StopCondition::default(),
@@ -287,7 +287,7 @@ async fn racing_bronze_runs_land_each_record_once(server: Server) {
         },
         ..config.clone()
     };
-    bronze::run(
+    lakehouse::pipeline::jobs::bronze(
         &local,
         BronzeSource::Files(vec![input.clone()]),
         StopCondition::default(),
@@ -318,7 +318,7 @@ async fn azure_racing_bronze_runs_land_each_record_once() {
 /// duplicates; a later run completes the work, and every table then matches a
 /// single run on local storage.
 async fn racing_silver_runs_never_lose_or_duplicate(server: Server) {
-    use lakehouse::bronze::{self, BronzeSource, StopCondition};
+    use lakehouse::bronze::{BronzeSource, StopCondition};
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("mock.jsonl");
     crate::storage_flow::mock_jsonl(&input);
@@ -328,7 +328,7 @@ async fn racing_silver_runs_never_lose_or_duplicate(server: Server) {
         options: Default::default(),
     });
     for config in [&remote, &local] {
-        bronze::run(
+        lakehouse::pipeline::jobs::bronze(
             config,
             BronzeSource::Files(vec![input.clone()]),
             StopCondition::default(),
@@ -337,13 +337,15 @@ async fn racing_silver_runs_never_lose_or_duplicate(server: Server) {
         .await
         .unwrap();
     }
-    let local_run = lakehouse::silver::run(&local, &Default::default())
+    let local_run = lakehouse::pipeline::jobs::silver(&local, &Default::default())
         .await
         .unwrap();
     let runs: Vec<_> = (0..2)
         .map(|_| {
             let config = remote.clone();
-            tokio::spawn(async move { lakehouse::silver::run(&config, &Default::default()).await })
+            tokio::spawn(async move {
+                lakehouse::pipeline::jobs::silver(&config, &Default::default()).await
+            })
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -365,7 +367,7 @@ async fn racing_silver_runs_never_lose_or_duplicate(server: Server) {
         }
     }
     // The next scheduled run picks up whatever a failed run left.
-    lakehouse::silver::run(&remote, &Default::default())
+    lakehouse::pipeline::jobs::silver(&remote, &Default::default())
         .await
         .unwrap();
     let tables: Vec<(&str, String)> = local_run

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
-use lakehouse::bronze::{self, BronzeSource, StopCondition};
+use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::config::{Config, StorageConfig};
 use lakehouse::storage::StorageRoot;
 use lakehouse_mock::SimConfig;
@@ -47,7 +47,7 @@ pub fn config(storage: StorageConfig) -> Config {
 async fn flow(config: &Config, input: &Path) -> BTreeMap<String, i64> {
     let root = StorageRoot::from_config(&config.storage).unwrap();
     root.check().await.unwrap();
-    let bronze = bronze::run(
+    let bronze = lakehouse::pipeline::jobs::bronze(
         config,
         BronzeSource::Files(vec![input.to_path_buf()]),
         StopCondition::default(),
@@ -56,12 +56,12 @@ async fn flow(config: &Config, input: &Path) -> BTreeMap<String, i64> {
     .await
     .unwrap();
     assert!(bronze.counts.rows > 0);
-    let silver = lakehouse::silver::run(config, &Default::default())
+    let silver = lakehouse::pipeline::jobs::silver(config, &Default::default())
         .await
         .unwrap();
-    let gold = lakehouse::gold::run(
+    let gold = lakehouse::pipeline::jobs::gold(
         config,
-        &lakehouse::gold::RunOptions {
+        &lakehouse::pipeline::jobs::GoldOptions {
             no_publish: true,
             ..Default::default()
         },

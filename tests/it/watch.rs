@@ -71,7 +71,7 @@ fn lake_config(dir: &Path, broker: &Broker, group: &str) -> Config {
 
 /// Rows of a gold mart, sorted text (empty when it does not exist yet).
 async fn mart_rows(config: &Config, sql: &str) -> Vec<Vec<String>> {
-    let Ok(ctx) = lakehouse::gold::adhoc::session(config).await else {
+    let Ok(ctx) = lakehouse::pipeline::jobs::query_session(config).await else {
         return Vec::new();
     };
     match lakehouse::gold::adhoc::run(&ctx, sql).await {
