@@ -10,8 +10,6 @@
 //! - [`cdc`]: Debezium JSON decoding (no dependency on the rest of the crate).
 //! - [`storage`]: storage root URLs and Delta table locations.
 //! - [`bronze`]: Kafka / JSON-lines ingestion into the bronze tables.
-//! - [`bench`]: `lakehouse bench` throughput and memory measurements.
-//! - [`freshness`]: `lakehouse bench freshness`, produce-to-gold latency of `run all --watch`.
 //! - [`query`]: DataFusion sessions over the Delta tables.
 //! - [`gold`]: aggregated marts over silver, `lakehouse query`.
 //! - [`publish`]: gold marts published to Postgres.
@@ -19,16 +17,11 @@
 //! - [`status`]: `lakehouse status`.
 //! - [`maintenance`]: `optimize`, `vacuum`, checkpoints and bronze auto-compaction.
 //! - [`watch`]: `run all` and continuous mode (`run all --watch`).
-//! - [`embedded_kafka`]: an in-process Kafka-protocol broker for the demo and tests.
 
-pub mod bench;
 pub mod bronze;
 pub mod cdc;
 pub mod config;
-pub mod demo;
-pub mod embedded_kafka;
 pub mod error;
-pub mod freshness;
 pub mod gold;
 pub mod maintenance;
 pub mod publish;

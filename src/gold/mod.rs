@@ -9,10 +9,9 @@
 //! then publishes the marts whose Delta version Postgres does not hold yet
 //! ([`crate::publish`]). Marts reading the system tables run last, after the
 //! catalog is rebuilt, so pipeline health includes this run's commits.
-//! [`adhoc`] is `lakehouse query`; [`bench`] is `lakehouse bench gold`.
+//! [`adhoc`] is `lakehouse query`.
 
 pub mod adhoc;
-pub mod bench;
 pub mod build;
 pub mod catalog;
 pub mod changes;

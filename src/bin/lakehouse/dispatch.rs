@@ -1,6 +1,7 @@
 //! Runs a parsed [`Cli`]: loads the configuration, checks the storage root
-//! for the commands that use it, and calls the engine (or a tool) for the
-//! command. The output of each command is printed here.
+//! for the commands that use it, and calls the engine, the mock database
+//! (`lakehouse mock`) or one of the [`tools`] for the command. The output of
+//! each command is printed here.
 //!
 //! ```text
 //! cargo run -- run all --no-publish
@@ -12,6 +13,7 @@ use lakehouse::config::Config;
 use lakehouse::schedule::{self, JobKind, Trigger};
 
 use crate::cli::{BenchCommand, Cli, Command, RunCommand, TableLayer};
+use crate::tools;
 
 /// Runs `cli`'s command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -55,15 +57,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             partitions,
             postgres,
         } => {
-            let options = lakehouse::demo::DemoOptions {
+            let options = tools::demo::DemoOptions {
                 changes,
                 seed,
                 dir,
                 partitions,
                 postgres,
             };
-            let report = lakehouse::demo::run(&options, &config).await?;
-            lakehouse::demo::print_report(&report).await?;
+            let report = tools::demo::run(&options, &config).await?;
+            tools::demo::print_report(&report).await?;
         }
         Command::Mock {
             brokers,
@@ -91,7 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 anyhow::ensure!(!reset, "--reset applies to --postgres-url only");
                 let brokers = brokers.context("--brokers is required")?;
-                let options = lakehouse::demo::MockOptions {
+                let options = lakehouse_mock::kafka::MockOptions {
                     changes,
                     sim: lakehouse_mock::SimConfig {
                         seed,
@@ -219,8 +221,8 @@ async fn bench(config: &Config, layer: BenchCommand) -> anyhow::Result<()> {
             poll_ms,
             dir,
         } => {
-            let dir = dir.unwrap_or_else(lakehouse::bench::default_dir);
-            let options = lakehouse::freshness::FreshnessOptions {
+            let dir = dir.unwrap_or_else(tools::default_bench_dir);
+            let options = tools::freshness::FreshnessOptions {
                 rate,
                 duration: std::time::Duration::from_secs(seconds),
                 probe_every: std::time::Duration::from_millis(probe_every_ms),
@@ -229,14 +231,14 @@ async fn bench(config: &Config, layer: BenchCommand) -> anyhow::Result<()> {
                 poll: std::time::Duration::from_millis(poll_ms.max(10)),
                 dir: dir.clone(),
             };
-            let result = lakehouse::freshness::bench_freshness(config, &options).await;
-            lakehouse::bench::cleanup(&dir);
+            let result = tools::freshness::bench_freshness(config, &options).await;
+            tools::cleanup(&dir);
             print!("{}", result?);
         }
         BenchCommand::Gold { rows, dir } => {
-            let dir = dir.unwrap_or_else(lakehouse::bench::default_dir);
-            let result = lakehouse::gold::bench::bench_gold(config, rows, &dir).await;
-            lakehouse::bench::cleanup(&dir);
+            let dir = dir.unwrap_or_else(tools::default_bench_dir);
+            let result = tools::bench_gold::bench_gold(config, rows, &dir).await;
+            tools::cleanup(&dir);
             print!("{}", result?);
         }
         BenchCommand::Bronze {
@@ -246,16 +248,16 @@ async fn bench(config: &Config, layer: BenchCommand) -> anyhow::Result<()> {
             brokers,
             dir,
         } => {
-            let dir = dir.unwrap_or_else(lakehouse::bench::default_dir);
-            let options = lakehouse::bench::BronzeBenchOptions {
+            let dir = dir.unwrap_or_else(tools::default_bench_dir);
+            let options = tools::bench_bronze::BronzeBenchOptions {
                 records,
                 partitions,
                 seed,
                 brokers,
                 dir: dir.clone(),
             };
-            let results = lakehouse::bench::bench_bronze(&options, config).await;
-            lakehouse::bench::cleanup(&dir);
+            let results = tools::bench_bronze::bench_bronze(&options, config).await;
+            tools::cleanup(&dir);
             for phase in results? {
                 println!("{phase}");
             }
@@ -279,8 +281,11 @@ async fn mock_postgres(options: &lakehouse_mock::postgres::PgOptions) -> anyhow:
 }
 
 /// `lakehouse mock --brokers`: the mock's records produced to a broker.
-async fn mock_kafka(brokers: &str, options: &lakehouse::demo::MockOptions) -> anyhow::Result<()> {
-    let produced = lakehouse::demo::produce_mock_with(brokers, options).await?;
+async fn mock_kafka(
+    brokers: &str,
+    options: &lakehouse_mock::kafka::MockOptions,
+) -> anyhow::Result<()> {
+    let produced = lakehouse_mock::kafka::produce_mock_with(brokers, options).await?;
     for (topic, records) in &produced.per_topic {
         println!("{topic:<40} {records:>10}");
     }

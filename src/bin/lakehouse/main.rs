@@ -1,7 +1,8 @@
 //! The `lakehouse` command line: allocator, logging and `main`.
 //!
 //! The command line is declared in [`cli`] and run by [`dispatch`]; the
-//! engine's work is in the `lakehouse` library. Run it with:
+//! engine's work is in the `lakehouse` library, and [`tools`] holds the demo
+//! and the benchmarks, which are not part of it. Run it with:
 //!
 //! ```text
 //! cargo run --release -- --help
@@ -9,6 +10,7 @@
 
 mod cli;
 mod dispatch;
+mod tools;
 
 use clap::Parser;
 

@@ -8,6 +8,12 @@
 //! 1. `build`: every mart from scratch (`run gold`, no publish);
 //! 2. `publish`: every mart to `[postgres] url` (when set);
 //! 3. `incremental`: 0.1% more sales on the last days, then `run gold`.
+//!
+//! Run it with (`LAKEHOUSE_POSTGRES__URL` set to also time the publish):
+//!
+//! ```text
+//! cargo run --release -- bench gold --rows 10000000
+//! ```
 
 use std::fmt::Write;
 use std::path::Path;
@@ -17,12 +23,12 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use futures::StreamExt;
 
-use super::{RunOptions, RunSummary};
-use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::silver::session;
-use crate::silver::table::{self, LAYER};
-use crate::storage::StorageRoot;
+use anyhow::Result;
+use lakehouse::config::Config;
+use lakehouse::gold::{Refresh, RunOptions, RunSummary};
+use lakehouse::silver::session;
+use lakehouse::silver::table::{self, LAYER};
+use lakehouse::storage::StorageRoot;
 
 /// Days the generated order dates span.
 const DAYS: u64 = 730;
@@ -93,7 +99,7 @@ async fn generate(
 /// Runs the benchmark with `rows` fact_sales rows in `dir`; returns the report.
 pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String> {
     if rows < 3 {
-        return Err(Error::Other("bench gold: --rows must be at least 3".into()));
+        anyhow::bail!("bench gold: --rows must be at least 3");
     }
     let mut config = config.clone();
     config.storage.root = dir.join("lake").display().to_string();
@@ -149,7 +155,7 @@ pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String
         no_publish: true,
         ..Default::default()
     };
-    let build = super::run(&config, &quiet).await?;
+    let build = lakehouse::gold::run(&config, &quiet).await?;
     line(
         &mut report,
         "build (all marts, from scratch)",
@@ -157,7 +163,7 @@ pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String
         &build,
     );
     if config.postgres.url.is_some() {
-        let published = super::run(&config, &RunOptions::default()).await?;
+        let published = lakehouse::gold::run(&config, &RunOptions::default()).await?;
         let rows: u64 = published.published.iter().map(|p| p.rows).sum();
         let _ = writeln!(
             report,
@@ -185,7 +191,7 @@ pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String
         true,
     )
     .await?;
-    let incremental = super::run(&config, &quiet).await?;
+    let incremental = lakehouse::gold::run(&config, &quiet).await?;
     line(
         &mut report,
         &format!("incremental ({extra} new sales on the last 3 days)"),
@@ -209,11 +215,11 @@ fn line(report: &mut String, what: &str, elapsed: Duration, summary: &RunSummary
     }
 }
 
-fn describe(refresh: &super::Refresh) -> String {
+fn describe(refresh: &Refresh) -> String {
     match refresh {
-        super::Refresh::Unchanged => "unchanged".into(),
-        super::Refresh::Full(why) => format!("rebuilt ({why})"),
-        super::Refresh::Partitions(p) => format!("{} partition(s)", p.len()),
-        super::Refresh::Keys(k) => format!("{} key(s)", k.len()),
+        Refresh::Unchanged => "unchanged".into(),
+        Refresh::Full(why) => format!("rebuilt ({why})"),
+        Refresh::Partitions(p) => format!("{} partition(s)", p.len()),
+        Refresh::Keys(k) => format!("{} key(s)", k.len()),
     }
 }
