@@ -5,31 +5,32 @@
 //! [`cdc`] decoder. Later layers (silver, gold) read the Delta tables that
 //! earlier layers commit; layers never share in-memory state.
 //!
-//! Module map:
-//! - [`config`]: `lakehouse.toml` and environment overrides.
-//! - [`cdc`]: Debezium JSON decoding (no dependency on the rest of the crate).
-//! - [`storage`]: storage root URLs and Delta table locations.
-//! - [`bronze`]: Kafka / JSON-lines ingestion into the bronze tables.
-//! - [`bench`]: `lakehouse bench` throughput and memory measurements.
-//! - [`freshness`]: `lakehouse bench freshness`, produce-to-gold latency of `run all --watch`.
-//! - [`query`]: DataFusion sessions over the Delta tables.
-//! - [`gold`]: aggregated marts over silver, `lakehouse query`.
-//! - [`publish`]: gold marts published to Postgres.
-//! - [`schedule`]: `lakehouse schedule`, leases and the run history.
-//! - [`status`]: `lakehouse status`.
-//! - [`maintenance`]: `optimize`, `vacuum`, checkpoints and bronze auto-compaction.
-//! - [`watch`]: `run all` and continuous mode (`run all --watch`).
-//! - [`embedded_kafka`]: an in-process Kafka-protocol broker for the demo and tests.
+//! Modules, from the top down; each uses only modules below it, and the
+//! layers never use each other (`tests/it/architecture.rs` checks both):
+//! - [`pipeline`]: orchestration: jobs, the run history, `schedule`,
+//!   `run all [--watch]`, `status`. Wires the layers together.
+//! - [`config`]: `lakehouse.toml` and environment overrides; aggregates the
+//!   layers' own sections, and owns `[schedule]`.
+//! - The layers: [`bronze`] (Kafka / JSON lines into the bronze tables),
+//!   [`silver`] (CDC apply into a star schema), [`gold`] (marts, `query`),
+//!   [`publish`] (marts into Postgres), [`maintenance`] (`optimize`,
+//!   `vacuum`, bronze auto-compaction).
+//! - [`tables`]: names and schemas of the tables the layers exchange.
+//! - [`spec`]: reading the layers' spec files.
+//! - [`delta`]: the Delta table layer: create, prune, read, write, commit
+//!   with watermarks, checkpoint, DataFusion sessions.
+//! - [`storage`]: storage roots (local, S3, Azure), the startup check, leases.
+//! - [`cdc`]: Debezium JSON decoding.
+//! - [`error`], [`redact`]: the error type, and masking secrets in messages.
+//!
+//! The command line, `lakehouse demo` and the benchmarks live in the binary
+//! (`src/bin/lakehouse/`), outside the engine.
 
-pub mod bench;
 pub mod bronze;
 pub mod cdc;
 pub mod config;
 pub mod delta;
-pub mod demo;
-pub mod embedded_kafka;
 pub mod error;
-pub mod freshness;
 pub mod gold;
 pub mod maintenance;
 pub mod pipeline;

@@ -12,6 +12,10 @@
 //!   the Debezium publication).
 //! * [`postgres`] — applies the simulation to a real Postgres with sqlx.
 //! * [`pace`] — `--rate` pacing.
+//! * [`stream`] — [`stream::MockStream`]: the simulation as a bounded stream of
+//!   Kafka records, chunk by chunk.
+//! * `kafka` (cargo feature `kafka`) — producing the stream to a broker, and
+//!   `kafka::EmbeddedKafka`, an in-process broker.
 //!
 //! ```
 //! use lakehouse_mock::{DebeziumEncoder, SimConfig, Simulator};
@@ -34,6 +38,10 @@ pub mod model;
 pub mod pace;
 pub mod postgres;
 pub mod sim;
+pub mod stream;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 pub use debezium::{DebeziumEncoder, KafkaRecord};
 pub use jsonl::JsonlWriter;

@@ -13,7 +13,6 @@
 //! [`adhoc`] is `lakehouse query`; [`bench`] is `lakehouse bench gold`.
 
 pub mod adhoc;
-pub mod bench;
 pub mod build;
 pub mod catalog;
 pub mod changes;

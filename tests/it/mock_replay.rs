@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lakehouse::demo::{MockLimit, MockStream};
+use lakehouse_mock::stream::{MockLimit, MockStream};
 use lakehouse_mock::{JsonlWriter, SimConfig};
 
 use crate::silver_support::Lake;
@@ -111,7 +111,8 @@ async fn a_replayed_window_leaves_silver_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lakehouse_mock_paces_and_replays_over_kafka() {
     use lakehouse::bronze::{BronzeSource, StopCondition};
-    use lakehouse::demo::{MockOptions, mock_topics, produce_mock_with};
+    use lakehouse_mock::kafka::{MockOptions, produce_mock_with};
+    use lakehouse_mock::stream::mock_topics;
 
     let broker = crate::support::Broker::embedded();
     for topic in mock_topics("shop") {

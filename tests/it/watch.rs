@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lakehouse::config::Config;
-use lakehouse::demo::{MockLimit, MockStream, mock_topics};
 use lakehouse::pipeline::watch::{self, AllOptions};
 use lakehouse_mock::jsonl::partition_for;
+use lakehouse_mock::stream::{MockLimit, MockStream, mock_topics};
 use rdkafka::producer::FutureProducer;
 
 use crate::silver_support::text_rows;

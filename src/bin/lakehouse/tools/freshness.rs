@@ -9,25 +9,31 @@
 //! probe's item count once silver and gold have applied it. The probe's
 //! latency is the time from its produce call to the first poll of gold that
 //! shows that count. `run all --watch` runs in the same process, on the same
-//! code path as the command.
+//! code path as the command. Results and method: BENCHMARKS.md, "Freshness".
+//! Run it with:
+//!
+//! ```text
+//! cargo run --release -- bench freshness --rate 200 --seconds 60
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
 use chrono::NaiveDate;
+use lakehouse::Error;
+use lakehouse::config::Config;
+use lakehouse::pipeline::watch::{AllOptions, watch};
+use lakehouse::storage::StorageRoot;
+use lakehouse_mock::kafka::{EmbeddedKafka, await_deliveries, send};
 use lakehouse_mock::model::{get, set};
+use lakehouse_mock::stream::mock_topics;
 use lakehouse_mock::{
     DebeziumEncoder, KafkaRecord, Op, SimConfig, Simulator, Table, Transaction, Value,
 };
 use rdkafka::ClientConfig;
 use rdkafka::producer::FutureProducer;
-
-use crate::config::Config;
-use crate::embedded_kafka::EmbeddedKafka;
-use crate::error::{Error, Result};
-use crate::pipeline::watch::{AllOptions, watch};
-use crate::storage::StorageRoot;
 
 /// Probe order ids start here, far above the simulator's.
 const PROBE_ID_BASE: i64 = 1_000_000_000;
@@ -154,22 +160,23 @@ impl Producer {
     async fn send(&self, records: &[KafkaRecord]) -> Result<()> {
         let mut pending = records
             .iter()
-            .map(|record| crate::demo::send(&self.producer, record, self.partitions))
-            .collect::<Result<Vec<_>>>()?;
-        crate::demo::await_deliveries(&mut pending).await
+            .map(|record| send(&self.producer, record, self.partitions))
+            .collect::<Result<Vec<_>, _>>()?;
+        await_deliveries(&mut pending).await?;
+        Ok(())
     }
 }
 
 /// `order_lines` per probe date in `daily_sales` (empty before the mart exists).
 async fn probe_counts(root: &StorageRoot) -> Result<BTreeMap<String, i64>> {
     let ctx = datafusion::prelude::SessionContext::new();
-    if !crate::delta::session::register_table(&ctx, root, "gold", "daily_sales").await? {
+    if !lakehouse::delta::session::register_table(&ctx, root, "gold", "daily_sales").await? {
         return Ok(BTreeMap::new());
     }
     let sql = "SELECT CAST(order_date AS VARCHAR), CAST(order_lines AS BIGINT) FROM daily_sales \
                WHERE order_date >= DATE '2100-01-01'";
     let mut out = BTreeMap::new();
-    for batch in crate::delta::session::collect(&ctx, sql).await? {
+    for batch in lakehouse::delta::session::collect(&ctx, sql).await? {
         use arrow::array::AsArray;
         let dates = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
         let dates = dates.as_string::<i32>();
@@ -186,11 +193,11 @@ async fn probe_counts(root: &StorageRoot) -> Result<BTreeMap<String, i64>> {
 /// Rows of `daily_sales` (0 before the mart exists).
 async fn daily_rows(root: &StorageRoot) -> Result<usize> {
     let ctx = datafusion::prelude::SessionContext::new();
-    if !crate::delta::session::register_table(&ctx, root, "gold", "daily_sales").await? {
+    if !lakehouse::delta::session::register_table(&ctx, root, "gold", "daily_sales").await? {
         return Ok(0);
     }
     let batches =
-        crate::delta::session::collect(&ctx, "SELECT order_date FROM daily_sales").await?;
+        lakehouse::delta::session::collect(&ctx, "SELECT order_date FROM daily_sales").await?;
     Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
 
@@ -198,7 +205,7 @@ async fn daily_rows(root: &StorageRoot) -> Result<usize> {
 pub async fn bench_freshness(base: &Config, options: &FreshnessOptions) -> Result<FreshnessReport> {
     let kafka = EmbeddedKafka::start(1)?;
     let prefix = "shop";
-    for topic in crate::demo::mock_topics(prefix) {
+    for topic in mock_topics(prefix) {
         kafka.create_topic(&topic, options.partitions as i32)?;
     }
     let mut config = base.clone();
@@ -258,9 +265,7 @@ pub async fn bench_freshness(base: &Config, options: &FreshnessOptions) -> Resul
             break;
         }
         if warm_at.is_none() && warmup.elapsed() > Duration::from_secs(600) {
-            return Err(Error::Other(
-                "no order reached gold.daily_sales within 600 s".into(),
-            ));
+            anyhow::bail!("no order reached gold.daily_sales within 600 s");
         }
         tick.tick().await;
         records.clear();

@@ -8,6 +8,12 @@
 //! 1. `build`: every mart from scratch (`run gold`, no publish);
 //! 2. `publish`: every mart to `[postgres] url` (when set);
 //! 3. `incremental`: 0.1% more sales on the last days, then `run gold`.
+//!
+//! Run it with (`LAKEHOUSE_POSTGRES__URL` set to also time the publish):
+//!
+//! ```text
+//! cargo run --release -- bench gold --rows 10000000
+//! ```
 
 use std::fmt::Write;
 use std::path::Path;
@@ -17,13 +23,14 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use futures::StreamExt;
 
-use crate::config::Config;
-use crate::delta;
-use crate::delta::session;
-use crate::error::{Error, Result};
-use crate::pipeline::jobs::{self, GoldOptions, GoldSummary};
-use crate::storage::StorageRoot;
-use crate::tables::silver::LAYER;
+use anyhow::Result;
+use lakehouse::config::Config;
+use lakehouse::delta;
+use lakehouse::delta::session;
+use lakehouse::gold::Refresh;
+use lakehouse::pipeline::jobs::{self, GoldOptions, GoldSummary};
+use lakehouse::storage::StorageRoot;
+use lakehouse::tables::silver::LAYER;
 
 /// Days the generated order dates span.
 const DAYS: u64 = 730;
@@ -87,7 +94,7 @@ async fn generate(
 /// Runs the benchmark with `rows` fact_sales rows in `dir`; returns the report.
 pub async fn bench_gold(config: &Config, rows: u64, dir: &Path) -> Result<String> {
     if rows < 3 {
-        return Err(Error::Other("bench gold: --rows must be at least 3".into()));
+        anyhow::bail!("bench gold: --rows must be at least 3");
     }
     let mut config = config.clone();
     config.storage.root = dir.join("lake").display().to_string();
@@ -203,11 +210,11 @@ fn line(report: &mut String, what: &str, elapsed: Duration, summary: &GoldSummar
     }
 }
 
-fn describe(refresh: &super::Refresh) -> String {
+fn describe(refresh: &Refresh) -> String {
     match refresh {
-        super::Refresh::Unchanged => "unchanged".into(),
-        super::Refresh::Full(why) => format!("rebuilt ({why})"),
-        super::Refresh::Partitions(p) => format!("{} partition(s)", p.len()),
-        super::Refresh::Keys(k) => format!("{} key(s)", k.len()),
+        Refresh::Unchanged => "unchanged".into(),
+        Refresh::Full(why) => format!("rebuilt ({why})"),
+        Refresh::Partitions(p) => format!("{} partition(s)", p.len()),
+        Refresh::Keys(k) => format!("{} key(s)", k.len()),
     }
 }

@@ -9,18 +9,23 @@
 //!    separately), then `run bronze --until-idle` consumes them end to end.
 //!
 //! Peak RSS is the process's high-water mark, reset before each phase.
+//! Results and method: BENCHMARKS.md, "Bronze". Run it with:
+//!
+//! ```text
+//! cargo run --release -- bench bronze --records 1000000 [--brokers 127.0.0.1:9092]
+//! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
+use lakehouse::Error;
+use lakehouse::bronze::{FlushPolicy, Ingestor, Progress, RecordMeta, StopCondition};
+use lakehouse::cdc::{DecodedRecord, Decoder, TypeHints};
+use lakehouse::config::Config;
+use lakehouse::storage::StorageRoot;
 use lakehouse_mock::jsonl::partition_for;
-
-use crate::bronze::{FlushPolicy, Ingestor, Progress, RecordMeta, StopCondition};
-use crate::cdc::{DecodedRecord, Decoder, TypeHints};
-use crate::config::Config;
-use crate::demo::{MockLimit, MockStream, record_bytes};
-use crate::error::{Error, Result};
-use crate::storage::StorageRoot;
+use lakehouse_mock::stream::{MockLimit, MockStream, record_bytes};
 
 /// Options of `lakehouse bench bronze`.
 #[derive(Debug, Clone)]
@@ -88,7 +93,7 @@ fn reset_peak_rss() {
 }
 
 /// The process's peak RSS in bytes since the last reset (Linux), or 0.
-pub fn peak_rss() -> u64 {
+fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -167,7 +172,7 @@ async fn bench_ingest(options: &BronzeBenchOptions, config: &Config) -> Result<P
                 .or_insert_with(|| {
                     (
                         ingestor.set_position(
-                            &crate::bronze::kafka::app_id(&record.topic, partition as i32),
+                            &lakehouse::bronze::kafka::app_id(&record.topic, partition as i32),
                             None,
                         ),
                         -1,
@@ -197,10 +202,7 @@ async fn bench_ingest(options: &BronzeBenchOptions, config: &Config) -> Result<P
     let summary = ingestor.finish().await?;
     elapsed += started.elapsed();
     if summary.counts.records != records {
-        return Err(Error::Other(format!(
-            "ingested {} of {records} records",
-            summary.counts.records
-        )));
+        anyhow::bail!("ingested {} of {records} records", summary.counts.records);
     }
     Ok(PhaseResult {
         name: "ingest",
@@ -308,9 +310,9 @@ async fn bench_kafka(
     reset_peak_rss();
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let summary = crate::pipeline::jobs::bronze(
+    let summary = lakehouse::pipeline::jobs::bronze(
         &consume_config,
-        crate::bronze::BronzeSource::Kafka,
+        lakehouse::bronze::BronzeSource::Kafka,
         StopCondition {
             until_idle: true,
             max_records: None,
@@ -326,10 +328,10 @@ async fn bench_kafka(
         peak_rss: peak_rss(),
     };
     if summary.counts.records != records {
-        return Err(Error::Other(format!(
+        anyhow::bail!(
             "consumed {} of {records} produced records",
             summary.counts.records
-        )));
+        );
     }
     Ok([produce, raw, consume])
 }
@@ -403,14 +405,4 @@ pub async fn bench_bronze(
         }
     }
     Ok(results)
-}
-
-/// Default scratch folder of the benchmark.
-pub fn default_dir() -> PathBuf {
-    std::env::temp_dir().join("lakehouse-bench")
-}
-
-/// Removes the benchmark's scratch folder.
-pub fn cleanup(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
 }
