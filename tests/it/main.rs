@@ -2,6 +2,7 @@
 //! DataFusion again). Run with `scripts/test.sh`, which starts the external
 //! services; `cargo test` alone runs everything that needs no external service.
 
+mod architecture;
 mod bronze_file;
 mod bronze_kafka;
 mod compose;
