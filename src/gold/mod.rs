@@ -102,7 +102,7 @@ pub async fn run(
     let mut early = Vec::new();
     let mut late = Vec::new();
     for spec in selected {
-        if build::reads_system_tables(&ctx, spec).await? {
+        if build::reads_system_tables(&ctx, spec)? {
             late.push(spec);
         } else {
             early.push(spec);

@@ -136,6 +136,9 @@ fn modules_depend_one_way_and_layers_never_on_each_other() {
     // The check sees the real graph: the pipeline uses every layer.
     let pipeline = &uses["pipeline"];
     for layer in ["bronze", "silver", "gold", "publish", "maintenance"] {
-        assert!(pipeline.contains_key(layer), "pipeline does not use {layer}");
+        assert!(
+            pipeline.contains_key(layer),
+            "pipeline does not use {layer}"
+        );
     }
 }
