@@ -38,7 +38,7 @@ pub fn subscription_watermarks<C: Consumer<X>, X: rdkafka::consumer::ConsumerCon
         .filter_map(|s| s.strip_prefix('^'))
         .map(|p| regex::Regex::new(&format!("^(?:{p})$")))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Other(format!("topic pattern: {e}")))?;
+        .map_err(|e| Error::Condition(format!("topic pattern: {e}")))?;
     let metadata = consumer
         .fetch_metadata(None, timeout)
         .map_err(|e| Error::kafka("cannot read topic metadata", e))?;
@@ -118,7 +118,7 @@ impl Backlog {
             self.last_seen = committed.clone();
             self.last_progress = Instant::now();
         } else if !remaining.is_empty() && self.last_progress.elapsed() >= stall {
-            return Err(Error::Other(format!(
+            return Err(Error::Condition(format!(
                 "--until-idle: partitions {remaining:?} are assigned to other group members that made no progress for {stall:?}"
             )));
         }

@@ -264,7 +264,7 @@ fn read_positions(root: &StorageRoot, partitions: &[(String, i32)]) -> Result<Ve
                     .worker_threads(1)
                     .enable_all()
                     .build()
-                    .map_err(|e| Error::Other(format!("cannot start a runtime: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("cannot start a runtime: {e}")))?;
                 runtime.block_on(async {
                     let table = root.open_table(LAYER, EVENTS_TABLE).await?;
                     if table.version().is_none() {
@@ -289,7 +289,7 @@ fn read_positions(root: &StorageRoot, partitions: &[(String, i32)]) -> Result<Ve
                 })
             })
             .join()
-            .unwrap_or_else(|_| Err(Error::Other("position reader thread panicked".into())))
+            .unwrap_or_else(|_| Err(Error::Internal("position reader thread panicked".into())))
     })
 }
 
@@ -403,7 +403,7 @@ pub async fn run(
             break;
         }
         if stop.until_idle && generation == 0 && started.elapsed() >= assignment_timeout {
-            return Err(Error::Other(format!(
+            return Err(Error::Condition(format!(
                 "no partitions were assigned to consumer group {} within {:?}; \
                  is the group stuck or are the topics missing? ({topics:?})",
                 config.kafka.group_id, assignment_timeout
@@ -502,7 +502,7 @@ fn sync_assignment(
 ) -> Result<()> {
     let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(error) = guard.error.take() {
-        return Err(Error::Other(format!("bronze consumer: {error}")));
+        return Err(Error::Condition(format!("bronze consumer: {error}")));
     }
     if guard.generation == *generation {
         return Ok(());

@@ -89,7 +89,7 @@ impl BronzeSink {
         .await?;
         let writer_properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(1).map_err(|e| Error::Other(format!("zstd level: {e}")))?,
+                ZstdLevel::try_new(1).map_err(|e| Error::Internal(format!("zstd level: {e}")))?,
             ))
             .build();
         Ok(Self {

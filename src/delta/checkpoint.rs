@@ -29,7 +29,7 @@ pub async fn last_checkpoint(table: &DeltaTable, name: &str) -> Result<Option<i6
         Err(e) => return Err(Error::delta(name, e.into())),
     };
     let hint: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Other(format!(
+        Error::Condition(format!(
             "{name}: _delta_log/_last_checkpoint is not valid JSON: {e}"
         ))
     })?;

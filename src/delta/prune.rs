@@ -125,7 +125,7 @@ pub fn key_strings(batch: &RecordBatch, columns: &[String]) -> Result<Vec<Option
     for column in columns {
         let array = batch
             .column_by_name(column)
-            .ok_or_else(|| Error::Other(format!("key column `{column}` is missing")))?;
+            .ok_or_else(|| Error::Internal(format!("key column `{column}` is missing")))?;
         parts.push(cast(array, &DataType::Utf8)?);
     }
     let strings: Vec<_> = parts.iter().map(|a| a.as_string::<i32>()).collect();

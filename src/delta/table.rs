@@ -223,7 +223,7 @@ pub async fn read_files(
         let files = cast(
             batch
                 .column_by_name(FILE_COLUMN)
-                .ok_or_else(|| Error::Other(format!("{name}: the scan lost its file column")))?,
+                .ok_or_else(|| Error::Internal(format!("{name}: the scan lost its file column")))?,
             &DataType::Utf8,
         )?;
         for path in files.as_string::<i32>().iter() {
@@ -237,7 +237,9 @@ pub async fn read_files(
                         .find(|(p, _)| path.ends_with(p.as_str()))
                         .map(|(_, i)| *i)
                 })
-                .ok_or_else(|| Error::Other(format!("{name}: row from unexpected file {path}")))?;
+                .ok_or_else(|| {
+                    Error::Internal(format!("{name}: row from unexpected file {path}"))
+                })?;
             file_of_row.push(index);
         }
         rows.push(conform(batch, schema)?);
@@ -252,7 +254,7 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     for field in schema.fields() {
         let column = batch
             .column_by_name(field.name())
-            .ok_or_else(|| Error::Other(format!("column `{}` is missing", field.name())))?;
+            .ok_or_else(|| Error::Internal(format!("column `{}` is missing", field.name())))?;
         columns.push(if column.data_type() == field.data_type() {
             column.clone()
         } else {

@@ -111,9 +111,18 @@ pub enum Error {
         source: sqlx::Error,
     },
 
-    /// Any other invariant failure, with context.
+    /// A condition the user can act on, with what to do in the message: a
+    /// vacuum below the safe retention, an expectation that failed, a
+    /// consumer group with no partitions, marts that could not be published,
+    /// a query that does not plan.
     #[error("{0}")]
-    Other(String),
+    Condition(String),
+
+    /// An invariant of the engine broke: a bug in lakehouse, not something
+    /// the input or the configuration can cause. Reported as such, so it is
+    /// not mistaken for a problem to fix on the user's side.
+    #[error("internal error (a bug in lakehouse; please report it): {0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -54,7 +54,7 @@ pub async fn session(
 /// position (line, column) the parser or planner reports.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     let result = async { ctx.sql(sql).await?.collect().await }.await;
-    result.map_err(|e| Error::Other(describe_error(sql, &e)))
+    result.map_err(|e| Error::Condition(describe_error(sql, &e)))
 }
 
 /// Formats `batches` in `format`.

@@ -90,7 +90,7 @@ impl BronzeUpkeep {
         if threshold > 0 && Self::small_files(table, name, below)? >= threshold {
             let started = Instant::now();
             let size = NonZeroU64::new(below).ok_or_else(|| {
-                Error::Other("maintenance.auto_compact_target_size must be at least 1".into())
+                Error::Condition("maintenance.auto_compact_target_size must be at least 1".into())
             })?;
             let properties = super::writer_properties()?;
             let work = async {

@@ -53,7 +53,7 @@ where
             done = &mut work => break done.map(Exclusive::Done),
             _ = tokio::time::sleep(LEASE_TTL / 3) => match lease.renew().await {
                 Ok(true) => {}
-                Ok(false) => break Err(Error::Other(format!(
+                Ok(false) => break Err(Error::Condition(format!(
                     "the compaction lease of {table} lapsed and was taken over; \
                      this compaction was abandoned before committing"
                 ))),

@@ -64,7 +64,7 @@ impl Selection {
         if let Some(wanted) = &self.layer
             && !LAYERS.contains(&wanted.as_str())
         {
-            return Err(Error::Other(format!(
+            return Err(Error::Condition(format!(
                 "unknown layer `{wanted}`: use bronze, silver, gold or {SYSTEM_LAYER}"
             )));
         }
@@ -77,7 +77,7 @@ impl Selection {
         if let Some(table) = &self.table {
             tables.retain(|t| &t.name == table);
             if tables.is_empty() {
-                return Err(Error::Other(format!(
+                return Err(Error::Condition(format!(
                     "there is no table `{table}`{} (tables come from the bronze tables and the silver and gold specs)",
                     self.layer
                         .as_ref()
@@ -133,7 +133,7 @@ impl std::fmt::Display for OptimizeReport {
 pub fn writer_properties() -> Result<WriterProperties> {
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).map_err(|e| Error::Other(format!("zstd level: {e}")))?,
+            ZstdLevel::try_new(1).map_err(|e| Error::Internal(format!("zstd level: {e}")))?,
         ))
         .build())
 }
@@ -177,8 +177,9 @@ pub async fn optimize_table(
         check_zorder(&table, target)?;
         OptimizeType::ZOrder(target.zorder.clone())
     };
-    let size = NonZeroU64::new(config.target_file_size)
-        .ok_or_else(|| Error::Other("maintenance.target_file_size must be at least 1".into()))?;
+    let size = NonZeroU64::new(config.target_file_size).ok_or_else(|| {
+        Error::Condition("maintenance.target_file_size must be at least 1".into())
+    })?;
     let properties = writer_properties()?;
     let work = async {
         table
@@ -309,7 +310,7 @@ pub async fn vacuum(
         if table.version().is_some() {
             let floor = safe_retention_hours(&table, config)?;
             if retention < floor && !options.force {
-                return Err(Error::Other(format!(
+                return Err(Error::Condition(format!(
                     "vacuum of {qualified}: a retention of {retention} hours is below the safe minimum of \
                      {floor} hours (maintenance.min_retention_hours / delta.deletedFileRetentionDuration): \
                      readers of older versions and silver or gold runs that have not yet read the files an \
@@ -330,8 +331,9 @@ pub async fn vacuum(
             });
             continue;
         }
-        let hours = i64::try_from(retention)
-            .map_err(|_| Error::Other(format!("retention of {retention} hours is too large")))?;
+        let hours = i64::try_from(retention).map_err(|_| {
+            Error::Condition(format!("retention of {retention} hours is too large"))
+        })?;
         let (_, metrics) = table
             .vacuum()
             .with_retention_period(chrono::Duration::hours(hours))

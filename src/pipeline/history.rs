@@ -150,7 +150,7 @@ fn batch(records: &[RunRecord]) -> Result<RecordBatch> {
         .iter()
         .map(|r| serde_json::to_string(&r.outcome.tables))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Other(format!("{RUNS_TABLE}: {e}")))?;
+        .map_err(|e| Error::Internal(format!("{RUNS_TABLE}: {e}")))?;
     Ok(RecordBatch::try_new(
         runs_schema(),
         vec![

@@ -561,7 +561,7 @@ where
     let result = run.await;
     let for_history = match &result {
         Ok(value) => Ok(summary(value)),
-        Err(e) => Err(Error::Other(e.to_string())),
+        Err(e) => Err(Error::Condition(e.to_string())),
     };
     record_result(config, kind, trigger, started_at, &for_history).await?;
     result

@@ -178,7 +178,7 @@ async fn rows<T: serde::de::DeserializeOwned>(ctx: &SessionContext, sql: &str) -
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("status: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| Error::Internal(format!("status: {e}")))
 }
 
 /// Bronze's lag per subscribed topic and partition.
@@ -208,7 +208,7 @@ pub async fn kafka_lag(config: &Config, root: &StorageRoot) -> Result<Vec<Partit
             .collect())
     })
     .await
-    .map_err(|e| Error::Other(format!("status: {e}")))??;
+    .map_err(|e| Error::Internal(format!("status: {e}")))??;
     let events = root.open_table(BRONZE_LAYER, EVENTS_TABLE).await?;
     let mut lags = Vec::with_capacity(highs.len());
     for (topic, partition, low, high) in highs {
@@ -236,7 +236,7 @@ pub fn render(report: &StatusReport, format: Format) -> Result<String> {
     if format == Format::Json {
         return serde_json::to_string_pretty(report)
             .map(|s| s + "\n")
-            .map_err(|e| Error::Other(format!("status: {e}")));
+            .map_err(|e| Error::Internal(format!("status: {e}")));
     }
     use std::fmt::Write;
     let mut out = String::new();

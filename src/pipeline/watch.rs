@@ -148,7 +148,7 @@ pub async fn run_once(
     summary.last_gold = Some(gold);
     summary.elapsed = started.elapsed();
     if failed > 0 {
-        return Err(Error::Other(format!(
+        return Err(Error::Condition(format!(
             "{failed} mart(s) could not be published; the next run retries"
         )));
     }
@@ -281,7 +281,7 @@ pub async fn watch(
         }
     };
     summary.bronze =
-        bronze_result.map_err(|e| Error::Other(format!("the bronze task failed: {e}")))??;
+        bronze_result.map_err(|e| Error::Internal(format!("the bronze task failed: {e}")))??;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -328,7 +328,7 @@ async fn micro_batch(
         if failed > 0 {
             // The marts are built; only their Postgres copy is behind.
             *gold_due = true;
-            return Err(Error::Other(format!(
+            return Err(Error::Condition(format!(
                 "{failed} mart(s) could not be published"
             )));
         }

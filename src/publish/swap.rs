@@ -57,7 +57,7 @@ pub async fn connect(config: &PostgresConfig) -> Result<PgConnection> {
     let mut conn = tokio::time::timeout(Duration::from_millis(config.connect_timeout_ms), connect)
         .await
         .map_err(|_| {
-            Error::Other(format!(
+            Error::Condition(format!(
                 "postgres: connecting timed out after {} ms",
                 config.connect_timeout_ms
             ))

@@ -38,7 +38,7 @@ pub fn pg_type(column: &str, data_type: &DataType) -> Result<String> {
             "interval".into()
         }
         other => {
-            return Err(Error::Other(format!(
+            return Err(Error::Condition(format!(
                 "column `{column}` has type {other}, which has no Postgres mapping; cast it in the mart SQL"
             )));
         }
@@ -70,7 +70,7 @@ pub fn append_csv(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()> {
             cell.clear();
             use std::fmt::Write;
             write!(cell, "{}", formatter.value(row))
-                .map_err(|e| Error::Other(format!("formatting a value: {e}")))?;
+                .map_err(|e| Error::Internal(format!("formatting a value: {e}")))?;
             out.push(b'"');
             for byte in cell.bytes() {
                 if byte == b'"' {

@@ -243,7 +243,7 @@ impl<'a> CellComparator<'a> {
         let comparator = self
             .cache
             .get(&key)
-            .ok_or_else(|| Error::Other("comparator cache".into()))?;
+            .ok_or_else(|| Error::Internal("comparator cache".into()))?;
         Ok(comparator(a.1, b.1) == Ordering::Equal)
     }
 }

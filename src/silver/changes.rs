@@ -61,7 +61,7 @@ pub async fn new_files(
                     .await
                     .map_err(|e| Error::delta(EVENTS_TABLE, e))?
                     .ok_or_else(|| {
-                        Error::Other(format!(
+                        Error::Condition(format!(
                             "bronze_events commit {version} is no longer in the Delta log \
                              (log cleanup ran past the silver watermark {after}); \
                              rebuild with `lakehouse run silver --full-refresh`"

@@ -139,7 +139,7 @@ pub fn kinds(
     let keep = keep.map(|k| flags(k, KEEP)).transpose()?;
     let n = is_tombstone.len();
     if is_delete.len() != n || keep.is_some_and(|k| k.len() != n) {
-        return Err(Error::Other(format!(
+        return Err(Error::Internal(format!(
             "change flags of different lengths: _is_tombstone {n}, _is_delete {}, {KEEP} {:?}",
             is_delete.len(),
             keep.map(|k| k.len())
@@ -204,7 +204,7 @@ pub fn check(
 ) -> Result<Verdict> {
     let n = batch.num_rows();
     if kind.len() != n || keys.len() != n {
-        return Err(Error::Other(format!(
+        return Err(Error::Internal(format!(
             "{n} rows but {} kinds and {} keys",
             kind.len(),
             keys.len()
@@ -277,7 +277,7 @@ pub fn quarantined(
     let mut out = Vec::new();
     for ((&i, rules), row) in dropped.iter().zip(json) {
         let (Some(key), Some(seq)) = (keys.get(i), seq.get(i)) else {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "quarantined row {i} is beyond the {} keys and {} sequences",
                 keys.len(),
                 seq.len()
@@ -307,7 +307,7 @@ fn row_index(data: &RecordBatch, index: usize) -> Result<u32> {
         .ok()
         .filter(|_| index < data.num_rows())
         .ok_or_else(|| {
-            Error::Other(format!(
+            Error::Internal(format!(
                 "row {index} is beyond the batch's {} rows",
                 data.num_rows()
             ))
@@ -318,13 +318,13 @@ fn column(batch: &RecordBatch, name: &str) -> Result<std::sync::Arc<dyn Array>> 
     batch
         .column_by_name(name)
         .cloned()
-        .ok_or_else(|| Error::Other(format!("{name} is missing")))
+        .ok_or_else(|| Error::Internal(format!("{name} is missing")))
 }
 
 /// `array` as booleans; another type is an engine bug, reported, not a panic.
 fn flags<'a>(array: &'a dyn Array, name: &str) -> Result<&'a BooleanArray> {
     array.as_boolean_opt().ok_or_else(|| {
-        Error::Other(format!(
+        Error::Internal(format!(
             "{name} is {} where booleans were expected",
             array.data_type()
         ))

@@ -224,7 +224,7 @@ impl Marks {
         if let (Some(w), Some(l)) = (watermark, bronze_version)
             && w > l
         {
-            return Err(Error::Other(format!(
+            return Err(Error::Condition(format!(
                 "silver table `{}` has read bronze up to version {w} but bronze_events is at {l}; \
                  was bronze rebuilt? Rebuild silver with `--full-refresh`",
                 spec.name
@@ -779,7 +779,7 @@ impl Work<'_> {
         // Truncates are applied from `self.truncates`, not as rows.
         let truncate = batch
             .column_by_name("_is_truncate")
-            .ok_or_else(|| Error::Other("_is_truncate is missing".into()))?;
+            .ok_or_else(|| Error::Internal("_is_truncate is missing".into()))?;
         let batch = filter_record_batch(&batch, &classify::not_truncates(truncate)?)?;
         let batch = self.resolve_lookups(batch).await?;
         let data = delta::conform(&batch, &self.layout.data_schema)?;
@@ -854,7 +854,7 @@ impl Work<'_> {
         let (Some(expectation), Some(failed)) =
             (spec.expectations.get(index), verdict.failed.get(index))
         else {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "silver table `{}`: expectation {index} aborted the run but was not checked",
                 spec.name
             )));
@@ -863,7 +863,7 @@ impl Work<'_> {
             Some(&first) => classify::row_as_json(data, first)?,
             None => String::new(),
         };
-        Err(Error::Other(format!(
+        Err(Error::Condition(format!(
             "silver table `{}`: expectation `{}` (action fail, {}) failed for {} row(s), e.g. {row}; \
              the run was aborted and nothing was committed",
             spec.name,
@@ -953,7 +953,7 @@ impl Work<'_> {
                 changes
                     .data
                     .column_by_name(first_key)
-                    .ok_or_else(|| Error::Other(format!("{first_key} is missing")))?
+                    .ok_or_else(|| Error::Internal(format!("{first_key} is missing")))?
                     .as_ref(),
             )?;
             if changes.data.num_rows() == 0 {

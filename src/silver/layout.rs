@@ -113,7 +113,7 @@ impl Layout {
             } else {
                 data.column_by_name(name)
                     .cloned()
-                    .ok_or_else(|| Error::Other(format!("column `{name}` is missing")))?
+                    .ok_or_else(|| Error::Internal(format!("column `{name}` is missing")))?
             };
             columns.push(if column.data_type() == field.data_type() {
                 column
@@ -131,7 +131,7 @@ impl Layout {
         let column = |name: &str| -> Result<ArrayRef> {
             rows.column_by_name(name)
                 .cloned()
-                .ok_or_else(|| Error::Other(format!("column `{name}` is missing")))
+                .ok_or_else(|| Error::Internal(format!("column `{name}` is missing")))
         };
         let seq = sequences(column(SEQ)?.as_ref(), column(SEQ_TS)?.as_ref())?;
         let n = rows.num_rows();

@@ -207,7 +207,7 @@ pub async fn resolve(
     // Back into the input's row order.
     let row_ids = current
         .column_by_name(ROW_ID)
-        .ok_or_else(|| Error::Other(format!("{fact}: the lookups lost the row order")))?;
+        .ok_or_else(|| Error::Internal(format!("{fact}: the lookups lost the row order")))?;
     let order = arrow::compute::sort_to_indices(row_ids, None, None)?;
     let result = arrow::compute::take_record_batch(&current, &order)?;
     let mut schema_fields: Vec<Field> = batch
@@ -312,7 +312,7 @@ async fn run_step(
     sql: &str,
 ) -> Result<RecordBatch> {
     let df = ctx.sql(sql).await.map_err(|e| {
-        Error::Other(format!(
+        Error::Condition(format!(
             "{fact}: lookup of `{}` does not plan: {e}",
             lookup.table()
         ))
@@ -400,14 +400,14 @@ fn lookup_sql(lookup: &Lookup, from: &str, range: Option<&str>) -> Result<String
             .on
             .iter()
             .next()
-            .ok_or_else(|| Error::Other("date lookup without a column".into()))?;
+            .ok_or_else(|| Error::Internal("date lookup without a column".into()))?;
         let c = format!("f.{}", quote(column));
         return Ok(format!(
             "SELECT f.*, coalesce(CAST(date_part('year', {c}) * 10000 + date_part('month', {c}) * 100 + date_part('day', {c}) AS BIGINT), {UNKNOWN}) AS {key} FROM {from} f"
         ));
     }
     let Some(registered) = &lookup.registered else {
-        return Err(Error::Other(format!(
+        return Err(Error::Internal(format!(
             "lookup of `{}` is not registered",
             spec.table
         )));
@@ -580,7 +580,7 @@ mod tests {
     async fn other_errors_are_not_retried() {
         let mut splits = 0;
         let error = in_halves("f", numbers(4_096), &mut splits, |_| {
-            std::future::ready(Err(Error::Other("broken".into())))
+            std::future::ready(Err(Error::Internal("broken".into())))
         })
         .await
         .unwrap_err();

@@ -154,7 +154,7 @@ pub fn last_key(batch: &RecordBatch, keys: &[String]) -> Result<Option<Vec<Array
             batch
                 .column_by_name(k)
                 .map(|c| c.slice(n - 1, 1))
-                .ok_or_else(|| Error::Other(format!("key column `{k}` is missing")))
+                .ok_or_else(|| Error::Internal(format!("key column `{k}` is missing")))
         })
         .collect::<Result<Vec<_>>>()
         .map(Some)
@@ -173,7 +173,7 @@ pub fn split_at_key(
     for (key, bound) in keys.iter().zip(bound) {
         let column = rows
             .column_by_name(key)
-            .ok_or_else(|| Error::Other(format!("key column `{key}` is missing")))?;
+            .ok_or_else(|| Error::Internal(format!("key column `{key}` is missing")))?;
         bounds.push(cast(bound, column.data_type())?);
         columns.push(column.clone());
     }

@@ -281,7 +281,7 @@ async fn bench_kafka(
         for delivery in pending {
             delivery
                 .await
-                .map_err(|_| Error::Other("producer dropped a delivery".into()))?
+                .map_err(|_| Error::Internal("producer dropped a delivery".into()))?
                 .map_err(|(e, _)| Error::kafka("delivery", e))?;
         }
         records += chunk.len() as u64;
@@ -369,7 +369,7 @@ async fn raw_consume(
         let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
             .await
             .map_err(|_| {
-                Error::Other(format!(
+                Error::Condition(format!(
                     "raw consumer stalled after {seen} of {records} records"
                 ))
             })?

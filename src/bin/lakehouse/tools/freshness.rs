@@ -310,7 +310,7 @@ pub async fn bench_freshness(base: &Config, options: &FreshnessOptions) -> Resul
     let _ = stop.send(true);
     let summary = running
         .await
-        .map_err(|e| Error::Other(format!("the watch task failed: {e}")))??;
+        .map_err(|e| Error::Internal(format!("the watch task failed: {e}")))??;
     report.silver_runs = summary.silver_runs;
     report.gold_runs = summary.gold_runs;
     report.latencies = probes.iter().map(|p| p.3).collect();
