@@ -580,7 +580,7 @@ mod tests {
     async fn other_errors_are_not_retried() {
         let mut splits = 0;
         let error = in_halves("f", numbers(4_096), &mut splits, |_| {
-            std::future::ready(Err(Error::Internal("broken".into())))
+            std::future::ready(Err(Error::Condition("broken".into())))
         })
         .await
         .unwrap_err();
