@@ -5,10 +5,12 @@
 //! key and the file. Environment overrides use `LAKEHOUSE_<SECTION>__<KEY>`
 //! (double underscore between path segments, case-insensitive), e.g.
 //! `LAKEHOUSE_KAFKA__BROKERS=127.0.0.1:9092` or
-//! `LAKEHOUSE_BRONZE__FLUSH_ROWS=50000`; the value is read as a TOML value when
-//! it parses as one (numbers, booleans, arrays) and as a string otherwise.
-//! Storage credentials also come from the usual `AWS_*` / `AZURE_*` variables
-//! (see [`crate::storage`]).
+//! `LAKEHOUSE_BRONZE__FLUSH_ROWS=50000`; the value is typed by the key it sets
+//! (`LAKEHOUSE_KAFKA__GROUP_ID=12345` is the string `"12345"`), an array is
+//! written `[a, b]` and `topics` also takes `a,b`. Errors name where the bad
+//! value came from: the file and line, or the environment variable. The
+//! layering is figment's (see `layers`). Storage credentials also come from
+//! the usual `AWS_*` / `AZURE_*` variables (see [`crate::storage`]).
 //!
 //! Relative paths (a local `storage.root`, the `layers_dir`, `sql_dir` and
 //! `spill_dir` of silver and gold) resolve against the folder of the
@@ -18,6 +20,7 @@
 //! they are (relative to the working directory).
 
 pub mod clock;
+mod layers;
 pub mod schedule;
 
 use std::collections::BTreeSet;
@@ -77,23 +80,6 @@ const PATH_KEYS: [&str; 7] = [
     "gold.sql_dir",
     "gold.spill_dir",
 ];
-
-/// The dotted paths of every leaf key of `table`, prefixed with `prefix`.
-fn leaf_keys(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
-    for (key, value) in table {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            toml::Value::Table(inner) => leaf_keys(inner, &path, out),
-            _ => {
-                out.insert(path);
-            }
-        }
-    }
-}
 
 impl Config {
     /// Loads the configuration.
@@ -192,58 +178,30 @@ impl Config {
     }
 
     /// Parses configuration text, then applies environment overrides.
-    /// `file` is only used in error messages.
+    /// `file` names the text in error messages (with the line of a bad
+    /// value); an error from an override names its variable instead.
     pub fn parse(
         text: &str,
         file: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config> {
-        let mut document: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let mut file_keys = BTreeSet::new();
-        leaf_keys(&document, "", &mut file_keys);
-        let mut env_keys = BTreeSet::new();
-        let mut overridden = Vec::new();
-        for (name, value) in env {
-            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            if !path.contains("__") {
-                // LAKEHOUSE_LOG and similar are not configuration keys.
-                continue;
-            }
-            let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
-            set_path(&mut document, &keys, parse_env_value(&value)).map_err(|message| {
-                Error::Config {
-                    file: PathBuf::from(format!("environment variable {name}")),
-                    message,
-                }
-            })?;
-            env_keys.insert(keys.join("."));
-            overridden.push(name);
-        }
-        let mut config: Config =
-            Config::deserialize(toml::Value::Table(document)).map_err(|e| {
-                let origin = if overridden.is_empty() {
-                    file.display().to_string()
-                } else {
-                    format!(
-                        "{} (with overrides from {})",
-                        file.display(),
-                        overridden.join(", ")
-                    )
-                };
-                Error::Config {
-                    file: PathBuf::from(origin),
-                    message: e.to_string(),
-                }
-            })?;
-        config.validate(file)?;
-        config.schedule.validate(text, file)?;
-        config.file_keys = file_keys;
-        config.env_keys = env_keys;
+        let file_layer = layers::FileLayer::parse(text, file)?;
+        let overrides: Vec<layers::EnvVar> = env
+            .into_iter()
+            .filter_map(|(name, value)| layers::EnvVar::from_pair(name, value))
+            .collect();
+        let figment = layers::merge(&file_layer, &overrides);
+        // Lossy: an override is a string, read as the number or boolean its
+        // field asks for (and left a string for a string field).
+        let mut config: Config = figment
+            .extract_lossy()
+            .map_err(|e| layers::error(e, text, file))?;
+        config
+            .validate(file)
+            .and_then(|()| config.schedule.validate(text, file))
+            .map_err(|e| layers::blame(e, &overrides))?;
+        config.file_keys = file_layer.keys();
+        config.env_keys = overrides.iter().map(layers::EnvVar::key).collect();
         Ok(config)
     }
 
@@ -282,52 +240,6 @@ impl Config {
     pub fn require_brokers(&self) -> Result<&str> {
         self.kafka.require_brokers(&self.origin())
     }
-}
-
-/// Reads an override as TOML when it is a TOML value, else as a string.
-fn parse_env_value(raw: &str) -> toml::Value {
-    let probe = format!("v = {raw}");
-    match toml::from_str::<toml::Table>(&probe) {
-        Ok(mut table) => table
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
-        Err(_) => toml::Value::String(raw.to_string()),
-    }
-}
-
-fn set_path(
-    table: &mut toml::Table,
-    keys: &[String],
-    value: toml::Value,
-) -> std::result::Result<(), String> {
-    let Some((last, parents)) = keys.split_last() else {
-        return Err("empty key".into());
-    };
-    let mut current = table;
-    for key in parents {
-        let entry = current
-            .entry(key.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("`{key}` is not a table, cannot set `{}`", keys.join(".")))?;
-    }
-    // A comma-separated override of a list key (e.g. topics) becomes a list.
-    let value = match (current.get(last), value) {
-        (Some(toml::Value::Array(_)), toml::Value::String(s)) | (None, toml::Value::String(s))
-            if last == "topics" =>
-        {
-            toml::Value::Array(
-                s.split(',')
-                    .map(|t| toml::Value::String(t.trim().to_string()))
-                    .filter(|v| v.as_str().is_some_and(|t| !t.is_empty()))
-                    .collect(),
-            )
-        }
-        (_, value) => value,
-    };
-    current.insert(last.clone(), value);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -467,6 +379,151 @@ mod tests {
         std::fs::write(&file, "[storage]\nroot = \"s3://bucket/lake\"\n").unwrap();
         let config = Config::load(Some(&file), Vec::<(String, String)>::new()).unwrap();
         assert_eq!(config.storage.root, "s3://bucket/lake");
+    }
+
+    /// The `file` (provenance) and message of a configuration error.
+    fn config_error(result: Result<Config>) -> (String, String) {
+        match result {
+            Err(Error::Config { file, message }) => (file.display().to_string(), message),
+            Err(other) => panic!("not a configuration error: {other}"),
+            Ok(_) => panic!("the configuration was accepted"),
+        }
+    }
+
+    #[test]
+    fn env_values_are_typed_by_their_key() {
+        let config = parse(
+            "[storage.options]\naws_endpoint_url = \"http://minio:9000\"\n",
+            &[
+                // Numeric- and boolean-looking strings stay strings...
+                ("LAKEHOUSE_KAFKA__GROUP_ID", "12345"),
+                ("LAKEHOUSE_KAFKA__BROKERS", "[::1]:9092"),
+                ("LAKEHOUSE_STORAGE__OPTIONS__AWS_REGION", "1"),
+                ("LAKEHOUSE_KAFKA__PROPERTIES__ENABLE.IDEMPOTENCE", "true"),
+                ("LAKEHOUSE_KAFKA__TOPIC_PATTERN", "\"0.5\""),
+                // ...and become numbers, booleans and lists where asked for.
+                ("LAKEHOUSE_BRONZE__FLUSH_ROWS", "7"),
+                ("LAKEHOUSE_SILVER__SPILL_DIR", "42"),
+                ("LAKEHOUSE_GOLD__PUBLISH", "false"),
+                ("LAKEHOUSE_BRONZE__ZORDER", "[customer_id, 2024]"),
+                ("LAKEHOUSE_KAFKA__TOPICS", "[\"a,b\", c]"),
+                ("LAKEHOUSE_SCHEDULE__RETRY__MULTIPLIER", "1.1"),
+                ("LAKEHOUSE_SCHEDULE__RETRY__ATTEMPTS", "5"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.kafka.group_id, "12345");
+        assert_eq!(config.kafka.brokers.as_deref(), Some("[::1]:9092"));
+        assert_eq!(config.storage.options["aws_region"], "1");
+        assert_eq!(config.kafka.properties["enable.idempotence"], "true");
+        assert_eq!(config.kafka.topic_pattern.as_deref(), Some("0.5"));
+        assert_eq!(config.bronze.flush_rows, 7);
+        assert_eq!(config.silver.spill_dir, Some(PathBuf::from("42")));
+        assert!(!config.gold.publish);
+        assert_eq!(config.bronze.zorder, vec!["customer_id", "2024"]);
+        assert_eq!(config.kafka.topics, vec!["a,b", "c"]);
+        assert_eq!(config.schedule.retry.multiplier, 1.1);
+        assert_eq!(config.schedule.retry.attempts, 5);
+    }
+
+    #[test]
+    fn option_maps_merge_file_and_env_keys() {
+        let config = parse(
+            "[storage]\nroot = \"s3://b/lake\"\n[storage.options]\naws_endpoint_url = \"http://minio:9000\"\naws_region = \"us-east-1\"\n",
+            &[
+                ("LAKEHOUSE_STORAGE__OPTIONS__AWS_REGION", "eu-west-1"),
+                ("LAKEHOUSE_STORAGE__OPTIONS__AWS_ALLOW_HTTP", "true"),
+            ],
+        )
+        .unwrap();
+        let options = &config.storage.options;
+        assert_eq!(options["aws_endpoint_url"], "http://minio:9000");
+        assert_eq!(options["aws_region"], "eu-west-1");
+        assert_eq!(options["aws_allow_http"], "true");
+        assert_eq!(options.len(), 3);
+        assert!(
+            config
+                .file_keys
+                .contains("storage.options.aws_endpoint_url")
+        );
+        assert!(config.env_keys.contains("storage.options.aws_allow_http"));
+        assert!(config.is_set("storage.root") && !config.is_set("silver.layers_dir"));
+    }
+
+    #[test]
+    fn a_bad_env_value_names_its_variable() {
+        // The file also sets `[bronze]` and `[kafka]`: the bad value's own
+        // provenance is reported, not the section's.
+        let text = "[bronze]\nflush_bytes = 10\n[kafka]\nbrokers = \"a:1\"\n";
+        let (file, message) = config_error(parse(
+            text,
+            &[
+                ("LAKEHOUSE_KAFKA__GROUP_ID", "g"),
+                ("LAKEHOUSE_BRONZE__FLUSH_ROWS", "abc"),
+            ],
+        ));
+        assert_eq!(file, "environment variable LAKEHOUSE_BRONZE__FLUSH_ROWS");
+        assert!(
+            message.contains("bronze.flush_rows") && message.contains("abc"),
+            "{message}"
+        );
+        let (file, message) = config_error(parse(text, &[("LAKEHOUSE_KAFKA__BROKERZ", "b:2")]));
+        assert_eq!(file, "environment variable LAKEHOUSE_KAFKA__BROKERZ");
+        assert!(message.contains("brokerz"), "{message}");
+        // Values that parse but fail validation are blamed the same way.
+        let (file, message) = config_error(parse(
+            "[postgres]\nschema = \"marts\"\n[schedule]\ntime_zone = \"UTC\"\n",
+            &[("LAKEHOUSE_SCHEDULE__TIME_ZONE", "Mars/Base")],
+        ));
+        assert_eq!(file, "environment variable LAKEHOUSE_SCHEDULE__TIME_ZONE");
+        assert!(message.contains("schedule.time_zone"), "{message}");
+        let (file, message) = config_error(parse(
+            "[bronze.schemaless_types.\"shop.orders\"]\ntotal = \"decimal(10,2)\"\n",
+            &[(
+                "LAKEHOUSE_BRONZE__SCHEMALESS_TYPES__SHOP.ORDERS__TOTAL",
+                "decimal(x)",
+            )],
+        ));
+        assert_eq!(
+            file,
+            "environment variable LAKEHOUSE_BRONZE__SCHEMALESS_TYPES__SHOP.ORDERS__TOTAL"
+        );
+        assert!(message.contains("shop.orders"), "{message}");
+        let (file, _) = config_error(parse("[postgres]\nschema = \"Bad\"\n", &[]));
+        assert_eq!(file, "test.toml");
+        let (file, message) = config_error(parse("", &[("LAKEHOUSE_KAFKA____BROKERS", "b")]));
+        assert_eq!(file, "environment variable LAKEHOUSE_KAFKA____BROKERS");
+        assert!(message.contains("empty key"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_file_value_names_the_file_and_line() {
+        let text =
+            "[kafka]\nbrokers = \"a:1\"\n\n[bronze]\nflush_bytes = 10\nflush_rows = \"many\"\n";
+        // An override in the same section does not take the blame.
+        let (file, message) = config_error(parse(text, &[("LAKEHOUSE_BRONZE__FLUSH_BYTES", "5")]));
+        assert_eq!(file, "test.toml:6");
+        assert!(
+            message.contains("bronze.flush_rows") && message.contains("many"),
+            "{message}"
+        );
+        let (file, message) = config_error(parse(
+            "[bronze.schemaless_types.\"shop.public.orders\"]\ntotal = 1\n",
+            &[],
+        ));
+        assert_eq!(file, "test.toml:2");
+        assert!(
+            message.contains("bronze.schemaless_types.\"shop.public.orders\".total"),
+            "{message}"
+        );
+        let text = "[schedule]\n[[schedule.jobs]]\nname = \"a\"\nrun = \"bronze\"\n[[schedule.jobs]]\nname = \"b\"\nrun = \"silver\"\ncontinuous = \"often\"\n";
+        let (file, message) = config_error(parse(text, &[]));
+        assert_eq!(file, "test.toml:8");
+        assert!(message.contains("schedule.jobs.1.continuous"), "{message}");
+        // A syntax error names the file; the message has line and column.
+        let (file, message) = config_error(parse("[kafka]\nbrokers = \n", &[]));
+        assert_eq!(file, "test.toml");
+        assert!(message.contains("line 2"), "{message}");
     }
 }
 

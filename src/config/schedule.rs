@@ -84,7 +84,39 @@ pub struct RetryConfig {
     /// Upper bound of the wait (milliseconds).
     pub max_backoff_ms: u64,
     /// Factor the wait grows by per attempt.
+    #[serde(deserialize_with = "exact_f64")]
     pub multiplier: f64,
+}
+
+/// A float from a number, or from a numeric string read at `f64` precision.
+///
+/// figment's lossy extraction reads a short decimal string (the override
+/// `LAKEHOUSE_SCHEDULE__RETRY__MULTIPLIER=1.1`) as an `f32` when asked for a
+/// float, giving 1.100000023841858; asked for any value, it hands over the
+/// string, which parses exactly.
+fn exact_f64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    struct Float;
+    impl serde::de::Visitor<'_> for Float {
+        type Value = f64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<f64, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+        }
+    }
+    deserializer.deserialize_any(Float)
 }
 
 impl Default for RetryConfig {
