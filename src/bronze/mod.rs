@@ -16,6 +16,7 @@ pub mod config;
 pub mod file;
 pub mod kafka;
 mod progress;
+pub mod replay;
 
 pub mod sink;
 

@@ -100,6 +100,34 @@ impl BronzeSink {
         })
     }
 
+    /// Appends `events` (rows of a finished batch) to `bronze_events` with no
+    /// stream watermark: dead letters replayed after a fix keep their Kafka
+    /// coordinates, and that is what makes a replay idempotent (see
+    /// [`super::replay`]). `reason` goes into the commit metadata.
+    pub async fn append_events(
+        &mut self,
+        events: RecordBatch,
+        batch_id: &str,
+        reason: &str,
+    ) -> Result<Option<i64>> {
+        if events.num_rows() == 0 {
+            return Ok(None);
+        }
+        self.refresh().await?;
+        let version = write_and_commit(
+            &mut self.events,
+            EVENTS_TABLE,
+            events,
+            Vec::new(),
+            &self.writer_properties,
+            self.target_file_size,
+            batch_id,
+        )
+        .await?;
+        tracing::info!(version, reason, "appended events to bronze_events");
+        Ok(Some(version))
+    }
+
     /// The events table (as of the last commit or refresh).
     pub fn events_table(&self) -> &DeltaTable {
         &self.events

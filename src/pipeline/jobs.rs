@@ -251,6 +251,23 @@ pub async fn bronze(
     .await
 }
 
+/// `lakehouse dead-letters replay`: decodes the selected dead letters of
+/// `config`'s lake again, with its current `[bronze]` settings, and appends
+/// those that decode to `bronze_events`.
+pub async fn replay_dead_letters(
+    config: &Config,
+    options: &bronze::replay::ReplayOptions,
+) -> Result<bronze::replay::ReplaySummary> {
+    let root = StorageRoot::from_config(&config.storage)?;
+    let origin = config.origin();
+    let settings = bronze::Settings {
+        kafka: &config.kafka,
+        bronze: &config.bronze,
+        origin: &origin,
+    };
+    bronze::replay::replay(settings, &root, options).await
+}
+
 impl bronze::CommitUpkeep for maintenance::compact::BronzeUpkeep {
     fn after_commit<'a>(
         &'a mut self,

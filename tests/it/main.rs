@@ -6,6 +6,7 @@ mod architecture;
 mod bronze_file;
 mod bronze_kafka;
 mod compose;
+mod dead_letters;
 mod debezium_captured;
 mod debezium_flow;
 mod demo;

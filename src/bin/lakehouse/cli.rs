@@ -134,10 +134,40 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The records bronze could not decode (`bronze_dead_letters`).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLettersCommand,
+    },
     /// Measure a layer's throughput and peak memory (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
         layer: BenchCommand,
+    },
+}
+
+/// `lakehouse dead-letters ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// After a fix (a corrected `[bronze] schemaless_types` hint, a newer
+    /// lakehouse), decode the dead letters again and append those that decode
+    /// to bronze_events; silver then applies them like late events. Idempotent:
+    /// a dead letter whose Kafka coordinates bronze_events holds is skipped.
+    #[command(
+        after_help = "Examples:\n  lakehouse dead-letters replay --dry-run\n  \
+        lakehouse dead-letters replay --topic shop.public.orders --kind decode\n  \
+        lakehouse run silver"
+    )]
+    Replay {
+        /// Only dead letters of this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only dead letters of this error kind (the `error_kind` column).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Decode and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -12,7 +12,7 @@ use lakehouse::bronze::{BronzeSource, StopCondition};
 use lakehouse::config::Config;
 use lakehouse::pipeline::{self, JobKind, Trigger};
 
-use crate::cli::{BenchCommand, Cli, Command, RunCommand, TableLayer};
+use crate::cli::{BenchCommand, Cli, Command, DeadLettersCommand, RunCommand, TableLayer};
 use crate::tools;
 
 /// Runs `cli`'s command.
@@ -20,13 +20,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     // Writers prove the root writable; readers only that it is readable, so
     // `query` and `status` work with read-only credentials.
-    if matches!(cli.command, Command::Run { .. } | Command::Schedule) {
+    if matches!(
+        cli.command,
+        Command::Run { .. } | Command::Schedule | Command::DeadLetters { .. }
+    ) {
         check_storage(&config, Access::ReadWrite).await?;
     } else if matches!(cli.command, Command::Query { .. } | Command::Status { .. }) {
         check_storage(&config, Access::ReadOnly).await?;
     }
     match cli.command {
         Command::Run { layer } => run_layer(&config, layer).await?,
+        Command::DeadLetters {
+            action:
+                DeadLettersCommand::Replay {
+                    topic,
+                    kind,
+                    dry_run,
+                },
+        } => {
+            let options = lakehouse::bronze::replay::ReplayOptions {
+                topic,
+                error_kind: kind,
+                dry_run,
+            };
+            print!(
+                "{}",
+                lakehouse::pipeline::jobs::replay_dead_letters(&config, &options).await?
+            );
+        }
         Command::Optimize { layer, table } => {
             let selection = selection(layer, table);
             for report in lakehouse::pipeline::jobs::optimize(&config, &selection).await? {
