@@ -21,7 +21,8 @@
 //!   with watermarks, checkpoint, DataFusion sessions.
 //! - [`storage`]: storage roots (local, S3, Azure), the startup check, leases.
 //! - [`cdc`]: Debezium JSON decoding.
-//! - [`error`], [`redact`]: the error type, and masking secrets in messages.
+//! - [`error`], [`redact`], [`retry`]: the error type, masking secrets in
+//!   messages, and the one retry policy (exponential backoff, on backon).
 //!
 //! The command line, `lakehouse demo` and the benchmarks live in the binary
 //! (`src/bin/lakehouse/`), outside the engine.
@@ -36,6 +37,7 @@ pub mod maintenance;
 pub mod pipeline;
 pub mod publish;
 pub mod redact;
+pub mod retry;
 pub mod silver;
 pub mod spec;
 pub mod storage;

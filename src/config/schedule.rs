@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::clock::{CronTrigger, parse_time_zone};
 use crate::error::{Error, Result};
+use crate::retry::Policy;
 
 /// `[schedule]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -131,11 +132,16 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// The wait after failed attempt `attempt` (1-based).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(30) as i32;
-        let ms = self.initial_backoff_ms as f64 * self.multiplier.max(1.0).powi(exponent);
-        Duration::from_millis(ms.min(self.max_backoff_ms as f64) as u64)
+    /// The retry policy of `[schedule.retry]` (a job's own `attempts`
+    /// replaces the policy's).
+    pub fn policy(&self) -> Policy {
+        Policy {
+            attempts: Some(self.attempts),
+            initial: Duration::from_millis(self.initial_backoff_ms),
+            max: Duration::from_millis(self.max_backoff_ms),
+            factor: self.multiplier as f32,
+            jitter: false,
+        }
     }
 }
 
@@ -563,15 +569,18 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
+    fn retry_policy_grows_by_the_multiplier_up_to_the_cap() {
         let retry = RetryConfig {
             attempts: 5,
             initial_backoff_ms: 100,
             max_backoff_ms: 350,
             multiplier: 2.0,
         };
-        assert_eq!(retry.backoff(1), Duration::from_millis(100));
-        assert_eq!(retry.backoff(2), Duration::from_millis(200));
-        assert_eq!(retry.backoff(3), Duration::from_millis(350));
+        let delays: Vec<_> = retry.policy().delays().collect();
+        let ms = Duration::from_millis;
+        assert_eq!(delays, [ms(100), ms(200), ms(350), ms(350)]);
+        // The defaults: 1 s, then 2 s, three attempts in all.
+        let delays: Vec<_> = RetryConfig::default().policy().delays().collect();
+        assert_eq!(delays, [ms(1_000), ms(2_000)]);
     }
 }

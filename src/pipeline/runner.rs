@@ -7,15 +7,17 @@
 //! each attempt the worker takes the job kind's [lease](super::lease), so a
 //! second scheduler on the same storage root skips the trigger instead of
 //! running alongside. Each attempt is recorded in the run history; failures
-//! are retried with exponential backoff. On shutdown the running attempt gets
-//! the grace period to finish, then is abandoned: dropping it is safe because
-//! every layer commits each table atomically with its watermark.
+//! are retried with exponential backoff (the engine's one retry policy,
+//! [`crate::retry`]). On shutdown the running attempt gets the grace period
+//! to finish, then is abandoned: dropping it is safe because every layer
+//! commits each table atomically with its watermark.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use backon::Retryable;
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
@@ -25,6 +27,7 @@ use crate::config::Config;
 use crate::config::clock::CronTrigger;
 use crate::config::schedule::{Job, JobKind, MissedRuns, Plan, Timing};
 use crate::error::{Error, Result};
+use crate::retry::{Policy, Streak};
 use crate::storage::StorageRoot;
 use crate::storage::lease::{Acquire, Lease, LeaseStore, owner_id};
 
@@ -236,55 +239,116 @@ async fn worker(shared: Arc<Shared>, job: Job, mut queue: mpsc::Receiver<Trigger
     }
 }
 
-/// Runs one trigger of `job` with retries; whether it succeeded.
-async fn run_triggered(shared: &Shared, job: &Job, trigger: Trigger) -> bool {
-    let mut shutdown = shared.shutdown.clone();
-    for attempt in 1..=job.attempts {
-        if is_stopped(&shutdown) {
-            return false;
-        }
-        let lease = match shared.leases.acquire(job.kind.name()).await {
-            Ok(Acquire::Held(lease)) => lease,
-            Ok(Acquire::Busy { owner, expires_at }) => {
-                tracing::info!(
-                    job = %job.name,
-                    holder = %owner,
-                    lease_expires = %expires_at,
-                    "trigger skipped: a run of `{}` is in progress elsewhere",
-                    job.kind.name()
-                );
-                return false;
-            }
-            Err(error) => {
-                tracing::warn!(job = %job.name, %error, "cannot take the lease");
-                if attempt < job.attempts {
-                    backoff(shared, &mut shutdown, attempt).await;
-                }
-                continue;
-            }
-        };
-        let status =
-            run_attempt(shared, job, trigger, attempt, &lease, BronzeMode::UntilIdle).await;
-        match status {
-            Status::Succeeded => return true,
-            Status::Abandoned => return false,
-            Status::Failed if attempt < job.attempts => {
-                backoff(shared, &mut shutdown, attempt).await;
-            }
-            Status::Failed => {}
-        }
-    }
-    tracing::error!(job = %job.name, attempts = job.attempts, "job failed after its last attempt; waiting for the next trigger");
-    false
+/// Why one attempt of a triggered job did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsuccessful {
+    /// Shutdown was requested before the attempt.
+    Stopped,
+    /// Another scheduler holds the job's lease: the trigger is skipped.
+    Busy,
+    /// The lease could not be taken (storage trouble).
+    NoLease,
+    /// The run failed.
+    Failed,
+    /// The run was abandoned (shutdown, lost lease).
+    Abandoned,
 }
 
-async fn backoff(shared: &Shared, shutdown: &mut watch::Receiver<bool>, attempt: u32) {
-    let wait = shared.config.schedule.retry.backoff(attempt);
+impl Unsuccessful {
+    /// Whether another attempt may fix it.
+    fn retried(self) -> bool {
+        matches!(self, Self::NoLease | Self::Failed)
+    }
+}
+
+/// Runs one trigger of `job` with retries per `[schedule.retry]` (and the
+/// job's own `attempts`); whether it succeeded. Shutdown cuts a backoff
+/// short, and no further attempt starts.
+async fn run_triggered(shared: &Shared, job: &Job, trigger: Trigger) -> bool {
+    let policy = Policy {
+        attempts: Some(job.attempts),
+        ..shared.config.schedule.retry.policy()
+    };
+    // The attempt number, recorded in the history; an atomic, not a `Cell`,
+    // since the worker's future must stay `Send`.
+    let attempt = &AtomicU32::new(0);
+    let shutdown = shared.shutdown.clone();
+    let result = (|| async move {
+        let number = attempt.fetch_add(1, Ordering::Relaxed) + 1;
+        try_triggered(shared, job, trigger, number).await
+    })
+    .retry(policy.delays())
+    // Shutdown cuts the wait short; the next attempt then sees it and does
+    // not start.
+    .sleep(move |wait| {
+        let mut shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped(&mut shutdown) => {}
+            }
+        }
+    })
+    .when(|why| why.retried())
+    .notify(|_, wait| retrying(job, attempt.load(Ordering::Relaxed), wait))
+    .await;
+    match result {
+        Ok(()) => true,
+        Err(why) if why.retried() => {
+            tracing::error!(job = %job.name, attempts = job.attempts, "job failed after its last attempt; waiting for the next trigger");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Attempt `attempt` of a trigger of `job`, under the job's lease.
+async fn try_triggered(
+    shared: &Shared,
+    job: &Job,
+    trigger: Trigger,
+    attempt: u32,
+) -> std::result::Result<(), Unsuccessful> {
+    if is_stopped(&shared.shutdown) {
+        return Err(Unsuccessful::Stopped);
+    }
+    let lease = match shared.leases.acquire(job.kind.name()).await {
+        Ok(Acquire::Held(lease)) => lease,
+        Ok(Acquire::Busy { owner, expires_at }) => {
+            tracing::info!(
+                job = %job.name,
+                holder = %owner,
+                lease_expires = %expires_at,
+                "trigger skipped: a run of `{}` is in progress elsewhere",
+                job.kind.name()
+            );
+            return Err(Unsuccessful::Busy);
+        }
+        Err(error) => {
+            tracing::warn!(job = %job.name, %error, "cannot take the lease");
+            return Err(Unsuccessful::NoLease);
+        }
+    };
+    match run_attempt(shared, job, trigger, attempt, &lease, BronzeMode::UntilIdle).await {
+        Status::Succeeded => Ok(()),
+        Status::Failed => Err(Unsuccessful::Failed),
+        Status::Abandoned => Err(Unsuccessful::Abandoned),
+    }
+}
+
+/// Logs the wait after failed attempt `attempt`, before the next one.
+fn retrying(job: &Job, attempt: u32, wait: Duration) {
     tracing::info!(
+        job = %job.name,
         wait_ms = wait.as_millis() as u64,
         attempt,
         "retrying after backoff"
     );
+}
+
+/// Waits `wait` after failed attempt `attempt`, unless shutdown comes first.
+async fn backoff(job: &Job, shutdown: &mut watch::Receiver<bool>, attempt: u32, wait: Duration) {
+    retrying(job, attempt, wait);
     tokio::select! {
         _ = tokio::time::sleep(wait) => {}
         _ = stopped(shutdown) => {}
@@ -386,10 +450,12 @@ async fn supervise(
 }
 
 /// A continuous job: runs until shutdown, restarted with backoff when it
-/// fails; stands by while another scheduler holds its lease.
+/// fails; stands by while another scheduler holds its lease. The backoff
+/// grows over failures in a row and starts over after a run that lasted
+/// longer than the longest wait ([`Streak::failed_after`]).
 async fn continuous(shared: Arc<Shared>, job: Job) {
     let mut shutdown = shared.shutdown.clone();
-    let mut failures = 0u32;
+    let mut streak = Streak::new(shared.config.schedule.retry.policy());
     let standby = Duration::from_millis(shared.config.schedule.lease_ttl_ms / 3);
     while !is_stopped(&shutdown) {
         let lease = match shared.leases.acquire(job.kind.name()).await {
@@ -404,8 +470,8 @@ async fn continuous(shared: Arc<Shared>, job: Job) {
             }
             Err(error) => {
                 tracing::warn!(job = %job.name, %error, "cannot take the lease");
-                failures += 1;
-                backoff(&shared, &mut shutdown, failures).await;
+                let wait = streak.failed();
+                backoff(&job, &mut shutdown, streak.failures(), wait).await;
                 continue;
             }
         };
@@ -414,22 +480,16 @@ async fn continuous(shared: Arc<Shared>, job: Job) {
             &shared,
             &job,
             Trigger::Continuous,
-            failures + 1,
+            streak.failures() + 1,
             &lease,
             BronzeMode::Continuous,
         )
         .await;
         if status == Status::Failed {
-            // A run that lasted a while was healthy: start the backoff over.
-            if started.elapsed()
-                > Duration::from_millis(shared.config.schedule.retry.max_backoff_ms)
-            {
-                failures = 0;
-            }
-            failures += 1;
-            backoff(&shared, &mut shutdown, failures).await;
+            let wait = streak.failed_after(started.elapsed());
+            backoff(&job, &mut shutdown, streak.failures(), wait).await;
         } else {
-            failures = 0;
+            streak.succeeded();
         }
     }
 }

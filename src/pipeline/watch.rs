@@ -24,8 +24,19 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::jobs::{self, LayerSummary};
 use crate::pipeline::{JobKind, Trigger};
+use crate::retry::{Policy, Streak};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
+
+/// The backoff after failed micro-batches: 1 s, doubling up to a minute,
+/// for as long as they fail (a success starts it over).
+const MICRO_BATCH_RETRY: Policy = Policy {
+    attempts: None,
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+    factor: 2.0,
+    jitter: false,
+};
 
 /// Options of `lakehouse run all`.
 #[derive(Debug, Clone)]
@@ -227,7 +238,10 @@ pub async fn watch(
     // gold once at start, catching up with what is already there.
     let mut silver_seen: Option<Option<i64>> = None;
     let mut gold_due = true;
-    let mut backoff = Duration::ZERO;
+    // Failed micro-batches in a row, and the wait before the next one
+    // (`None`: none failed since the last success).
+    let mut streak = Streak::new(MICRO_BATCH_RETRY);
+    let mut backoff: Option<Duration> = None;
     let mut ticker = tokio::time::interval(options.poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A dropped sender means no signal can come any more (not a shutdown).
@@ -246,13 +260,13 @@ pub async fn watch(
             result = &mut bronze_task => break result,
             _ = ticker.tick() => {}
         }
-        if !backoff.is_zero() {
+        if let Some(wait) = backoff {
             tokio::select! {
                 changed = shutdown.changed(), if signals_open => {
                     signals_open = changed.is_ok();
                     continue;
                 }
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         let latest = match probe.latest().await {
@@ -272,11 +286,15 @@ pub async fn watch(
         )
         .await;
         match outcome {
-            Ok(()) => backoff = Duration::ZERO,
+            Ok(()) => {
+                streak.succeeded();
+                backoff = None;
+            }
             Err(error) => {
                 summary.failed_runs += 1;
-                backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
-                tracing::error!(%error, retry_in = ?backoff, "micro-batch failed; retrying");
+                let wait = streak.failed();
+                backoff = Some(wait);
+                tracing::error!(%error, retry_in = ?wait, "micro-batch failed; retrying");
             }
         }
     };

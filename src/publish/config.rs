@@ -1,6 +1,10 @@
 //! `[postgres]`: where gold marts are published.
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+use crate::retry::Policy;
 
 /// `[postgres]` section of `lakehouse.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +40,19 @@ impl Default for PostgresConfig {
 }
 
 impl PostgresConfig {
+    /// How a mart's publish is retried: `retries` more attempts after the
+    /// first, waiting `retry_backoff_ms`, then twice as long each time, with
+    /// no cap (few retries are configured; a cap would be a new setting).
+    pub fn retry_policy(&self) -> Policy {
+        Policy {
+            attempts: Some(self.retries.saturating_add(1)),
+            initial: Duration::from_millis(self.retry_backoff_ms),
+            max: Duration::MAX,
+            factor: 2.0,
+            jitter: false,
+        }
+    }
+
     /// Checks the values a typo could make dangerous (the schema is spliced into SQL).
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !crate::spec::is_spec_name(&self.schema) {
@@ -45,5 +62,27 @@ impl PostgresConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_retries_follow_the_first_attempt_doubling_from_the_backoff() {
+        let config = PostgresConfig {
+            retries: 3,
+            retry_backoff_ms: 50,
+            ..Default::default()
+        };
+        let delays: Vec<_> = config.retry_policy().delays().collect();
+        let ms = Duration::from_millis;
+        assert_eq!(delays, [ms(50), ms(100), ms(200)]);
+        let none = PostgresConfig {
+            retries: 0,
+            ..config
+        };
+        assert_eq!(none.retry_policy().delays().count(), 0);
     }
 }

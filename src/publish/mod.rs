@@ -14,8 +14,10 @@ pub mod config;
 pub mod swap;
 pub mod types;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use backon::Retryable;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 
@@ -86,13 +88,15 @@ impl std::fmt::Display for PublishOutcome {
 }
 
 /// Publishes `marts` (each as of the version of its loaded table),
-/// retrying each per `[postgres]`. Failures are reported in the outcomes,
-/// not as an error: the Delta marts are committed regardless.
+/// retrying each per `[postgres]` ([`PostgresConfig::retry_policy`]).
+/// Failures are reported in the outcomes, not as an error: the Delta marts
+/// are committed regardless.
 pub async fn publish_marts(
     config: &PostgresConfig,
     ctx: &SessionContext,
     marts: &[PublishTable<'_>],
 ) -> Result<Vec<PublishOutcome>> {
+    let policy = config.retry_policy();
     let mut outcomes = Vec::new();
     for spec in marts {
         let version = spec.table.version().map(|v| v as i64);
@@ -106,29 +110,32 @@ pub async fn publish_marts(
             elapsed: Duration::ZERO,
             error: None,
         };
-        let mut backoff = Duration::from_millis(config.retry_backoff_ms);
-        loop {
-            outcome.attempts += 1;
-            match swap::publish_mart(config, ctx, spec.table, spec, version).await {
-                Ok(swap::Published::Loaded(rows)) => {
-                    outcome.rows = rows;
-                    outcome.error = None;
-                    break;
-                }
-                Ok(swap::Published::AlreadyCurrent) => {
-                    outcome.up_to_date = true;
-                    outcome.error = None;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(mart = %spec.name, attempt = outcome.attempts, error = %e, "publish failed");
-                    outcome.error = Some(e.to_string());
-                    if outcome.attempts > config.retries {
-                        break;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
+        // Counts the attempts for the outcome and the log lines; an atomic,
+        // not a `Cell`, since the future must stay `Send`.
+        let attempts = &AtomicU32::new(0);
+        let published = (|| async move {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            swap::publish_mart(config, ctx, spec.table, spec, version).await
+        })
+        .retry(policy.delays())
+        .notify(|error, wait| {
+            tracing::warn!(
+                mart = %spec.name,
+                attempt = attempts.load(Ordering::Relaxed),
+                %error,
+                retry_in = ?wait,
+                "publish failed"
+            );
+        })
+        .await;
+        outcome.attempts = attempts.load(Ordering::Relaxed);
+        match published {
+            Ok(swap::Published::Loaded(rows)) => outcome.rows = rows,
+            Ok(swap::Published::AlreadyCurrent) => outcome.up_to_date = true,
+            Err(error) => {
+                // backon notifies only before a retry: the last failure is logged here.
+                tracing::warn!(mart = %spec.name, attempt = outcome.attempts, %error, "publish failed");
+                outcome.error = Some(error.to_string());
             }
         }
         outcome.elapsed = started.elapsed();
