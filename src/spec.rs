@@ -118,7 +118,8 @@ pub fn describe_sql_error(sql: &str, error: &datafusion::error::DataFusionError)
         .and_then(|d| d.span)
         .map(|s| (s.start.line as usize, s.start.column as usize))
         .filter(|(l, _)| *l > 0)
-        .or_else(|| parse_position(&message));
+        .or_else(|| parse_position(&message))
+        .or_else(|| unknown_name_position(sql, &message));
     match position {
         Some((line, column)) => {
             let text = sql.lines().nth(line - 1).unwrap_or("");
@@ -129,6 +130,28 @@ pub fn describe_sql_error(sql: &str, error: &datafusion::error::DataFusionError)
         }
         None => message,
     }
+}
+
+/// Where `sql` first mentions the column a "No field named x" error names
+/// (DataFusion gives no position for it); the name as a whole word.
+fn unknown_name_position(sql: &str, message: &str) -> Option<(usize, usize)> {
+    let rest = &message[message.find("No field named ")? + 15..];
+    let name: String = rest
+        .trim_matches('"')
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.' || *c == '"')
+        .collect();
+    let name = name.trim_end_matches('.').replace('"', "");
+    let word = name.rsplit('.').next().filter(|w| !w.is_empty())?;
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    sql.lines().enumerate().find_map(|(index, line)| {
+        line.match_indices(word).find_map(|(at, _)| {
+            let before = line[..at].chars().next_back();
+            let after = line[at + word.len()..].chars().next();
+            (!before.is_some_and(is_word) && !after.is_some_and(is_word))
+                .then(|| (index + 1, line[..at].chars().count() + 1))
+        })
+    })
 }
 
 /// `Line: L, Column: C` as sqlparser writes it.

@@ -100,15 +100,21 @@ fn date_literal(days: i32) -> String {
 /// the table references DataFusion resolves in the parsed SQL (CTE names
 /// excluded), before the system tables are registered.
 pub fn reads_system_tables(ctx: &SessionContext, spec: &MartSpec) -> Result<bool> {
+    Ok(referenced_tables(ctx, spec)?
+        .iter()
+        .any(|r| SYSTEM_TABLES.contains(&r.as_str())))
+}
+
+/// The names of the tables `spec`'s SQL refers to (CTE names excluded),
+/// from the parsed SQL: nothing needs to be registered.
+pub fn referenced_tables(ctx: &SessionContext, spec: &MartSpec) -> Result<BTreeSet<String>> {
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let references = state
         .sql_to_statement(&spec.sql, &dialect)
         .and_then(|statement| state.resolve_table_references(&statement))
-        .map_err(|e| spec.sql_error(format!("{e}")))?;
-    Ok(references
-        .iter()
-        .any(|r| SYSTEM_TABLES.contains(&r.table())))
+        .map_err(|e| spec.sql_error(crate::spec::describe_sql_error(&spec.sql, &e)))?;
+    Ok(references.iter().map(|r| r.table().to_string()).collect())
 }
 
 /// A mart's SQL, planned and checked against its spec.

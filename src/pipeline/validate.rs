@@ -72,26 +72,33 @@ pub async fn validate(config: &Config) -> Report {
             return report;
         }
     };
-    let (pipeline, schemas) = check_silver(config, &ctx, &mut report).await;
-    check_gold(config, &ctx, &pipeline, &schemas, &mut report).await;
+    let silver = check_silver(config, &ctx, &mut report).await;
+    check_gold(config, &ctx, &silver, &mut report).await;
     for error in &mut report.errors {
         add_line(error);
     }
     report
 }
 
-/// Silver: the specs in run order and the columns of every table that planned.
-async fn check_silver(
-    config: &Config,
-    ctx: &SessionContext,
-    report: &mut Report,
-) -> (Pipeline, BTreeMap<String, SchemaRef>) {
+/// What checking silver leaves for gold.
+#[derive(Default)]
+struct SilverChecked {
+    /// The specs that could be ordered, in run order.
+    pipeline: Pipeline,
+    /// The columns of every table that planned.
+    schemas: BTreeMap<String, SchemaRef>,
+    /// Every silver spec file's table, whether it parsed or not.
+    named: BTreeSet<String>,
+}
+
+/// Silver: parses, orders and plans every table spec.
+async fn check_silver(config: &Config, ctx: &SessionContext, report: &mut Report) -> SilverChecked {
     let mut schemas = BTreeMap::new();
     let files = match crate::spec::read_spec_files(config.silver_specs(), "silver table specs") {
         Ok(files) => files,
         Err(e) => {
             report.errors.push(e);
-            return (Pipeline::default(), schemas);
+            return SilverChecked::default();
         }
     };
     // Every spec file's table, parsed or not: a lookup to a table whose spec
@@ -138,7 +145,10 @@ async fn check_silver(
         Ok(pipeline) => pipeline,
         Err(e) => {
             report.errors.push(e);
-            return (Pipeline::default(), schemas);
+            return SilverChecked {
+                named,
+                ..Default::default()
+            };
         }
     };
     let mut failed = BTreeSet::new();
@@ -158,7 +168,11 @@ async fn check_silver(
             }
         }
     }
-    (pipeline, schemas)
+    SilverChecked {
+        pipeline,
+        schemas,
+        named,
+    }
 }
 
 /// A parsed silver spec with its SQL read (date dimensions have none).
@@ -219,10 +233,16 @@ fn table_node(spec: &TableSpec) -> TableNode {
 async fn check_gold(
     config: &Config,
     ctx: &SessionContext,
-    pipeline: &Pipeline,
-    schemas: &BTreeMap<String, SchemaRef>,
+    silver: &SilverChecked,
     report: &mut Report,
 ) {
+    let SilverChecked {
+        pipeline,
+        schemas,
+        named,
+    } = silver;
+    let broken_silver: BTreeSet<&String> =
+        named.iter().filter(|n| !schemas.contains_key(*n)).collect();
     // As `run gold`: a missing default folder means no marts.
     if !config.gold.layers_dir.exists() && !config.is_set("gold.layers_dir") {
         return;
@@ -273,6 +293,12 @@ async fn check_gold(
         }
     }
     for mart in early.into_iter().chain(late) {
+        // A mart over a silver table that did not plan would only repeat its error.
+        let over_broken = gold::build::referenced_tables(ctx, mart)
+            .is_ok_and(|refs| refs.iter().any(|r| broken_silver.contains(r)));
+        if over_broken {
+            continue;
+        }
         match gold::build::plan_mart(ctx, mart).await {
             Ok(planned) => {
                 report.gold.push(MartNode {
