@@ -108,6 +108,111 @@ pub fn parse_spec_file<T: serde::de::DeserializeOwned>(
     Ok((name, raw))
 }
 
+/// A DataFusion error about `sql` with the SQL line it points at and a
+/// caret under the column (when the parser or planner reports a position),
+/// shared by silver, gold and `lakehouse query` so every SQL error reads alike.
+pub fn describe_sql_error(sql: &str, error: &datafusion::error::DataFusionError) -> String {
+    let message = error.to_string();
+    let position = error
+        .diagnostic()
+        .and_then(|d| d.span)
+        .map(|s| (s.start.line as usize, s.start.column as usize))
+        .filter(|(l, _)| *l > 0)
+        .or_else(|| parse_position(&message))
+        .or_else(|| unknown_name_position(sql, &message));
+    match position {
+        Some((line, column)) => {
+            let text = sql.lines().nth(line - 1).unwrap_or("");
+            format!(
+                "{message}\n  at line {line}, column {column}:\n  {text}\n  {}^",
+                " ".repeat(column.saturating_sub(1))
+            )
+        }
+        None => message,
+    }
+}
+
+/// Where `sql` first mentions the column a "No field named x" error names
+/// (DataFusion gives no position for it); the name as a whole word.
+fn unknown_name_position(sql: &str, message: &str) -> Option<(usize, usize)> {
+    let rest = &message[message.find("No field named ")? + 15..];
+    let name: String = rest
+        .trim_matches('"')
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.' || *c == '"')
+        .collect();
+    let name = name.trim_end_matches('.').replace('"', "");
+    let word = name.rsplit('.').next().filter(|w| !w.is_empty())?;
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    sql.lines().enumerate().find_map(|(index, line)| {
+        line.match_indices(word).find_map(|(at, _)| {
+            let before = line[..at].chars().next_back();
+            let after = line[at + word.len()..].chars().next();
+            (!before.is_some_and(is_word) && !after.is_some_and(is_word))
+                .then(|| (index + 1, line[..at].chars().count() + 1))
+        })
+    })
+}
+
+/// `Line: L, Column: C` as sqlparser writes it.
+fn parse_position(message: &str) -> Option<(usize, usize)> {
+    let rest = &message[message.find("Line: ")? + 6..];
+    let line: usize = rest.split(',').next()?.trim().parse().ok()?;
+    let rest = &rest[rest.find("Column: ")? + 8..];
+    let column: usize = rest
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    Some((line, column))
+}
+
+/// The 1-based line of `key` in a spec's TOML `text`, for errors that name
+/// a key but come from checks after parsing (so TOML gave no position).
+/// `key` is a path as errors write it: `incremental.fact_sales`,
+/// `lookups[1].table`, `date.covers`. A segment not found on a line of its
+/// own (a key inside an inline table) gives the line of its parent.
+pub fn key_line(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let assigns = |line: &str, name: &str| {
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let mut found: Option<usize> = None;
+    for segment in key.split('.') {
+        let from = found.unwrap_or(0);
+        let (name, index) = match segment.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let hit = match index {
+            Some(index) => {
+                let header = format!("[[{name}]]");
+                lines
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .filter(|(_, l)| l.trim() == header)
+                    .nth(index)
+            }
+            None => {
+                let header = format!("[{name}]");
+                lines
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(_, l)| l.trim() == header || assigns(l.trim(), name))
+            }
+        };
+        match hit {
+            Some((line, _)) => found = Some(line),
+            None => break,
+        }
+    }
+    found.map(|line| line + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +241,15 @@ mod tests {
             err.contains("nope") && err.contains("silver table specs"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn key_lines_follow_the_key_path() {
+        let text = "kind = \"fact\"\nkeys = [\"id\"]\n[[lookups]]\ntable = \"a\"\n[[lookups]]\ntable = \"b\"\n[incremental]\nfact_sales = \"d\"\n";
+        assert_eq!(key_line(text, "keys"), Some(2));
+        assert_eq!(key_line(text, "lookups[1].table"), Some(6));
+        assert_eq!(key_line(text, "lookups[0]"), Some(3));
+        assert_eq!(key_line(text, "incremental.fact_sales"), Some(8));
+        assert_eq!(key_line(text, "nope"), None);
     }
 }

@@ -89,37 +89,7 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
 
 /// The error with the SQL line it points at and a caret under the column.
 pub fn describe_error(sql: &str, error: &datafusion::error::DataFusionError) -> String {
-    let message = error.to_string();
-    let position = error
-        .diagnostic()
-        .and_then(|d| d.span)
-        .map(|s| (s.start.line as usize, s.start.column as usize))
-        .filter(|(l, _)| *l > 0)
-        .or_else(|| parse_position(&message));
-    match position {
-        Some((line, column)) => {
-            let text = sql.lines().nth(line - 1).unwrap_or("");
-            format!(
-                "{message}\n  at line {line}, column {column}:\n  {text}\n  {}^",
-                " ".repeat(column.saturating_sub(1))
-            )
-        }
-        None => message,
-    }
-}
-
-/// `Line: L, Column: C` as sqlparser writes it.
-fn parse_position(message: &str) -> Option<(usize, usize)> {
-    let rest = &message[message.find("Line: ")? + 6..];
-    let line: usize = rest.split(',').next()?.trim().parse().ok()?;
-    let rest = &rest[rest.find("Column: ")? + 8..];
-    let column: usize = rest
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()?;
-    Some((line, column))
+    crate::spec::describe_sql_error(sql, error)
 }
 
 #[cfg(test)]

@@ -100,31 +100,43 @@ fn date_literal(days: i32) -> String {
 /// the table references DataFusion resolves in the parsed SQL (CTE names
 /// excluded), before the system tables are registered.
 pub fn reads_system_tables(ctx: &SessionContext, spec: &MartSpec) -> Result<bool> {
+    Ok(referenced_tables(ctx, spec)?
+        .iter()
+        .any(|r| SYSTEM_TABLES.contains(&r.as_str())))
+}
+
+/// The names of the tables `spec`'s SQL refers to (CTE names excluded),
+/// from the parsed SQL: nothing needs to be registered.
+pub fn referenced_tables(ctx: &SessionContext, spec: &MartSpec) -> Result<BTreeSet<String>> {
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let references = state
         .sql_to_statement(&spec.sql, &dialect)
         .and_then(|statement| state.resolve_table_references(&statement))
-        .map_err(|e| spec.sql_error(format!("{e}")))?;
-    Ok(references
-        .iter()
-        .any(|r| SYSTEM_TABLES.contains(&r.table())))
+        .map_err(|e| spec.sql_error(crate::spec::describe_sql_error(&spec.sql, &e)))?;
+    Ok(references.iter().map(|r| r.table().to_string()).collect())
 }
 
-/// Builds one mart. `catalog` must be registered in `ctx`.
-pub async fn build_mart(
-    ctx: &SessionContext,
-    root: &StorageRoot,
-    catalog: &Catalog,
-    config: &GoldConfig,
-    spec: &MartSpec,
-    full_refresh: bool,
-) -> Result<MartRun> {
-    let started = Instant::now();
-    let frame = ctx
-        .sql(&spec.sql)
-        .await
-        .map_err(|e| spec.sql_error(format!("{e}")))?;
+/// A mart's SQL, planned and checked against its spec.
+#[derive(Debug, Clone)]
+pub struct PlannedMart {
+    /// The tables the SQL reads (subqueries included).
+    pub reads: BTreeSet<String>,
+    /// The mart's columns.
+    pub schema: SchemaRef,
+}
+
+/// Plans `spec`'s SQL over the tables registered in `ctx` (no data is read)
+/// and checks what the spec says of its output: the keys are selected, the
+/// partition column is a DATE, and every `incremental` rule is on a table
+/// the SQL reads. Used by every build and by `lakehouse validate`.
+pub async fn plan_mart(ctx: &SessionContext, spec: &MartSpec) -> Result<PlannedMart> {
+    let frame = ctx.sql(&spec.sql).await.map_err(|e| {
+        spec.sql_error(format!(
+            "does not plan: {}",
+            crate::spec::describe_sql_error(&spec.sql, &e)
+        ))
+    })?;
     let reads = scanned_tables(frame.logical_plan())?;
     let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
     for key in &spec.keys {
@@ -147,6 +159,54 @@ pub async fn build_mart(
             )));
         }
     }
+    Ok(PlannedMart { reads, schema })
+}
+
+/// Checks that `spec`'s `incremental` rules plan without data: a column
+/// rule names a column of its input table, a query rule plans over an empty
+/// `changed` with the input's columns. `ctx` holds the inputs (empty tables
+/// do); the runs check the same when they evaluate the rules over real rows.
+pub async fn check_incremental_rules(ctx: &SessionContext, spec: &MartSpec) -> Result<()> {
+    for (input, rule) in &spec.incremental {
+        let provider = ctx
+            .table_provider(input.as_str())
+            .await
+            .map_err(|e| spec.error(format!("incremental.{input}: no table `{input}`: {e}")))?;
+        let schema = provider.schema();
+        if !MartSpec::rule_is_query(rule) {
+            if schema.field_with_name(rule).is_err() {
+                return Err(spec.error(format!(
+                    "incremental.{input}: `{input}` has no column `{rule}`"
+                )));
+            }
+            continue;
+        }
+        let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+        let _ = ctx.deregister_table(super::changes::CHANGED)?;
+        ctx.register_table(super::changes::CHANGED, std::sync::Arc::new(empty))?;
+        let planned = ctx.state().create_logical_plan(rule).await;
+        let _ = ctx.deregister_table(super::changes::CHANGED)?;
+        planned.map_err(|e| {
+            spec.error(format!(
+                "incremental.{input}: the rule does not plan over `changed` ({input}'s columns): {}",
+                crate::spec::describe_sql_error(rule, &e)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Builds one mart. `catalog` must be registered in `ctx`.
+pub async fn build_mart(
+    ctx: &SessionContext,
+    root: &StorageRoot,
+    catalog: &Catalog,
+    config: &GoldConfig,
+    spec: &MartSpec,
+    full_refresh: bool,
+) -> Result<MartRun> {
+    let started = Instant::now();
+    let PlannedMart { reads, schema } = plan_mart(ctx, spec).await?;
     let inputs: Vec<_> = reads.iter().filter_map(|name| catalog.get(name)).collect();
     let reads_system = reads.iter().any(|r| SYSTEM_TABLES.contains(&r.as_str()));
 

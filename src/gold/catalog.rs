@@ -169,6 +169,45 @@ impl Catalog {
         self.register_runs(ctx).await
     }
 
+    /// Registers, for planning without data (`lakehouse validate`), an
+    /// empty table per entry of `tables` (name and columns: the silver
+    /// tables, their quarantines, marts already planned), bronze's tables
+    /// and the system tables, all empty, so SQL plans as it would over the
+    /// lake.
+    pub async fn register_empty(
+        ctx: &SessionContext,
+        tables: &[(String, SchemaRef)],
+    ) -> Result<()> {
+        let bronze = [
+            (
+                EVENTS_TABLE.to_string(),
+                crate::tables::bronze::events_schema(),
+            ),
+            (
+                DEAD_LETTERS_TABLE.to_string(),
+                crate::tables::bronze::dead_letters_schema(),
+            ),
+            ("lakehouse_runs".to_string(), runs::runs_schema()),
+        ];
+        for (name, schema) in bronze.iter().chain(tables) {
+            let table = MemTable::try_new(schema.clone(), vec![vec![]])?;
+            let _ = ctx.deregister_table(name.as_str())?;
+            ctx.register_table(name.as_str(), Arc::new(table))?;
+        }
+        // An empty catalog builds the other system tables with no rows.
+        let empty = Catalog::default();
+        for (name, batch) in [
+            ("lakehouse_tables", empty.tables_batch()?),
+            ("lakehouse_commits", empty.commits_batch().await?),
+            ("lakehouse_watermarks", empty.watermarks_batch().await?),
+        ] {
+            let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+            let _ = ctx.deregister_table(name)?;
+            ctx.register_table(name, Arc::new(table))?;
+        }
+        Ok(())
+    }
+
     /// Registers the run history as `lakehouse_runs` (empty when none yet).
     async fn register_runs(&self, ctx: &SessionContext) -> Result<()> {
         match &self.runs {

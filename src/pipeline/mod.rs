@@ -11,11 +11,13 @@
 //!   retries, missed runs, cross-process leases, shutdown.
 //! - [`watch`]: `lakehouse run all` and continuous mode (`--watch`).
 //! - [`status`]: `lakehouse status`.
+//! - [`validate`]: `lakehouse validate`: every spec and SQL checked without data.
 
 pub mod history;
 pub mod jobs;
 pub mod runner;
 pub mod status;
+pub mod validate;
 pub mod watch;
 
 pub use crate::config::schedule::{JobKind, ScheduleConfig};

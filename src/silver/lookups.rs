@@ -63,53 +63,17 @@ pub async fn prepare(
 ) -> Result<Vec<Lookup>> {
     let mut out = Vec::new();
     for (index, spec) in fact.lookups.iter().enumerate() {
-        let target = pipeline
-            .get(&spec.table)
-            .ok_or_else(|| fact.error(format!("lookups[{index}].table: no spec `{}`", spec.table)))?
-            .clone();
+        let (target, sk) = check_target(pipeline, fact, index, spec)?;
         if target.kind == Kind::Date {
-            if !spec.columns.is_empty() || spec.as_of.is_some() || spec.on.len() != 1 {
-                return Err(fact.error(format!(
-                    "lookups[{index}]: a date dimension lookup takes one `on` date column and no columns/as_of"
-                )));
-            }
             out.push(Lookup {
                 spec: spec.clone(),
                 target,
                 registered: None,
-                sk: "date_key".into(),
+                sk,
                 fetched: Vec::new(),
                 version: None,
             });
             continue;
-        }
-        let Some(sk) = target.surrogate_key.clone() else {
-            return Err(fact.error(format!(
-                "lookups[{index}].table: `{}` has no surrogate_key to look up",
-                spec.table
-            )));
-        };
-        if spec.as_of.is_some() && target.kind != Kind::Scd2 {
-            return Err(fact.error(format!(
-                "lookups[{index}].as_of: `{}` is not an SCD2 dimension",
-                spec.table
-            )));
-        }
-        for column in spec.on.values() {
-            if !target.keys.contains(column) {
-                return Err(fact.error(format!(
-                    "lookups[{index}].on: `{column}` is not a key of `{}` (keys: {})",
-                    spec.table,
-                    target.keys.join(", ")
-                )));
-            }
-        }
-        if spec.on.len() != target.keys.len() {
-            return Err(fact.error(format!(
-                "lookups[{index}].on: give every key of `{}` ({})",
-                spec.table,
-                target.keys.join(", ")
-            )));
         }
         let delta = root.open_table(LAYER, &spec.table).await?;
         let registered = format!("__lookup_{}_{index}", fact.name);
@@ -148,6 +112,100 @@ pub async fn prepare(
             sk,
             fetched,
             version,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks lookup `index` of `fact` against the spec of the table it looks
+/// up (no data needed): the table exists, has a surrogate key (or is a date
+/// dimension), `as_of` is on an SCD2 table and `on` gives all its keys.
+/// Returns the target's spec and the key column the lookup adds.
+fn check_target(
+    pipeline: &Pipeline,
+    fact: &TableSpec,
+    index: usize,
+    spec: &LookupSpec,
+) -> Result<(TableSpec, String)> {
+    let target = pipeline
+        .get(&spec.table)
+        .ok_or_else(|| fact.error(format!("lookups[{index}].table: no spec `{}`", spec.table)))?
+        .clone();
+    if target.kind == Kind::Date {
+        if !spec.columns.is_empty() || spec.as_of.is_some() || spec.on.len() != 1 {
+            return Err(fact.error(format!(
+                "lookups[{index}]: a date dimension lookup takes one `on` date column and no columns/as_of"
+            )));
+        }
+        return Ok((target, "date_key".into()));
+    }
+    let Some(sk) = target.surrogate_key.clone() else {
+        return Err(fact.error(format!(
+            "lookups[{index}].table: `{}` has no surrogate_key to look up",
+            spec.table
+        )));
+    };
+    if spec.as_of.is_some() && target.kind != Kind::Scd2 {
+        return Err(fact.error(format!(
+            "lookups[{index}].as_of: `{}` is not an SCD2 dimension",
+            spec.table
+        )));
+    }
+    for column in spec.on.values() {
+        if !target.keys.contains(column) {
+            return Err(fact.error(format!(
+                "lookups[{index}].on: `{column}` is not a key of `{}` (keys: {})",
+                spec.table,
+                target.keys.join(", ")
+            )));
+        }
+    }
+    if spec.on.len() != target.keys.len() {
+        return Err(fact.error(format!(
+            "lookups[{index}].on: give every key of `{}` ({})",
+            spec.table,
+            target.keys.join(", ")
+        )));
+    }
+    Ok((target, sk))
+}
+
+/// `fact`'s lookups resolved against the planned columns of the tables
+/// they look up (`schemas`, by table name) instead of the Delta tables, for
+/// checking a pipeline without data (`lakehouse validate`).
+pub fn declared(
+    pipeline: &Pipeline,
+    fact: &TableSpec,
+    schemas: &std::collections::BTreeMap<String, SchemaRef>,
+) -> Result<Vec<Lookup>> {
+    let mut out = Vec::new();
+    for (index, spec) in fact.lookups.iter().enumerate() {
+        let (target, sk) = check_target(pipeline, fact, index, spec)?;
+        let mut fetched = Vec::new();
+        if target.kind != Kind::Date {
+            let schema = schemas.get(&spec.table).ok_or_else(|| {
+                fact.error(format!(
+                    "lookups[{index}].table: `{}` did not plan (see its errors)",
+                    spec.table
+                ))
+            })?;
+            for (fact_column, column) in &spec.columns {
+                let field = schema.field_with_name(column).map_err(|_| {
+                    fact.error(format!(
+                        "lookups[{index}].columns.{fact_column}: `{}` has no column `{column}`",
+                        spec.table
+                    ))
+                })?;
+                fetched.push((fact_column.clone(), field.data_type().clone()));
+            }
+        }
+        out.push(Lookup {
+            spec: spec.clone(),
+            target,
+            registered: None,
+            sk,
+            fetched,
+            version: None,
         });
     }
     Ok(out)

@@ -14,6 +14,7 @@
 
 pub mod apply;
 pub mod changes;
+pub mod check;
 pub mod classify;
 pub mod config;
 pub mod date_dim;

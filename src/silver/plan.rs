@@ -295,11 +295,12 @@ pub async fn shape(ctx: &SessionContext, spec: &TableSpec) -> Result<Shaped> {
     let (Some(sql), Some(source)) = (&spec.sql, &spec.source) else {
         return Err(spec.error("a date dimension has no SQL"));
     };
-    let plan = ctx
-        .state()
-        .create_logical_plan(sql)
-        .await
-        .map_err(|e| spec.sql_error(format!("does not plan: {e}")))?;
+    let plan = ctx.state().create_logical_plan(sql).await.map_err(|e| {
+        spec.sql_error(format!(
+            "does not plan: {}",
+            crate::spec::describe_sql_error(sql, &e)
+        ))
+    })?;
     let LogicalPlan::Projection(top) = &plan else {
         return Err(spec.sql_error(format!(
             "must be a single row-wise SELECT, but its outermost operation is {}",

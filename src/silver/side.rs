@@ -215,7 +215,8 @@ impl Deletes {
     }
 }
 
-fn quarantine_schema() -> SchemaRef {
+/// The columns of a `<table>_quarantine` table.
+pub fn quarantine_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("rule", DataType::Utf8, false),
         Field::new("key", DataType::Utf8, true),

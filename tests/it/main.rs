@@ -16,6 +16,7 @@ mod gold_incremental;
 mod gold_marts;
 mod gold_publish;
 mod gold_support;
+mod init_validate;
 mod installed;
 mod kafka_security;
 mod maintenance;

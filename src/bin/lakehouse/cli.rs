@@ -30,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// The whole pipeline with no external service: an in-process Kafka broker,
     /// the mock e-commerce database, then bronze → silver → gold on local storage.
+    #[command(
+        after_help = "Examples:\n  lakehouse demo\n  lakehouse demo --changes 50000 --dir /tmp/lake-demo"
+    )]
     Demo {
         /// Data changes the mock database makes.
         #[arg(long, default_value_t = 20_000)]
@@ -50,6 +53,9 @@ pub enum Command {
     },
     /// Emit the mock e-commerce database's Debezium records to a Kafka broker,
     /// or (--postgres-url) apply its transactions to a real Postgres for Debezium.
+    #[command(
+        after_help = "Examples:\n  lakehouse mock --brokers 127.0.0.1:9092 --changes 10000\n  lakehouse mock --postgres-url postgres://shop@127.0.0.1/shop --rate 50"
+    )]
     Mock {
         /// Bootstrap servers.
         #[arg(long, required_unless_present = "postgres_url")]
@@ -82,12 +88,18 @@ pub enum Command {
         replay_last: usize,
     },
     /// Run one layer's job.
+    #[command(
+        after_help = "Examples:\n  lakehouse run all --no-publish\n  lakehouse run bronze --from-file data/sample.jsonl\n  lakehouse run silver --full-refresh dim_customer\n  lakehouse run gold --mart daily_sales --no-publish"
+    )]
     Run {
         #[command(subcommand)]
         layer: RunCommand,
     },
     /// Ad hoc DataFusion SQL over every bronze, silver and gold table by name
     /// (plus lakehouse_tables, lakehouse_commits, lakehouse_watermarks).
+    #[command(
+        after_help = "Examples:\n  lakehouse query \"SELECT * FROM daily_sales ORDER BY order_date DESC LIMIT 5\"\n  lakehouse query --format csv \"SELECT * FROM lakehouse_tables\""
+    )]
     Query {
         /// The SQL.
         sql: String,
@@ -96,9 +108,13 @@ pub enum Command {
         format: QueryFormat,
     },
     /// Run the jobs of `[schedule]` (cron, `after`, continuous) until SIGTERM.
+    #[command(after_help = "Examples:\n  lakehouse --config prod.toml schedule")]
     Schedule,
     /// Per table: Delta version, watermark, rows, last commit; bronze's Kafka
     /// lag; the last runs and failures.
+    #[command(
+        after_help = "Examples:\n  lakehouse status\n  lakehouse status --format json --runs 50"
+    )]
     Status {
         /// Output format (json: one document).
         #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
@@ -108,6 +124,9 @@ pub enum Command {
         runs: usize,
     },
     /// Compact small files of the Delta tables (Z-order by the columns a spec's `zorder` lists).
+    #[command(
+        after_help = "Examples:\n  lakehouse optimize\n  lakehouse optimize --layer silver --table fact_sales"
+    )]
     Optimize {
         /// Only this layer (_lakehouse: the run history).
         #[arg(long, value_enum)]
@@ -117,6 +136,9 @@ pub enum Command {
         table: Option<String>,
     },
     /// Delete data files removed from the tables longer ago than the retention.
+    #[command(
+        after_help = "Examples:\n  lakehouse vacuum --dry-run\n  lakehouse vacuum --layer gold --retention-hours 336"
+    )]
     Vacuum {
         /// Only this layer (_lakehouse: the run history).
         #[arg(long, value_enum)]
@@ -139,7 +161,30 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLettersCommand,
     },
+    /// A new project folder: lakehouse.toml, one silver table and its SQL,
+    /// one gold mart, sample Debezium records and a README with the commands.
+    #[command(
+        after_help = "Examples:\n  lakehouse init shop\n  cd shop && lakehouse validate && lakehouse run bronze --from-file data/sample.jsonl"
+    )]
+    Init {
+        /// The project folder to create (refused when it exists and is not empty).
+        name: PathBuf,
+    },
+    /// Check the configuration and every silver and gold spec and SQL without
+    /// data, and print the tables in run order with their inputs. Exits
+    /// non-zero naming the file (and line) of each error.
+    #[command(
+        after_help = "Examples:\n  lakehouse validate\n  lakehouse --config prod.toml validate --format json"
+    )]
+    Validate {
+        /// Output format of the dependency graph (json: one document with the errors).
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+        format: ValidateFormat,
+    },
     /// Measure a layer's throughput and peak memory (see BENCHMARKS.md).
+    #[command(
+        after_help = "Examples:\n  lakehouse bench bronze --records 100000\n  lakehouse bench gold --rows 1000000"
+    )]
     Bench {
         #[command(subcommand)]
         layer: BenchCommand,
@@ -175,6 +220,9 @@ pub enum DeadLettersCommand {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Bronze: decoder alone, decode→Arrow→Parquet→Delta, and (with --brokers) Kafka end to end.
+    #[command(
+        after_help = "Examples:\n  lakehouse bench bronze --records 1000000 --brokers 127.0.0.1:9092"
+    )]
     Bronze {
         /// Kafka records to generate (mock Debezium Postgres records with schemas).
         #[arg(long, default_value_t = 1_000_000)]
@@ -193,6 +241,7 @@ pub enum BenchCommand {
         dir: Option<PathBuf>,
     },
     /// Freshness of `run all --watch`: time from a record's produce to its gold row.
+    #[command(after_help = "Examples:\n  lakehouse bench freshness --rate 500 --seconds 30")]
     Freshness {
         /// Records produced per second.
         #[arg(long, default_value_t = 200)]
@@ -217,6 +266,7 @@ pub enum BenchCommand {
         dir: Option<PathBuf>,
     },
     /// Gold: build and publish time of the shipped marts over generated silver facts.
+    #[command(after_help = "Examples:\n  lakehouse bench gold --rows 1000000")]
     Gold {
         /// Silver fact_sales rows to generate.
         #[arg(long, default_value_t = 10_000_000)]
@@ -231,6 +281,9 @@ pub enum BenchCommand {
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
     /// Bronze (until idle), silver and gold once; with --watch, continuously.
+    #[command(
+        after_help = "Examples:\n  lakehouse run all --no-publish\n  lakehouse run all --watch --poll-ms 500"
+    )]
     All {
         /// Run bronze continuously and silver, then gold, whenever bronze commits.
         #[arg(long)]
@@ -243,6 +296,9 @@ pub enum RunCommand {
         no_publish: bool,
     },
     /// Build the gold marts (layers/gold/*.toml, sql/gold/*.sql) and publish them to Postgres.
+    #[command(
+        after_help = "Examples:\n  lakehouse run gold --no-publish\n  lakehouse run gold --full-refresh daily_sales --no-publish"
+    )]
     Gold {
         /// Rebuild from all of silver: every mart, or only MART.
         #[arg(long, value_name = "MART", num_args = 0..=1)]
@@ -255,6 +311,9 @@ pub enum RunCommand {
         no_publish: bool,
     },
     /// Ingest Debezium change events into the bronze Delta tables.
+    #[command(
+        after_help = "Examples:\n  lakehouse run bronze --until-idle\n  lakehouse run bronze --from-file data/sample.jsonl"
+    )]
     Bronze {
         /// Stop once caught up with the high watermarks seen at start (for scheduled runs).
         #[arg(long)]
@@ -267,6 +326,9 @@ pub enum RunCommand {
         from_file: Vec<PathBuf>,
     },
     /// Apply new bronze changes to the silver tables (layers/silver/*.toml, sql/silver/*.sql).
+    #[command(
+        after_help = "Examples:\n  lakehouse run silver\n  lakehouse run silver --table fact_sales --full-refresh fact_sales"
+    )]
     Silver {
         /// Rebuild from all of bronze: every table, or only TABLE.
         #[arg(long, value_name = "TABLE", num_args = 0..=1)]
@@ -294,6 +356,22 @@ impl From<QueryFormat> for lakehouse::gold::adhoc::Format {
             QueryFormat::Table => Self::Table,
             QueryFormat::Csv => Self::Csv,
             QueryFormat::Json => Self::Json,
+        }
+    }
+}
+
+/// `--format` of `lakehouse validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+}
+
+impl From<ValidateFormat> for lakehouse::pipeline::validate::Format {
+    fn from(format: ValidateFormat) -> Self {
+        match format {
+            ValidateFormat::Text => Self::Text,
+            ValidateFormat::Json => Self::Json,
         }
     }
 }

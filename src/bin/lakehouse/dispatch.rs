@@ -29,6 +29,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         check_storage(&config, Access::ReadOnly).await?;
     }
     match cli.command {
+        Command::Init { name } => {
+            tools::init::init(&name)?;
+            println!(
+                "created {dir}; next:\n  cd {dir}\n  lakehouse validate\n  lakehouse run bronze --from-file data/sample.jsonl\n(see {dir}/README.md)",
+                dir = name.display()
+            );
+        }
+        Command::Validate { format } => {
+            let report = lakehouse::pipeline::validate::validate(&config).await;
+            print!(
+                "{}",
+                lakehouse::pipeline::validate::render(&report, format.into())?
+            );
+            for error in &report.errors {
+                eprintln!("error: {error}");
+            }
+            anyhow::ensure!(
+                report.errors.is_empty(),
+                "validate found {} error(s)",
+                report.errors.len()
+            );
+        }
         Command::Run { layer } => run_layer(&config, layer).await?,
         Command::DeadLetters {
             action:

@@ -4,6 +4,7 @@
 //! (`lakehouse_mock`, feature `kafka`).
 //!
 //! - [`demo`]: `lakehouse demo`, the whole pipeline with no external service.
+//! - [`init`]: `lakehouse init NAME`, a new project folder.
 //! - [`bench_bronze`]: `lakehouse bench bronze`, bronze throughput and memory.
 //! - [`freshness`]: `lakehouse bench freshness`, produce-to-gold latency of `run all --watch`.
 //! - [`bench_gold`]: `lakehouse bench gold`, gold build and publish time.
@@ -17,6 +18,7 @@ pub mod bench_bronze;
 pub mod bench_gold;
 pub mod demo;
 pub mod freshness;
+pub mod init;
 
 use std::path::{Path, PathBuf};
 
