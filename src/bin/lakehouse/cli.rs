@@ -200,7 +200,7 @@ pub enum DeadLettersCommand {
     /// a dead letter whose Kafka coordinates bronze_events holds is skipped.
     #[command(
         after_help = "Examples:\n  lakehouse dead-letters replay --dry-run\n  \
-        lakehouse dead-letters replay --topic shop.public.orders --kind decode\n  \
+        lakehouse dead-letters replay --topic shop.public.orders --kind schema_mismatch\n  \
         lakehouse run silver"
     )]
     Replay {
