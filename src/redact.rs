@@ -2,7 +2,7 @@
 //!
 //! Three layers, because secrets reach text by different roads:
 //! - [`is_secret_key`] decides which storage options are shown as `***` by
-//!   [`super::StorageRoot`]'s `Display`.
+//!   `StorageRoot`'s `Display`.
 //! - Every secret value the process is configured with (options, the standard
 //!   environment variables, a password in the root URL) is registered once;
 //!   [`redact`] replaces each occurrence in a text, and signatures / SAS query

@@ -144,7 +144,7 @@ impl Config {
         self.file_keys.contains(key) || self.env_keys.contains(key)
     }
 
-    /// Resolves the relative paths of [`PATH_KEYS`] that did not come from
+    /// Resolves the relative paths of `PATH_KEYS` that did not come from
     /// the environment against `folder` (the configuration file's).
     pub fn resolve_paths(&mut self, folder: &Path) {
         if folder.as_os_str().is_empty() {

@@ -2,7 +2,7 @@
 //! silver, gold and the run history rewrite copy-on-write.
 //!
 //! A rewrite reads only the files [`super::prune`] selects, writes their
-//! replacements with [`write`], and commits removes, adds and watermarks in
+//! replacements with [`write()`], and commits removes, adds and watermarks in
 //! one [`super::TableCommit`], so a table is either as before or fully updated.
 
 use std::collections::HashMap;
@@ -274,7 +274,7 @@ pub async fn write(
     write_to(table, None, name, batch, file_rows).await
 }
 
-/// [`write`], in the new layout of a full refresh when there is one.
+/// [`write()`], in the new layout of a full refresh when there is one.
 pub async fn write_to(
     table: &DeltaTable,
     relayout: Option<&Relayout>,

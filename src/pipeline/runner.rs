@@ -4,7 +4,7 @@
 //! goes into the job's one-slot queue: while the job runs, one further
 //! trigger waits there and any more are coalesced into it (and logged), so a
 //! job slower than its period runs back to back, never twice at once. Before
-//! each attempt the worker takes the job kind's [lease](super::lease), so a
+//! each attempt the worker takes the job kind's [lease](crate::storage::lease), so a
 //! second scheduler on the same storage root skips the trigger instead of
 //! running alongside. Each attempt is recorded in the run history; failures
 //! are retried with exponential backoff (the engine's one retry policy,

@@ -3,7 +3,7 @@
 //! The engine registers, under the spec's `source.name`, a view over the new
 //! bronze rows of the topic: every declared column, read from `after` when
 //! the change has an after image (else `before`, else the Kafka key; see
-//! [`column_value`]), cast to its declared type, plus metadata
+//! `column_value`), cast to its declared type, plus metadata
 //! columns (`_op`, `_is_delete`, `_position`, ...). The table's SQL is a
 //! row-wise `SELECT` over that view. The engine plans it with DataFusion,
 //! checks that the plan is row-wise (projection, at most one filter, the
