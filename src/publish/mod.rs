@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod swap;
+pub mod telemetry;
 pub mod types;
 
 use std::time::{Duration, Instant};
@@ -132,6 +133,7 @@ pub async fn publish_marts(
             }
         }
         outcome.elapsed = started.elapsed();
+        telemetry::published(&outcome);
         outcomes.push(outcome);
     }
     Ok(outcomes)
