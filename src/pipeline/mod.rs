@@ -11,11 +11,14 @@
 //!   retries, missed runs, cross-process leases, shutdown.
 //! - [`watch`]: `lakehouse run all` and continuous mode (`--watch`).
 //! - [`status`]: `lakehouse status`.
+//! - [`telemetry`]: the Prometheus endpoint of the long-running commands,
+//!   and the run history's metrics.
 
 pub mod history;
 pub mod jobs;
 pub mod runner;
 pub mod status;
+pub mod telemetry;
 pub mod watch;
 
 pub use crate::config::schedule::{JobKind, ScheduleConfig};
