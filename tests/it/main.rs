@@ -18,6 +18,7 @@ mod gold_support;
 mod installed;
 mod kafka_security;
 mod maintenance;
+mod metrics;
 mod mock_postgres;
 mod mock_replay;
 mod mock_roundtrip;
