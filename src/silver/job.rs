@@ -329,7 +329,18 @@ fn is_idle(
 /// without new data.
 async fn finish_idle(rc: &RunContext<'_>, spec: &TableSpec, layout: &Layout) -> Result<()> {
     plan::deregister_source(rc.ctx, spec)?;
-    super::ensure_table(
+    ensure_target(rc, spec, layout).await?;
+    Ok(())
+}
+
+/// Opens the table `spec` writes, creating it with `layout`'s columns when
+/// missing; a changed layout is an error with the `--full-refresh` hint.
+async fn ensure_target(
+    rc: &RunContext<'_>,
+    spec: &TableSpec,
+    layout: &Layout,
+) -> Result<deltalake::DeltaTable> {
+    let (table, _) = super::ensure_table(
         rc.root,
         LAYER,
         &spec.name,
@@ -339,7 +350,7 @@ async fn finish_idle(rc: &RunContext<'_>, spec: &TableSpec, layout: &Layout) -> 
         &spec.file,
     )
     .await?;
-    Ok(())
+    Ok(table)
 }
 
 /// The table the run writes, as the run found it.
@@ -383,17 +394,7 @@ impl Target {
             )
             .await?
         } else {
-            let (delta, _) = super::ensure_table(
-                rc.root,
-                LAYER,
-                &spec.name,
-                &layout.table_schema,
-                &spec.partition_by,
-                false,
-                &spec.file,
-            )
-            .await?;
-            (delta, None)
+            (ensure_target(rc, spec, layout).await?, None)
         };
         let deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
         let files = delta::files(&delta, &spec.name)?;
