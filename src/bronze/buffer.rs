@@ -49,6 +49,12 @@ pub struct StreamRange {
     pub first: Option<i64>,
     /// Last position buffered in this batch, if any.
     pub last: Option<i64>,
+    /// The Kafka topic of the stream's records (known from its first record).
+    pub topic: Option<String>,
+    /// Records buffered from this stream in this batch (all kinds).
+    pub records: u64,
+    /// Key + value bytes of those records.
+    pub bytes: u64,
 }
 
 /// Counts of what a batch holds, for progress reporting.
@@ -418,6 +424,9 @@ impl BronzeBuffer {
             app_id: app_id.to_string(),
             first: None,
             last: None,
+            topic: None,
+            records: 0,
+            bytes: 0,
         });
         self.streams.len() - 1
     }
@@ -444,6 +453,13 @@ impl BronzeBuffer {
         if let Some(stream) = self.streams.get_mut(meta.stream) {
             stream.first.get_or_insert(meta.position);
             stream.last = Some(meta.position);
+            // Per stream, so that the metrics count only what is committed
+            // (a stream another process took is dropped from the commit).
+            stream.records += 1;
+            stream.bytes += bytes as u64;
+            if stream.topic.is_none() {
+                stream.topic = Some(meta.topic.to_string());
+            }
         }
     }
 
@@ -499,6 +515,8 @@ impl BronzeBuffer {
         for stream in &mut self.streams {
             stream.first = None;
             stream.last = None;
+            stream.records = 0;
+            stream.bytes = 0;
         }
         Ok(FinishedBatch {
             events,

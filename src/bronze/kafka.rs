@@ -93,13 +93,14 @@ struct BronzeContext {
 
 impl ClientContext for BronzeContext {
     fn stats(&self, statistics: Statistics) {
-        let lag: i64 = statistics
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.values())
-            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
-            .map(|p| p.consumer_lag)
-            .sum();
+        let mut lag = 0;
+        for (topic, stats) in &statistics.topics {
+            // Partition -1 is librdkafka's internal unassigned partition.
+            for p in stats.partitions.values().filter(|p| p.partition >= 0) {
+                super::telemetry::consumer_lag(topic, p.partition, p.consumer_lag);
+                lag += p.consumer_lag.max(0);
+            }
+        }
         self.lag.store(lag, Ordering::Relaxed);
     }
 
@@ -306,7 +307,8 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
         // Topics created later that match the pattern are found within this time.
         .set("topic.metadata.refresh.interval.ms", "10000")
         .set("partition.assignment.strategy", "range,roundrobin")
-        // Consumer lag for the progress logs comes from the statistics.
+        // Consumer lag for the progress logs and the lag metric comes from
+        // the statistics.
         .set("statistics.interval.ms", "5000")
         // When the prefetch queue is full (while a batch commits), librdkafka
         // pauses fetching for this long; its 1 s default halved end-to-end

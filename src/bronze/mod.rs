@@ -19,6 +19,7 @@ mod progress;
 pub mod replay;
 
 pub mod sink;
+pub mod telemetry;
 
 use std::time::{Duration, Instant};
 
@@ -256,7 +257,9 @@ impl Ingestor {
         self.batch_started = None;
         let commit_started = Instant::now();
         let outcome = self.sink.commit(&batch, &self.committed).await?;
-        tracing::debug!(elapsed = ?commit_started.elapsed(), rows = batch.counts.rows, "bronze commit");
+        let commit_elapsed = commit_started.elapsed();
+        tracing::debug!(elapsed = ?commit_elapsed, rows = batch.counts.rows, "bronze commit");
+        telemetry::batch_committed(&batch, &outcome, commit_elapsed);
         for (stream, position) in &outcome.committed {
             if let Some(slot) = self.committed.get_mut(*stream) {
                 *slot = Some(*position);

@@ -19,7 +19,7 @@
 //!   filtered out (position <= the dead-letter version) while their events
 //!   are written.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -58,6 +58,10 @@ pub struct CommitOutcome {
     pub rows_written: usize,
     /// Rows written to `bronze_dead_letters`.
     pub dead_letters_written: usize,
+    /// Rows written to `bronze_events`, per topic.
+    pub rows_by_topic: BTreeMap<String, u64>,
+    /// Rows written to `bronze_dead_letters`, per topic and `error_kind`.
+    pub dead_letters_by_kind: BTreeMap<(String, String), u64>,
 }
 
 /// Writes finished batches to the bronze tables.
@@ -243,6 +247,7 @@ impl BronzeSink {
                 })
                 .collect();
             outcome.dead_letters_written = dead_letters.num_rows();
+            outcome.dead_letters_by_kind = super::telemetry::dead_letters_by_kind(&dead_letters);
             outcome.dead_letters_version = Some(
                 write_and_commit(
                     &mut self.dead_letters,
@@ -278,6 +283,7 @@ impl BronzeSink {
             .collect();
         let events = filter(&batch.events, keep)?;
         outcome.rows_written = events.num_rows();
+        outcome.rows_by_topic = super::telemetry::rows_by_topic(&events);
         outcome.events_version = Some(
             write_and_commit(
                 &mut self.events,

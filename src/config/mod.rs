@@ -59,6 +59,8 @@ pub struct Config {
     pub schedule: schedule::ScheduleConfig,
     /// Table maintenance: compaction, vacuum, checkpoints.
     pub maintenance: crate::maintenance::MaintenanceConfig,
+    /// The Prometheus endpoint of the long-running commands.
+    pub metrics: MetricsConfig,
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -68,6 +70,16 @@ pub struct Config {
     /// Dotted keys set by environment overrides.
     #[serde(skip)]
     pub env_keys: BTreeSet<String>,
+}
+
+/// `[metrics]`: the Prometheus endpoint of the long-running commands
+/// (`run bronze`, `run all --watch`, `schedule`). Off unless `addr` is set
+/// (here, with `LAKEHOUSE_METRICS__ADDR`, or with `--metrics-addr`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served, e.g. `0.0.0.0:9464`.
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// The configuration keys that hold paths, resolved against the file's folder.
@@ -260,6 +272,19 @@ mod tests {
         assert_eq!(config.storage.root, "./lakehouse-data");
         assert_eq!(config.kafka.group_id, "lakehouse-bronze");
         assert_eq!(config.bronze.flush_rows, 100_000);
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_take_an_address() {
+        assert_eq!(parse("", &[]).unwrap().metrics.addr, None);
+        let config = parse("[metrics]\naddr = \"0.0.0.0:9464\"\n", &[]).unwrap();
+        assert_eq!(config.metrics.addr, Some("0.0.0.0:9464".parse().unwrap()));
+        let config = parse("", &[("LAKEHOUSE_METRICS__ADDR", "127.0.0.1:9000")]).unwrap();
+        assert_eq!(config.metrics.addr, Some("127.0.0.1:9000".parse().unwrap()));
+        let err = parse("[metrics]\naddr = \"nowhere\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("addr"), "{err}");
     }
 
     #[test]

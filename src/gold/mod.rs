@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod changes;
 pub mod config;
 pub mod spec;
+pub mod telemetry;
 
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,7 @@ pub async fn run(
             .is_some_and(|f| f.is_empty() || f.contains(&spec.name));
         let run = build::build_mart(&ctx, root, &catalog, config, spec, full).await?;
         tracing::info!(mart = %run.mart, refresh = ?run.refresh, version = ?run.version, rows = run.rows, elapsed_ms = run.elapsed.as_millis() as u64, "gold mart done");
+        telemetry::mart_run(&run);
         if run.version.is_some() {
             catalog.refresh(root, &spec.name).await?;
             catalog.register_one(&ctx, &spec.name).await?;

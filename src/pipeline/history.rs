@@ -218,6 +218,9 @@ pub async fn record(root: &StorageRoot, record: &RunRecord) {
     if let Err(error) = append(root, std::slice::from_ref(record)).await {
         tracing::warn!(job = %record.job, run_id = %record.run_id, %error, "cannot record the run in {RUNS_TABLE}");
     }
+    // After the append, so that a scrape never counts a run the history
+    // does not hold yet.
+    super::telemetry::run_recorded(record);
 }
 
 /// When the last successful run of each job started.

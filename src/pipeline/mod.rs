@@ -12,11 +12,14 @@
 //! - [`watch`]: `lakehouse run all` and continuous mode (`--watch`).
 //! - [`status`]: `lakehouse status`.
 //! - [`validate`]: `lakehouse validate`: every spec and SQL checked without data.
+//! - [`telemetry`]: the Prometheus endpoint of the long-running commands,
+//!   and the run history's metrics.
 
 pub mod history;
 pub mod jobs;
 pub mod runner;
 pub mod status;
+pub mod telemetry;
 pub mod validate;
 pub mod watch;
 

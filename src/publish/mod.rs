@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod swap;
+pub mod telemetry;
 pub mod types;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -139,6 +140,7 @@ pub async fn publish_marts(
             }
         }
         outcome.elapsed = started.elapsed();
+        telemetry::published(&outcome);
         outcomes.push(outcome);
     }
     Ok(outcomes)

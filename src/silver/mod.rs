@@ -26,6 +26,7 @@ pub mod merge;
 pub mod plan;
 pub mod side;
 pub mod spec;
+pub mod telemetry;
 
 use std::time::{Duration, Instant};
 
@@ -186,6 +187,7 @@ pub async fn run(
             commit_ms = run.phases.commit.as_millis() as u64,
             "silver table done"
         );
+        telemetry::table_run(&run, started.elapsed());
         summary.tables.push(run);
     }
     // Checkpoints every `[maintenance] checkpoint_interval` commits.

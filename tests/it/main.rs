@@ -20,6 +20,7 @@ mod init_validate;
 mod installed;
 mod kafka_security;
 mod maintenance;
+mod metrics;
 mod mock_postgres;
 mod mock_replay;
 mod mock_roundtrip;

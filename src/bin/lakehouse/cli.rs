@@ -21,6 +21,11 @@ pub struct Cli {
     /// Configuration file (default: ./lakehouse.toml when present, else built-in defaults).
     #[arg(long, global = true, env = "LAKEHOUSE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9464) while a
+    /// long-running command runs (run bronze, run all --watch, schedule);
+    /// overrides `[metrics] addr`.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     pub command: Command,
 }

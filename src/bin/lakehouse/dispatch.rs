@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     } else if matches!(cli.command, Command::Query { .. } | Command::Status { .. }) {
         check_storage(&config, Access::ReadOnly).await?;
     }
+    serve_metrics(&cli, &config)?;
     match cli.command {
         Command::Init { name } => {
             tools::init::init(&name)?;
@@ -169,6 +170,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Bench { layer } => bench(&config, layer).await?,
+    }
+    Ok(())
+}
+
+/// Installs the Prometheus endpoint (`--metrics-addr`, else `[metrics]
+/// addr`) for the long-running commands. The other commands end before a
+/// scrape would see them, so they ignore the setting (and say so when it
+/// came from the flag).
+fn serve_metrics(cli: &Cli, config: &Config) -> anyhow::Result<()> {
+    let long_running = match &cli.command {
+        Command::Run {
+            layer: RunCommand::Bronze { from_file, .. },
+        } => from_file.is_empty(),
+        Command::Run {
+            layer: RunCommand::All { watch, .. },
+        } => *watch,
+        Command::Schedule => true,
+        _ => false,
+    };
+    match (cli.metrics_addr.or(config.metrics.addr), long_running) {
+        (Some(addr), true) => pipeline::telemetry::install(addr)?,
+        (Some(addr), false) if cli.metrics_addr.is_some() => tracing::warn!(
+            %addr,
+            "--metrics-addr is ignored: only run bronze (from Kafka), run all --watch and schedule serve metrics"
+        ),
+        _ => {}
     }
     Ok(())
 }
