@@ -17,7 +17,7 @@
 //! names the broker; unreachable brokers are waited for, with warnings (at
 //! most `assignment_timeout_ms` for an `--until-idle` run).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -89,16 +89,41 @@ struct BronzeContext {
     /// Records between the committed group offsets and the high watermarks of
     /// the assigned partitions, from librdkafka's statistics (-1: unknown).
     lag: Arc<AtomicI64>,
+    /// Partitions whose lag gauge this process has set: when one is
+    /// assigned elsewhere, its gauge drops to 0 here, so that the group's
+    /// lag is not counted twice from a stale value.
+    lag_reported: Mutex<HashSet<(String, i32)>>,
 }
 
 impl ClientContext for BronzeContext {
     fn stats(&self, statistics: Statistics) {
+        let assigned: HashSet<(String, i32)> = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .assigned
+            .iter()
+            .map(|a| (a.topic.clone(), a.partition))
+            .collect();
+        let mut reported = self
+            .lag_reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut lag = 0;
         for (topic, stats) in &statistics.topics {
             // Partition -1 is librdkafka's internal unassigned partition.
             for p in stats.partitions.values().filter(|p| p.partition >= 0) {
-                super::telemetry::consumer_lag(topic, p.partition, p.consumer_lag);
-                lag += p.consumer_lag.max(0);
+                let key = (topic.clone(), p.partition);
+                if assigned.contains(&key) {
+                    if p.consumer_lag >= 0 {
+                        super::telemetry::consumer_lag(topic, p.partition, p.consumer_lag);
+                        reported.insert(key);
+                    }
+                    lag += p.consumer_lag.max(0);
+                } else if reported.remove(&key) {
+                    // Moved to another member, which reports it now.
+                    super::telemetry::consumer_lag(topic, p.partition, 0);
+                }
             }
         }
         self.lag.store(lag, Ordering::Relaxed);
@@ -354,6 +379,7 @@ pub async fn run(
         root: root.clone(),
         state: state.clone(),
         lag: lag.clone(),
+        lag_reported: Mutex::default(),
     };
     let consumer: StreamConsumer<BronzeContext> = client_config(config.kafka, brokers)
         .create_with_context(context)

@@ -223,6 +223,38 @@ pub async fn record(root: &StorageRoot, record: &RunRecord) {
     super::telemetry::run_recorded(record);
 }
 
+/// The last successful run of each job and run kind: `(job, run, ended_at)`.
+pub async fn last_success_ends(root: &StorageRoot) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+    let ctx = SessionContext::new();
+    register(&ctx, root, "runs").await?;
+    let batches = ctx
+        .sql(
+            "SELECT job, run, max(ended_at) AS ended FROM runs \
+             WHERE status = 'succeeded' GROUP BY job, run",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let jobs = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let jobs = jobs.as_string::<i32>();
+        let runs = arrow::compute::cast(b.column(1), &DataType::Utf8)?;
+        let runs = runs.as_string::<i32>();
+        let ended = arrow::compute::cast(
+            b.column(2),
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let ended = ended.as_primitive::<TimestampMicrosecondType>();
+        for i in 0..b.num_rows() {
+            if let Some(t) = DateTime::from_timestamp_micros(ended.value(i)) {
+                out.push((jobs.value(i).to_string(), runs.value(i).to_string(), t));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// When the last successful run of each job started.
 pub async fn last_successes(
     root: &StorageRoot,

@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use super::history::{RunRecord, Status};
 use crate::error::{Error, Result};
+use crate::storage::StorageRoot;
 use crate::{bronze, gold, publish, silver};
 
 /// Runs that ended, by `job_name`, `run` (bronze, silver, gold, optimize,
@@ -49,6 +50,17 @@ pub fn install(addr: SocketAddr) -> Result<()> {
         })?;
     describe();
     tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    Ok(())
+}
+
+/// Sets the last-success gauges from the run history, so that a restarted
+/// process reports when each job last succeeded instead of nothing until
+/// its first run (the stale-gold alert would otherwise read "no data").
+pub async fn seed_last_successes(root: &StorageRoot) -> Result<()> {
+    for (job, run, ended) in super::history::last_success_ends(root).await? {
+        gauge!(LAST_SUCCESS, "job_name" => job, "run" => run)
+            .set(ended.timestamp_millis() as f64 / 1000.0);
+    }
     Ok(())
 }
 
@@ -128,5 +140,37 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_process_reports_the_last_success_from_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StorageRoot::local(dir.path()).unwrap();
+        crate::pipeline::history::append(
+            &root,
+            &[
+                record("marts", Status::Succeeded, 1_700_000_000),
+                record("marts", Status::Succeeded, 1_700_000_050),
+                record("marts", Status::Failed, 1_700_000_100),
+                record("other", Status::Failed, 1_700_000_100),
+            ],
+        )
+        .await
+        .unwrap();
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        {
+            // A current-thread runtime: the guard covers every await below.
+            let _guard = metrics::set_default_local_recorder(&recorder);
+            seed_last_successes(&root).await.unwrap();
+        }
+        let text = handle.render();
+        assert!(
+            text.contains(
+                "lakehouse_last_success_timestamp_seconds{job_name=\"marts\",run=\"gold\"} 1700000050"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("other"), "{text}");
     }
 }

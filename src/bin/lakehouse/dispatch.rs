@@ -28,7 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     } else if matches!(cli.command, Command::Query { .. } | Command::Status { .. }) {
         check_storage(&config, Access::ReadOnly).await?;
     }
-    serve_metrics(&cli, &config)?;
+    serve_metrics(&cli, &config).await?;
     match cli.command {
         Command::Init { name } => {
             tools::init::init(&name)?;
@@ -178,7 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// addr`) for the long-running commands. The other commands end before a
 /// scrape would see them, so they ignore the setting (and say so when it
 /// came from the flag).
-fn serve_metrics(cli: &Cli, config: &Config) -> anyhow::Result<()> {
+async fn serve_metrics(cli: &Cli, config: &Config) -> anyhow::Result<()> {
     let long_running = match &cli.command {
         Command::Run {
             layer: RunCommand::Bronze { from_file, .. },
@@ -190,7 +190,13 @@ fn serve_metrics(cli: &Cli, config: &Config) -> anyhow::Result<()> {
         _ => false,
     };
     match (cli.metrics_addr.or(config.metrics.addr), long_running) {
-        (Some(addr), true) => pipeline::telemetry::install(addr)?,
+        (Some(addr), true) => {
+            pipeline::telemetry::install(addr)?;
+            let root = lakehouse::storage::StorageRoot::from_config(&config.storage)?;
+            if let Err(error) = pipeline::telemetry::seed_last_successes(&root).await {
+                tracing::warn!(%error, "cannot read the run history: the last-success gauges start empty");
+            }
+        }
         (Some(addr), false) if cli.metrics_addr.is_some() => tracing::warn!(
             %addr,
             "--metrics-addr is ignored: only run bronze (from Kafka), run all --watch and schedule serve metrics"
