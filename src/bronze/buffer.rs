@@ -83,13 +83,24 @@ impl BatchCounts {
     }
 }
 
+/// The `bronze_events` rows of one topic in a finished batch. `bronze_events`
+/// is partitioned by topic, so each group is one partition's files, and the
+/// sink encodes the groups in parallel.
+#[derive(Debug, Clone)]
+pub struct TopicEvents {
+    /// The topic (the `topic` column of every row).
+    pub topic: String,
+    /// The rows.
+    pub rows: RecordBatch,
+    /// Stream index of every row.
+    pub streams: Vec<u32>,
+}
+
 /// A finished batch, ready for the sink.
 #[derive(Debug)]
 pub struct FinishedBatch {
-    /// Rows for `bronze_events`.
-    pub events: RecordBatch,
-    /// Stream index of every row of `events`.
-    pub event_streams: Vec<u32>,
+    /// Rows for `bronze_events`, one group per topic.
+    pub events: Vec<TopicEvents>,
     /// Rows for `bronze_dead_letters`.
     pub dead_letters: RecordBatch,
     /// Stream index and position of every row of `dead_letters`.
@@ -385,10 +396,20 @@ impl DeadLetterColumns {
     }
 }
 
+/// The builders of one topic's `bronze_events` rows.
+struct TopicColumns {
+    topic: String,
+    columns: EventColumns,
+    streams: Vec<u32>,
+}
+
 /// Accumulates one batch of decoded records.
 pub struct BronzeBuffer {
-    events: EventColumns,
-    event_streams: Vec<u32>,
+    /// Rows are built per topic (see [`TopicEvents`]).
+    events: Vec<TopicColumns>,
+    /// Index in `events` of the last topic appended to: records of one topic
+    /// come in runs.
+    last_topic: usize,
     dead_letters: DeadLetterColumns,
     dead_letter_positions: Vec<(u32, i64)>,
     streams: Vec<StreamRange>,
@@ -405,8 +426,8 @@ impl BronzeBuffer {
     /// An empty buffer with no streams.
     pub fn new() -> Self {
         Self {
-            events: EventColumns::new(),
-            event_streams: Vec::new(),
+            events: Vec::new(),
+            last_topic: 0,
             dead_letters: DeadLetterColumns::new(),
             dead_letter_positions: Vec::new(),
             streams: Vec::new(),
@@ -473,8 +494,9 @@ impl BronzeBuffer {
     ) -> Result<()> {
         match decoded {
             Ok(kind) if kind.is_table_row() => {
-                self.events.append(meta, kind, record)?;
-                self.event_streams.push(meta.stream as u32);
+                let topic = self.topic_columns(meta.topic);
+                topic.columns.append(meta, kind, record)?;
+                topic.streams.push(meta.stream as u32);
                 self.counts.rows += 1;
             }
             Ok(_) => self.counts.skipped += 1,
@@ -489,6 +511,25 @@ impl BronzeBuffer {
         }
         self.track(meta);
         Ok(())
+    }
+
+    fn topic_columns(&mut self, topic: &str) -> &mut TopicColumns {
+        let index = match self.events.get(self.last_topic) {
+            Some(last) if last.topic == topic => self.last_topic,
+            _ => match self.events.iter().position(|t| t.topic == topic) {
+                Some(index) => index,
+                None => {
+                    self.events.push(TopicColumns {
+                        topic: topic.to_string(),
+                        columns: EventColumns::new(),
+                        streams: Vec::new(),
+                    });
+                    self.events.len() - 1
+                }
+            },
+        };
+        self.last_topic = index;
+        &mut self.events[index]
     }
 
     /// Appends a dead letter for a record that could not be read at all
@@ -509,7 +550,17 @@ impl BronzeBuffer {
     /// Finishes the batch and resets the buffer (streams are kept, their ranges cleared).
     pub fn finish(&mut self) -> Result<FinishedBatch> {
         let batch_id = uuid::Uuid::new_v4().to_string();
-        let events = self.events.finish(&batch_id)?;
+        let mut events = Vec::new();
+        for topic in &mut self.events {
+            if topic.streams.is_empty() {
+                continue;
+            }
+            events.push(TopicEvents {
+                topic: topic.topic.clone(),
+                rows: topic.columns.finish(&batch_id)?,
+                streams: std::mem::take(&mut topic.streams),
+            });
+        }
         let dead_letters = self.dead_letters.finish(&batch_id)?;
         let streams = self.streams.clone();
         for stream in &mut self.streams {
@@ -520,7 +571,6 @@ impl BronzeBuffer {
         }
         Ok(FinishedBatch {
             events,
-            event_streams: std::mem::take(&mut self.event_streams),
             dead_letters,
             dead_letter_positions: std::mem::take(&mut self.dead_letter_positions),
             streams,

@@ -8,6 +8,7 @@
 //! lines already committed, so each line lands once. A line that cannot be framed
 //! goes to the dead letters with `file:line` in its error.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -22,10 +23,10 @@ pub fn app_id(path: &Path) -> Result<String> {
     Ok(format!("lakehouse-file:{}", canonical.display()))
 }
 
-/// One framed line. Borrowed slices point into the line; owned ones hold
-/// unescaped JSON strings.
+/// One framed line. Borrowed payloads point into the line (embedded JSON);
+/// owned ones hold unescaped JSON strings.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct FramedLine {
+pub struct FramedLine<'a> {
     /// Kafka topic.
     pub topic: String,
     /// Kafka partition (0 when absent).
@@ -33,13 +34,13 @@ pub struct FramedLine {
     /// Kafka offset (the line number when absent).
     pub offset: Option<i64>,
     /// Record key bytes.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Cow<'a, [u8]>>,
     /// Record value bytes.
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Cow<'a, [u8]>>,
 }
 
 /// Frames one line. Errors say what is wrong with it.
-pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine, String> {
+pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine<'_>, String> {
     let mut jiter = Jiter::new(line);
     let mut framed = FramedLine::default();
     let mut topic = None;
@@ -92,30 +93,30 @@ fn next_i64(jiter: &mut Jiter<'_>) -> std::result::Result<i64, String> {
 
 /// A key or value: a string holds the bytes, null is none, anything else is
 /// embedded JSON taken verbatim from the line.
-fn next_payload(
+fn next_payload<'a>(
     jiter: &mut Jiter<'_>,
-    line: &[u8],
-) -> std::result::Result<Option<Vec<u8>>, String> {
+    line: &'a [u8],
+) -> std::result::Result<Option<Cow<'a, [u8]>>, String> {
     let peek = jiter.peek().map_err(|e| e.to_string())?;
     match peek {
         Peek::Null => {
             jiter.known_null().map_err(|e| e.to_string())?;
             Ok(None)
         }
-        Peek::String => Ok(Some(
+        Peek::String => Ok(Some(Cow::Owned(
             jiter
                 .known_str()
                 .map_err(|e| e.to_string())?
                 .as_bytes()
                 .to_vec(),
-        )),
+        ))),
         _ => {
             // current_index() is before any whitespace preceding the value.
             let start = jiter.current_index();
             jiter.known_skip(peek).map_err(|e| e.to_string())?;
             let end = jiter.current_index();
             let raw = line.get(start..end).ok_or("value out of bounds")?;
-            Ok(Some(raw.trim_ascii().to_vec()))
+            Ok(Some(Cow::Borrowed(raw.trim_ascii())))
         }
     }
 }
@@ -186,12 +187,24 @@ pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> R
                 ingestor.dead_letter(&meta, "bad_line", &message);
             }
         }
-        if ingestor.should_flush() {
-            ingestor.flush().await?;
+        if ingestor.should_flush() && ingestor.flush().await?.rewind {
+            return Err(taken_over(path, ingestor.committed(stream)));
         }
     }
-    ingestor.flush().await?;
+    if ingestor.drain().await?.rewind {
+        return Err(taken_over(path, ingestor.committed(stream)));
+    }
     Ok(())
+}
+
+/// The error of a run whose file another process committed lines of.
+fn taken_over(path: &Path, committed: Option<i64>) -> Error {
+    Error::Condition(format!(
+        "another process committed lines of {} (now up to line {}) while this run was \
+         ingesting it; this run's lines after that were not committed: run again to resume",
+        path.display(),
+        committed.map_or_else(|| "none".to_string(), |l| l.to_string())
+    ))
 }
 
 /// Ingests several files, one after the other, and returns the run's summary.

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use super::Settings;
 use super::backlog::Backlog;
 use super::config::KafkaConfig;
-use super::{Ingestor, RecordMeta, RunSummary, StopCondition};
+use super::{Flushed, Ingestor, RecordMeta, RunSummary, StopCondition};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{EVENTS_TABLE, LAYER};
@@ -444,7 +444,8 @@ pub async fn run(
             && let Some(backlog) = backlog.as_mut()
         {
             // Our partitions are done; the others must be committed by someone.
-            ingestor.flush().await?;
+            let flushed = ingestor.drain().await?;
+            after_flush(flushed, &ingestor, &consumer, &partitions);
             let owned = |tp: &(String, i32)| partitions.contains_key(tp);
             let foreign: Vec<(String, i32)> = backlog.foreign(&owned).cloned().collect();
             let app_ids: Vec<String> = foreign.iter().map(|(t, p)| app_id(t, *p)).collect();
@@ -503,9 +504,14 @@ pub async fn run(
             }
         }
 
-        if ingestor.should_flush() || stop.max_records.is_some_and(|max| taken >= max) {
-            flush(&mut ingestor, &consumer, &partitions).await?;
-        }
+        let flushed = if ingestor.should_flush() || stop.max_records.is_some_and(|max| taken >= max) {
+            ingestor.flush().await?
+        } else {
+            // The batch in flight is committed as soon as its files are
+            // written, not one flush interval later.
+            ingestor.commit_ready().await?
+        };
+        after_flush(flushed, &ingestor, &consumer, &partitions);
         if last_lag.elapsed() >= Duration::from_secs(5) {
             last_lag = Instant::now();
             if let Ok(lag) = u64::try_from(lag.load(Ordering::Relaxed)) {
@@ -570,25 +576,29 @@ fn caught_up(
         })
 }
 
-async fn flush(
-    ingestor: &mut Ingestor,
+/// Acts on what a flush committed: after a lost stream, every partition is
+/// read again after its committed position (the batches not committed were
+/// dropped); committed positions are mirrored in the consumer group so that
+/// lag shows in Kafka tooling (the positions that count are in Delta).
+fn after_flush(
+    flushed: Flushed,
+    ingestor: &Ingestor,
     consumer: &StreamConsumer<BronzeContext>,
     partitions: &HashMap<(String, i32), PartitionProgress>,
-) -> Result<()> {
-    let Some(outcome) = ingestor.flush().await? else {
-        return Ok(());
-    };
-    // Partitions another process wrote: re-read from what it stored.
-    for (stream, stored) in &outcome.lost {
-        if let Some(((topic, partition), _)) = partitions.iter().find(|(_, p)| p.stream == *stream)
-        {
-            let offset = stored.map_or(Offset::Beginning, |s| Offset::Offset(s + 1));
+) {
+    if flushed.rewind {
+        for ((topic, partition), progress) in partitions {
+            let offset = ingestor
+                .committed(progress.stream)
+                .map_or(Offset::Beginning, |c| Offset::Offset(c + 1));
             if let Err(e) = consumer.seek(topic, *partition, offset, Duration::from_secs(10)) {
                 tracing::warn!(topic, partition, error = %e, "seek after a lost commit failed");
             }
         }
     }
-    // Mirror the positions in the group so that lag shows in Kafka tooling.
+    let Some(outcome) = flushed.outcome else {
+        return;
+    };
     let mut tpl = TopicPartitionList::new();
     let by_stream: BTreeMap<usize, i64> = outcome.committed.iter().copied().collect();
     for ((topic, partition), p) in partitions {
@@ -601,7 +611,6 @@ async fn flush(
     {
         tracing::debug!(error = %e, "group offset commit failed (positions are in Delta)");
     }
-    Ok(())
 }
 
 /// Logs a consumer error, and fails the run on one that retrying cannot

@@ -15,6 +15,8 @@ mod captured_tests;
 pub mod config;
 pub mod file;
 pub mod kafka;
+#[cfg(test)]
+mod pipeline_tests;
 mod progress;
 pub mod replay;
 
@@ -78,6 +80,28 @@ pub struct RunSummary {
     pub events_version: Option<i64>,
 }
 
+/// What a flush committed.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// What the commits made did (both, when [`Ingestor::drain`] made two).
+    pub outcome: Option<CommitOutcome>,
+    /// A stream was taken by another process: the batches not committed were
+    /// dropped, and every stream must be read again after
+    /// [`Ingestor::committed`].
+    pub rewind: bool,
+}
+
+impl Flushed {
+    fn absorb(&mut self, later: Flushed) {
+        self.rewind |= later.rewind;
+        match (&mut self.outcome, later.outcome) {
+            (Some(earlier), Some(later)) => earlier.absorb(later),
+            (slot @ None, later) => *slot = later,
+            (Some(_), None) => {}
+        }
+    }
+}
+
 /// Whether a record was taken into the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
@@ -87,12 +111,30 @@ pub enum Ingested {
     AlreadyCommitted,
 }
 
+/// A finished batch whose Parquet files are being written while the next
+/// batch is decoded.
+struct InFlight {
+    batch: buffer::FinishedBatch,
+    staged: sink::StagedEvents,
+}
+
 /// Decodes records into a batch and commits batches; the part shared by all sources.
+///
+/// Batches are pipelined: [`Ingestor::flush`] hands the finished batch's
+/// Parquet encoding to other threads and returns, so decoding the next batch
+/// overlaps with it; the batch is committed at the next flush (or as soon as
+/// its files are written, when the source calls [`Ingestor::commit_ready`]).
+/// At most one batch is in flight, so memory stays bounded by two batches.
+/// When a commit finds a stream taken by another process, the batch being
+/// decoded was read after records that are now not committed, so it is
+/// dropped too and every stream restarts after its committed position
+/// ([`Flushed::rewind`]).
 pub struct Ingestor {
     decoder: Decoder,
     record: DecodedRecord,
     buffer: BronzeBuffer,
     sink: BronzeSink,
+    in_flight: Option<InFlight>,
     /// Per stream: the position the table holds, as far as this process knows.
     committed: Vec<Option<i64>>,
     policy: FlushPolicy,
@@ -117,6 +159,7 @@ impl Ingestor {
             record: DecodedRecord::default(),
             buffer: BronzeBuffer::new(),
             sink: BronzeSink::open(root, config.target_file_size).await?,
+            in_flight: None,
             committed: Vec::new(),
             policy: FlushPolicy::from_config(config),
             batch_started: None,
@@ -179,10 +222,15 @@ impl Ingestor {
         self.committed.get(stream).copied().flatten()
     }
 
-    /// The next position expected on a stream (after what is committed or buffered).
+    /// The next position expected on a stream (after what is committed,
+    /// being committed, or buffered).
     pub fn next_position(&self, stream: usize) -> Option<i64> {
         self.buffer
             .last_position(stream)
+            .or_else(|| {
+                let in_flight = self.in_flight.as_ref()?;
+                in_flight.batch.streams.get(stream)?.last
+            })
             .or(self.committed(stream))
             .map(|p| p + 1)
     }
@@ -242,21 +290,60 @@ impl Ingestor {
         self.buffer.counts()
     }
 
-    /// Drops the current batch (its records will be read again).
+    /// Drops the current batch and the one in flight (their records will be
+    /// read again). Files already written for the one in flight are never
+    /// committed; `vacuum` removes them.
     pub fn discard(&mut self) -> Result<()> {
         self.batch_started = None;
+        self.in_flight = None;
         self.buffer.discard()
     }
 
-    /// Commits the current batch, if it holds anything.
-    pub async fn flush(&mut self) -> Result<Option<CommitOutcome>> {
-        if self.buffer.is_empty() {
-            return Ok(None);
+    /// Finishes the current batch and starts writing its files; commits the
+    /// batch in flight before it, if any. Returns what that commit did.
+    pub async fn flush(&mut self) -> Result<Flushed> {
+        let flushed = self.commit_in_flight().await?;
+        if flushed.rewind || self.buffer.is_empty() {
+            return Ok(flushed);
         }
         let batch = self.buffer.finish()?;
         self.batch_started = None;
+        let groups = batch.events.iter().map(|g| g.rows.clone()).collect();
+        let staged = self.sink.stage_events(groups)?;
+        self.in_flight = Some(InFlight { batch, staged });
+        Ok(flushed)
+    }
+
+    /// Commits the batch in flight if its files are written, without waiting.
+    pub async fn commit_ready(&mut self) -> Result<Flushed> {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.staged.is_finished())
+        {
+            self.commit_in_flight().await
+        } else {
+            Ok(Flushed::default())
+        }
+    }
+
+    /// Commits everything: the batch in flight, then the current one.
+    pub async fn drain(&mut self) -> Result<Flushed> {
+        let mut flushed = self.flush().await?;
+        if !flushed.rewind {
+            let last = self.commit_in_flight().await?;
+            flushed.absorb(last);
+        }
+        Ok(flushed)
+    }
+
+    async fn commit_in_flight(&mut self) -> Result<Flushed> {
+        let Some(InFlight { batch, staged }) = self.in_flight.take() else {
+            return Ok(Flushed::default());
+        };
+        let adds = staged.wait().await?;
         let commit_started = Instant::now();
-        let outcome = self.sink.commit(&batch, &self.committed).await?;
+        let outcome = self.sink.commit(&batch, &self.committed, &adds).await?;
         let commit_elapsed = commit_started.elapsed();
         tracing::debug!(elapsed = ?commit_elapsed, rows = batch.counts.rows, "bronze commit");
         telemetry::batch_committed(&batch, &outcome, commit_elapsed);
@@ -280,35 +367,50 @@ impl Ingestor {
                 "another process committed this stream; its buffered records were dropped and will be re-read"
             );
         }
+        let rewind = !outcome.lost.is_empty();
+        if rewind {
+            // Read after records that are not committed: read again.
+            self.batch_started = None;
+            self.buffer.discard()?;
+        }
         self.summary.batches += 1;
         self.summary.counts.add(&batch.counts);
         if outcome.events_version.is_some() {
             self.summary.events_version = outcome.events_version;
         }
         self.progress.batch_committed(&batch.counts, &outcome);
-        if let Some(upkeep) = &mut self.upkeep {
-            let mut compacted = false;
-            if outcome.events_version.is_some() {
-                compacted |= upkeep
-                    .after_commit(
-                        self.sink.events_table(),
-                        crate::tables::bronze::EVENTS_TABLE,
-                    )
-                    .await?;
-            }
-            if outcome.dead_letters_version.is_some() {
-                compacted |= upkeep
-                    .after_commit(
-                        self.sink.dead_letters_table(),
-                        crate::tables::bronze::DEAD_LETTERS_TABLE,
-                    )
-                    .await?;
-            }
-            if compacted {
-                self.sink.refresh().await?;
-            }
+        self.after_commit(&outcome).await?;
+        Ok(Flushed {
+            outcome: Some(outcome),
+            rewind,
+        })
+    }
+
+    async fn after_commit(&mut self, outcome: &CommitOutcome) -> Result<()> {
+        let Some(upkeep) = &mut self.upkeep else {
+            return Ok(());
+        };
+        let mut compacted = false;
+        if outcome.events_version.is_some() {
+            compacted |= upkeep
+                .after_commit(
+                    self.sink.events_table(),
+                    crate::tables::bronze::EVENTS_TABLE,
+                )
+                .await?;
         }
-        Ok(Some(outcome))
+        if outcome.dead_letters_version.is_some() {
+            compacted |= upkeep
+                .after_commit(
+                    self.sink.dead_letters_table(),
+                    crate::tables::bronze::DEAD_LETTERS_TABLE,
+                )
+                .await?;
+        }
+        if compacted {
+            self.sink.refresh().await?;
+        }
+        Ok(())
     }
 
     /// Progress reporting.
@@ -316,9 +418,9 @@ impl Ingestor {
         &mut self.progress
     }
 
-    /// Flushes what is left and returns the run's summary.
+    /// Commits what is left and returns the run's summary.
     pub async fn finish(mut self) -> Result<RunSummary> {
-        self.flush().await?;
+        self.drain().await?;
         self.progress.finish();
         let mut summary = self.summary;
         summary.elapsed = self.started.elapsed();

@@ -24,14 +24,14 @@ use std::collections::{BTreeMap, HashMap};
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::{StructType, Transaction};
+use deltalake::kernel::{Add, StructType, Transaction};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
-use super::buffer::FinishedBatch;
+use super::buffer::{FinishedBatch, TopicEvents};
 use crate::delta::{CommitMode, TableCommit, txn_version};
 use crate::error::{Error, Result, is_commit_conflict};
 use crate::storage::StorageRoot;
@@ -62,6 +62,24 @@ pub struct CommitOutcome {
     pub rows_by_topic: BTreeMap<String, u64>,
     /// Rows written to `bronze_dead_letters`, per topic and `error_kind`.
     pub dead_letters_by_kind: BTreeMap<(String, String), u64>,
+}
+
+impl CommitOutcome {
+    /// Adds what a later commit did.
+    pub fn absorb(&mut self, later: CommitOutcome) {
+        self.events_version = later.events_version.or(self.events_version);
+        self.dead_letters_version = later.dead_letters_version.or(self.dead_letters_version);
+        self.committed.extend(later.committed);
+        self.lost.extend(later.lost);
+        self.rows_written += later.rows_written;
+        self.dead_letters_written += later.dead_letters_written;
+        for (topic, rows) in later.rows_by_topic {
+            *self.rows_by_topic.entry(topic).or_default() += rows;
+        }
+        for (kind, rows) in later.dead_letters_by_kind {
+            *self.dead_letters_by_kind.entry(kind).or_default() += rows;
+        }
+    }
 }
 
 /// Writes finished batches to the bronze tables.
@@ -110,26 +128,65 @@ impl BronzeSink {
     /// [`super::replay`]). `reason` goes into the commit metadata.
     pub async fn append_events(
         &mut self,
-        events: RecordBatch,
+        events: Vec<TopicEvents>,
         batch_id: &str,
         reason: &str,
     ) -> Result<Option<i64>> {
-        if events.num_rows() == 0 {
+        let rows: Vec<RecordBatch> = events.into_iter().map(|g| g.rows).collect();
+        if rows.iter().all(|r| r.num_rows() == 0) {
             return Ok(None);
         }
         self.refresh().await?;
-        let version = write_and_commit(
-            &mut self.events,
-            EVENTS_TABLE,
-            events,
-            Vec::new(),
-            &self.writer_properties,
-            self.target_file_size,
-            batch_id,
-        )
-        .await?;
+        let adds = self.stage_events(rows)?.wait().await?;
+        let version =
+            commit_files(&mut self.events, EVENTS_TABLE, adds, Vec::new(), batch_id).await?;
         tracing::info!(version, reason, "appended events to bronze_events");
         Ok(Some(version))
+    }
+
+    /// Starts writing `groups` (rows of `bronze_events`, one topic each) as
+    /// Parquet files, on blocking threads: the groups are spread over at most
+    /// as many writers as the machine has cores, so encoding overlaps with
+    /// whatever the caller does next (decoding the next batch). The files
+    /// belong to the table only once a commit adds them; files of a batch that
+    /// is never committed are left for `vacuum`.
+    pub fn stage_events(&self, groups: Vec<RecordBatch>) -> Result<StagedEvents> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let writers = cores.min(groups.len()).max(1);
+        // Largest groups first, each to the least loaded writer.
+        let mut groups = groups;
+        groups.sort_by_key(|g| std::cmp::Reverse(g.get_array_memory_size()));
+        let mut bins: Vec<(usize, Vec<RecordBatch>)> = vec![(0, Vec::new()); writers];
+        for group in groups.into_iter().filter(|g| g.num_rows() > 0) {
+            if let Some(bin) = bins.iter_mut().min_by_key(|(size, _)| *size) {
+                bin.0 += group.get_array_memory_size();
+                bin.1.push(group);
+            }
+        }
+        let runtime = tokio::runtime::Handle::current();
+        let mut tasks = Vec::with_capacity(writers);
+        for (_, batches) in bins.into_iter().filter(|(_, b)| !b.is_empty()) {
+            let writer = self.events_writer()?;
+            let runtime = runtime.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                runtime.block_on(write_files(writer, EVENTS_TABLE, batches))
+            }));
+        }
+        Ok(StagedEvents { tasks })
+    }
+
+    fn events_writer(&self) -> Result<RecordBatchWriter> {
+        Ok(RecordBatchWriter::for_table(&self.events)
+            .map_err(|e| Error::delta(EVENTS_TABLE, e))?
+            .with_writer_properties(self.writer_properties.clone())
+            .with_target_file_size(self.target_file_size))
+    }
+
+    fn dead_letters_writer(&self) -> Result<RecordBatchWriter> {
+        Ok(RecordBatchWriter::for_table(&self.dead_letters)
+            .map_err(|e| Error::delta(DEAD_LETTERS_TABLE, e))?
+            .with_writer_properties(self.writer_properties.clone())
+            .with_target_file_size(self.target_file_size))
     }
 
     /// The events table (as of the last commit or refresh).
@@ -167,16 +224,20 @@ impl BronzeSink {
     }
 
     /// Commits a batch. `expected[i]` is the position the caller believes is
-    /// committed for stream `i` (`None`: nothing yet).
+    /// committed for stream `i` (`None`: nothing yet). `staged` are the files
+    /// of all of `batch.events`, from [`Self::stage_events`]; they are
+    /// committed as they are unless a stream was lost, and reused when a
+    /// commit is retried after a conflict.
     pub async fn commit(
         &mut self,
         batch: &FinishedBatch,
         expected: &[Option<i64>],
+        staged: &[Add],
     ) -> Result<CommitOutcome> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_commit(batch, expected).await {
+            match self.try_commit(batch, expected, staged).await {
                 Err(Error::Delta { source, .. } | Error::CommitConflict { source, .. })
                     if is_commit_conflict(&source) && attempt < MAX_CONFLICT_RETRIES =>
                 {
@@ -191,6 +252,7 @@ impl BronzeSink {
         &mut self,
         batch: &FinishedBatch,
         expected: &[Option<i64>],
+        staged: &[Add],
     ) -> Result<CommitOutcome> {
         self.refresh().await?;
         let mut outcome = CommitOutcome::default();
@@ -248,14 +310,18 @@ impl BronzeSink {
                 .collect();
             outcome.dead_letters_written = dead_letters.num_rows();
             outcome.dead_letters_by_kind = super::telemetry::dead_letters_by_kind(&dead_letters);
+            let adds = write_files(
+                self.dead_letters_writer()?,
+                DEAD_LETTERS_TABLE,
+                vec![dead_letters],
+            )
+            .await?;
             outcome.dead_letters_version = Some(
-                write_and_commit(
+                commit_files(
                     &mut self.dead_letters,
                     DEAD_LETTERS_TABLE,
-                    dead_letters,
+                    adds,
                     txns,
-                    &self.writer_properties,
-                    self.target_file_size,
                     &batch.batch_id,
                 )
                 .await?,
@@ -276,27 +342,70 @@ impl BronzeSink {
         if txns.is_empty() {
             return Ok(outcome);
         }
-        let keep: Vec<bool> = batch
-            .event_streams
+        let is_owned = |stream: &u32| owned.get(*stream as usize).copied().unwrap_or(false);
+        let adds = if batch
+            .events
             .iter()
-            .map(|s| owned.get(*s as usize).copied().unwrap_or(false))
-            .collect();
-        let events = filter(&batch.events, keep)?;
-        outcome.rows_written = events.num_rows();
-        outcome.rows_by_topic = super::telemetry::rows_by_topic(&events);
+            .all(|group| group.streams.iter().all(is_owned))
+        {
+            outcome.rows_written = batch.events.iter().map(|g| g.rows.num_rows()).sum();
+            outcome.rows_by_topic = super::telemetry::rows_by_topic(&batch.events);
+            staged.to_vec()
+        } else {
+            // A stream was lost: write the rows of the others again, without
+            // it. The staged files are never committed.
+            let mut kept = Vec::with_capacity(batch.events.len());
+            for group in &batch.events {
+                let keep = group.streams.iter().map(is_owned).collect();
+                kept.push(TopicEvents {
+                    topic: group.topic.clone(),
+                    rows: filter(&group.rows, keep)?,
+                    streams: group.streams.iter().copied().filter(is_owned).collect(),
+                });
+            }
+            outcome.rows_written = kept.iter().map(|g| g.rows.num_rows()).sum();
+            outcome.rows_by_topic = super::telemetry::rows_by_topic(&kept);
+            self.stage_events(kept.into_iter().map(|g| g.rows).collect())?
+                .wait()
+                .await?
+        };
         outcome.events_version = Some(
-            write_and_commit(
+            commit_files(
                 &mut self.events,
                 EVENTS_TABLE,
-                events,
+                adds,
                 txns,
-                &self.writer_properties,
-                self.target_file_size,
                 &batch.batch_id,
             )
             .await?,
         );
         Ok(outcome)
+    }
+}
+
+/// Parquet files being written for a batch's events (see
+/// [`BronzeSink::stage_events`]).
+#[must_use = "staged files are only useful once committed"]
+pub struct StagedEvents {
+    tasks: Vec<tokio::task::JoinHandle<Result<Vec<Add>>>>,
+}
+
+impl StagedEvents {
+    /// Whether every file is written (waiting would not block).
+    pub fn is_finished(&self) -> bool {
+        self.tasks.iter().all(|t| t.is_finished())
+    }
+
+    /// Waits for the files and returns their `add` actions.
+    pub async fn wait(self) -> Result<Vec<Add>> {
+        let mut adds = Vec::new();
+        for task in self.tasks {
+            let written = task
+                .await
+                .map_err(|e| Error::Internal(format!("bronze Parquet writer task failed: {e}")))?;
+            adds.extend(written?);
+        }
+        Ok(adds)
     }
 }
 
@@ -307,28 +416,29 @@ fn filter(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch> {
     Ok(filter_record_batch(batch, &BooleanArray::from(keep))?)
 }
 
-/// Writes `batch` as Parquet files and commits them with `txns` in one Delta commit.
-async fn write_and_commit(
-    table: &mut DeltaTable,
+/// Writes `batches` as Parquet files with `writer` and returns their `add` actions.
+async fn write_files(
+    mut writer: RecordBatchWriter,
     name: &str,
-    batch: RecordBatch,
-    txns: Vec<Transaction>,
-    writer_properties: &WriterProperties,
-    target_file_size: u64,
-    batch_id: &str,
-) -> Result<i64> {
-    let mut adds = Vec::new();
-    if batch.num_rows() > 0 {
-        let mut writer = RecordBatchWriter::for_table(table)
-            .map_err(|e| Error::delta(name, e))?
-            .with_writer_properties(writer_properties.clone())
-            .with_target_file_size(target_file_size);
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<Add>> {
+    for batch in batches {
         writer
             .write(batch)
             .await
             .map_err(|e| Error::delta(name, e))?;
-        adds = writer.flush().await.map_err(|e| Error::delta(name, e))?;
     }
+    writer.flush().await.map_err(|e| Error::delta(name, e))
+}
+
+/// Commits `adds` with `txns` in one Delta commit.
+async fn commit_files(
+    table: &mut DeltaTable,
+    name: &str,
+    adds: Vec<Add>,
+    txns: Vec<Transaction>,
+    batch_id: &str,
+) -> Result<i64> {
     TableCommit::new(CommitMode::Append)
         .with_adds(adds)
         .with_transactions(txns)

@@ -13,7 +13,7 @@ use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 
-use super::buffer::FinishedBatch;
+use super::buffer::{FinishedBatch, TopicEvents};
 use super::sink::CommitOutcome;
 
 /// Records consumed and committed (rows, dead letters and non-row records), by `topic`.
@@ -101,26 +101,10 @@ fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a arrow::array::S
 }
 
 /// Rows of a `bronze_events` batch per topic.
-pub fn rows_by_topic(events: &RecordBatch) -> BTreeMap<String, u64> {
+pub fn rows_by_topic(events: &[TopicEvents]) -> BTreeMap<String, u64> {
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
-    if let Some(topics) = strings(events, "topic") {
-        // Rows of one partition come in runs: count runs, not rows, in the map.
-        let mut run: Option<(&str, u64)> = None;
-        for i in 0..topics.len() {
-            let topic = topics.value(i);
-            match &mut run {
-                Some((current, n)) if *current == topic => *n += 1,
-                _ => {
-                    if let Some((current, n)) = run.take() {
-                        *out.entry(current.to_string()).or_default() += n;
-                    }
-                    run = Some((topic, 1));
-                }
-            }
-        }
-        if let Some((current, n)) = run {
-            *out.entry(current.to_string()).or_default() += n;
-        }
+    for group in events {
+        *out.entry(group.topic.clone()).or_default() += group.rows.num_rows() as u64;
     }
     out
 }
@@ -171,13 +155,18 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_counted_per_topic_across_runs() {
-        let batch = strings_batch(&[("topic", &["a", "a", "b", "a", "b", "b"])]);
+    fn rows_are_counted_per_topic_group() {
+        let group = |topic: &str, rows: &[&str]| TopicEvents {
+            topic: topic.to_string(),
+            rows: strings_batch(&[("topic", rows)]),
+            streams: vec![0; rows.len()],
+        };
+        let groups = [group("a", &["a", "a"]), group("b", &["b"]), group("a", &["a"])];
         assert_eq!(
-            rows_by_topic(&batch),
-            BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 3)])
+            rows_by_topic(&groups),
+            BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 1)])
         );
-        assert!(rows_by_topic(&strings_batch(&[("other", &["a"])])).is_empty());
+        assert!(rows_by_topic(&[]).is_empty());
     }
 
     #[test]
@@ -212,8 +201,7 @@ mod tests {
         let handle = recorder.handle();
         let empty = strings_batch(&[("topic", &[])]);
         let batch = FinishedBatch {
-            events: empty.clone(),
-            event_streams: Vec::new(),
+            events: Vec::new(),
             dead_letters: empty,
             dead_letter_positions: Vec::new(),
             streams: vec![range("a", 5, 500), range("b", 7, 700), range("a", 2, 20)],
