@@ -125,17 +125,43 @@ fn next_payload<'a>(
 pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> Result<()> {
     let app_id = app_id(path)?;
     let streams = ingestor.open_streams(std::slice::from_ref(&app_id)).await?;
-    let (stream, committed) = streams[0];
-    if let Some(line) = committed {
-        tracing::info!(file = %path.display(), line, "resuming after the last committed line");
+    let (stream, mut committed) = streams[0];
+    let mut taken: u64 = 0;
+    loop {
+        if let Some(line) = committed {
+            tracing::info!(file = %path.display(), line, "resuming after the last committed line");
+        }
+        if read_pass(ingestor, path, stream, committed, stop, &mut taken).await? {
+            return Ok(());
+        }
+        // Another process committed lines of this file while this run held
+        // some in flight: those were dropped; read on after its position.
+        committed = ingestor.committed(stream);
+        tracing::warn!(
+            file = %path.display(),
+            line = ?committed,
+            "another process is ingesting this file; reading on after the line it committed"
+        );
     }
+}
+
+/// Reads `path` once from the line after `committed`. Returns `false` when a
+/// commit found the file's stream advanced by another process (the lines
+/// not committed were dropped: read again), `true` when the file is done.
+async fn read_pass(
+    ingestor: &mut Ingestor,
+    path: &Path,
+    stream: usize,
+    committed: Option<i64>,
+    stop: StopCondition,
+    taken: &mut u64,
+) -> Result<bool> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     ingestor.progress().set_total(total_bytes / 1024);
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::new();
     let mut line_number: i64 = 0;
-    let mut taken: u64 = 0;
     let fallback_topic = format!("file:{}", path.display());
     loop {
         line.clear();
@@ -146,7 +172,7 @@ pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> R
             break;
         }
         line_number += 1;
-        if stop.max_records.is_some_and(|max| taken >= max) {
+        if stop.max_records.is_some_and(|max| *taken >= max) {
             break;
         }
         let text = line.trim_ascii();
@@ -156,7 +182,7 @@ pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> R
         if committed.is_some_and(|c| line_number <= c) {
             continue;
         }
-        taken += 1;
+        *taken += 1;
         match frame_line(text) {
             Ok(framed) => {
                 let meta = RecordMeta {
@@ -188,23 +214,10 @@ pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> R
             }
         }
         if ingestor.should_flush() && ingestor.flush().await?.rewind {
-            return Err(taken_over(path, ingestor.committed(stream)));
+            return Ok(false);
         }
     }
-    if ingestor.drain().await?.rewind {
-        return Err(taken_over(path, ingestor.committed(stream)));
-    }
-    Ok(())
-}
-
-/// The error of a run whose file another process committed lines of.
-fn taken_over(path: &Path, committed: Option<i64>) -> Error {
-    Error::Condition(format!(
-        "another process committed lines of {} (now up to line {}) while this run was \
-         ingesting it; this run's lines after that were not committed: run again to resume",
-        path.display(),
-        committed.map_or_else(|| "none".to_string(), |l| l.to_string())
-    ))
+    Ok(!ingestor.drain().await?.rewind)
 }
 
 /// Ingests several files, one after the other, and returns the run's summary.

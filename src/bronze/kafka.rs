@@ -504,7 +504,8 @@ pub async fn run(
             }
         }
 
-        let flushed = if ingestor.should_flush() || stop.max_records.is_some_and(|max| taken >= max) {
+        let flushed = if ingestor.should_flush() || stop.max_records.is_some_and(|max| taken >= max)
+        {
             ingestor.flush().await?
         } else {
             // The batch in flight is committed as soon as its files are

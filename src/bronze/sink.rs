@@ -369,16 +369,8 @@ impl BronzeSink {
                 .wait()
                 .await?
         };
-        outcome.events_version = Some(
-            commit_files(
-                &mut self.events,
-                EVENTS_TABLE,
-                adds,
-                txns,
-                &batch.batch_id,
-            )
-            .await?,
-        );
+        outcome.events_version =
+            Some(commit_files(&mut self.events, EVENTS_TABLE, adds, txns, &batch.batch_id).await?);
         Ok(outcome)
     }
 }

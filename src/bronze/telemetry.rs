@@ -161,7 +161,11 @@ mod tests {
             rows: strings_batch(&[("topic", rows)]),
             streams: vec![0; rows.len()],
         };
-        let groups = [group("a", &["a", "a"]), group("b", &["b"]), group("a", &["a"])];
+        let groups = [
+            group("a", &["a", "a"]),
+            group("b", &["b"]),
+            group("a", &["a"]),
+        ];
         assert_eq!(
             rows_by_topic(&groups),
             BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 1)])
