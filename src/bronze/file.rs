@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use jiter::{Jiter, Peek};
+use jiter::Jiter;
 
 use super::{Ingestor, RecordMeta, RunSummary, StopCondition};
 use crate::error::{Error, Result};
@@ -40,43 +40,86 @@ pub struct FramedLine<'a> {
 }
 
 /// Frames one line. Errors say what is wrong with it.
+///
+/// The line's own fields are read with jiter; an embedded key or value
+/// (a JSON object or array) is only delimited, by matching brackets outside
+/// strings: the decoder parses and validates it, so it is never parsed twice
+/// (an invalid one becomes a decode dead letter naming its topic and offset).
 pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine<'_>, String> {
-    let mut jiter = Jiter::new(line);
+    let mut at = skip_ws(line, 0);
+    if line.get(at) != Some(&b'{') {
+        return Err("not a JSON object: expected `{` at column 1".into());
+    }
+    at = skip_ws(line, at + 1);
     let mut framed = FramedLine::default();
     let mut topic = None;
-    let err = |e: jiter::JiterError| format!("not a JSON object: {e}");
-    let mut key = jiter.next_object().map_err(err)?.map(str::to_owned);
-    while let Some(name) = key {
-        match name.as_str() {
-            "topic" => {
-                topic = Some(
-                    jiter
-                        .next_str()
-                        .map_err(|e| format!("topic: {e}"))?
-                        .to_owned(),
-                )
+    if line.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            let (name, next) = scalar(line, at, |j| j.next_str().map(str::to_owned))
+                .map_err(|e| format!("not a JSON object: {e}"))?;
+            at = skip_ws(line, next);
+            if line.get(at) != Some(&b':') {
+                return Err(format!(
+                    "not a JSON object: expected `:` at column {}",
+                    at + 1
+                ));
             }
-            "partition" => {
-                let n = next_i64(&mut jiter).map_err(|e| format!("partition: {e}"))?;
-                framed.partition =
-                    i32::try_from(n).map_err(|_| format!("partition {n} out of range"))?;
+            at = skip_ws(line, at + 1);
+            at = match name.as_str() {
+                "topic" => {
+                    let (value, next) = scalar(line, at, |j| j.next_str().map(str::to_owned))
+                        .map_err(|e| format!("topic: {e}"))?;
+                    topic = Some(value);
+                    next
+                }
+                "partition" => {
+                    let (n, next) = int(line, at).map_err(|e| format!("partition: {e}"))?;
+                    framed.partition =
+                        i32::try_from(n).map_err(|_| format!("partition {n} out of range"))?;
+                    next
+                }
+                "offset" => {
+                    let (n, next) = int(line, at).map_err(|e| format!("offset: {e}"))?;
+                    framed.offset = Some(n);
+                    next
+                }
+                "key" => {
+                    let (payload, next) = payload(line, at).map_err(|e| format!("key: {e}"))?;
+                    framed.key = payload;
+                    next
+                }
+                "value" => {
+                    let (payload, next) = payload(line, at).map_err(|e| format!("value: {e}"))?;
+                    framed.value = payload;
+                    next
+                }
+                _ => {
+                    payload(line, at)
+                        .map_err(|e| format!("not a JSON object: {name}: {e}"))?
+                        .1
+                }
+            };
+            at = skip_ws(line, at);
+            match line.get(at) {
+                Some(b',') => at = skip_ws(line, at + 1),
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => {
+                    return Err(format!(
+                        "not a JSON object: expected `,` or `}}` at column {}",
+                        at + 1
+                    ));
+                }
             }
-            "offset" => {
-                framed.offset = Some(next_i64(&mut jiter).map_err(|e| format!("offset: {e}"))?)
-            }
-            "key" => {
-                framed.key = next_payload(&mut jiter, line).map_err(|e| format!("key: {e}"))?
-            }
-            "value" => {
-                framed.value = next_payload(&mut jiter, line).map_err(|e| format!("value: {e}"))?
-            }
-            _ => jiter.next_skip().map_err(err)?,
         }
-        key = jiter.next_key().map_err(err)?.map(str::to_owned);
     }
-    jiter
-        .finish()
-        .map_err(|e| format!("trailing characters: {e}"))?;
+    if skip_ws(line, at) != line.len() {
+        return Err(format!("trailing characters at column {}", at + 1));
+    }
     framed.topic = topic.ok_or("missing \"topic\"")?;
     if framed.topic.is_empty() {
         return Err("empty \"topic\"".into());
@@ -84,41 +127,94 @@ pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine<'_>, String> {
     Ok(framed)
 }
 
-fn next_i64(jiter: &mut Jiter<'_>) -> std::result::Result<i64, String> {
-    match jiter.next_int().map_err(|e| e.to_string())? {
-        jiter::NumberInt::Int(n) => Ok(n),
+fn skip_ws(line: &[u8], mut at: usize) -> usize {
+    while line.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    at
+}
+
+/// Reads one scalar at `at` with jiter; returns it and the index after it.
+fn scalar<T>(
+    line: &[u8],
+    at: usize,
+    read: impl FnOnce(&mut Jiter<'_>) -> std::result::Result<T, jiter::JiterError>,
+) -> std::result::Result<(T, usize), String> {
+    let rest = line.get(at..).ok_or("unexpected end of line")?;
+    let mut jiter = Jiter::new(rest);
+    let value = read(&mut jiter).map_err(|e| e.to_string())?;
+    Ok((value, at + jiter.current_index()))
+}
+
+fn int(line: &[u8], at: usize) -> std::result::Result<(i64, usize), String> {
+    let (n, next) = scalar(line, at, |j| j.next_int())?;
+    match n {
+        jiter::NumberInt::Int(n) => Ok((n, next)),
         jiter::NumberInt::BigInt(_) => Err("integer out of range".into()),
     }
 }
 
-/// A key or value: a string holds the bytes, null is none, anything else is
-/// embedded JSON taken verbatim from the line.
-fn next_payload<'a>(
-    jiter: &mut Jiter<'_>,
-    line: &'a [u8],
-) -> std::result::Result<Option<Cow<'a, [u8]>>, String> {
-    let peek = jiter.peek().map_err(|e| e.to_string())?;
-    match peek {
-        Peek::Null => {
-            jiter.known_null().map_err(|e| e.to_string())?;
-            Ok(None)
+/// A key or value at `at`: a string holds the bytes, null is none, an
+/// object or array is embedded JSON taken verbatim from the line (delimited,
+/// not parsed), any other scalar is taken verbatim too.
+fn payload(line: &[u8], at: usize) -> std::result::Result<(Option<Cow<'_, [u8]>>, usize), String> {
+    match line.get(at) {
+        Some(b'{' | b'[') => {
+            let end = container_end(line, at)?;
+            Ok((Some(Cow::Borrowed(&line[at..end])), end))
         }
-        Peek::String => Ok(Some(Cow::Owned(
-            jiter
-                .known_str()
-                .map_err(|e| e.to_string())?
-                .as_bytes()
-                .to_vec(),
-        ))),
-        _ => {
-            // current_index() is before any whitespace preceding the value.
-            let start = jiter.current_index();
-            jiter.known_skip(peek).map_err(|e| e.to_string())?;
-            let end = jiter.current_index();
-            let raw = line.get(start..end).ok_or("value out of bounds")?;
-            Ok(Some(Cow::Borrowed(raw.trim_ascii())))
+        Some(b'"') => {
+            let (text, next) = scalar(line, at, |j| j.next_str().map(|s| s.as_bytes().to_vec()))?;
+            Ok((Some(Cow::Owned(text)), next))
         }
+        Some(b'n') => {
+            let ((), next) = scalar(line, at, |j| j.next_null())?;
+            Ok((None, next))
+        }
+        Some(_) => {
+            let ((), next) = scalar(line, at, |j| j.next_skip())?;
+            Ok((Some(Cow::Borrowed(&line[at..next])), next))
+        }
+        None => Err("unexpected end of line".into()),
     }
+}
+
+/// The index after the object or array starting at `line[start]`: brackets
+/// are matched outside strings (whose escapes are skipped).
+fn container_end(line: &[u8], start: usize) -> std::result::Result<usize, String> {
+    let mut depth = 0usize;
+    let mut at = start;
+    while let Some(&byte) = line.get(at) {
+        match byte {
+            b'"' => {
+                at += 1;
+                loop {
+                    let rest = line.get(at..).unwrap_or_default();
+                    let found = memchr::memchr2(b'"', b'\\', rest)
+                        .ok_or_else(|| format!("unterminated string at column {}", at + 1))?;
+                    at += found;
+                    if line[at] == b'\\' {
+                        at += 2;
+                    } else {
+                        break;
+                    }
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(at + 1);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    Err(format!(
+        "unterminated object or array starting at column {}",
+        start + 1
+    ))
 }
 
 /// Ingests a JSON-lines file into bronze.
@@ -249,6 +345,24 @@ mod tests {
             frame_line(br#"{"topic":"t","key":null,"value":null,"key_captured":false}"#).unwrap();
         assert_eq!(tombstone.value, None);
         assert_eq!(tombstone.offset, None);
+    }
+
+    #[test]
+    fn embedded_payloads_are_delimited_outside_strings() {
+        let line = br#"{"topic":"t","value":{"a":"}]\"{[","b":[1,{"c":"\\"}]},"offset":3}"#;
+        let framed = frame_line(line).unwrap();
+        assert_eq!(
+            framed.value.as_deref(),
+            Some(&br#"{"a":"}]\"{[","b":[1,{"c":"\\"}]}"#[..])
+        );
+        assert_eq!(framed.offset, Some(3));
+        let unterminated = frame_line(br#"{"topic":"t","value":{"a":"x}"#).unwrap_err();
+        assert!(
+            unterminated.contains("value: unterminated"),
+            "{unterminated}"
+        );
+        let unbalanced = frame_line(br#"{"topic":"t","value":{"a":1}"#).unwrap_err();
+        assert!(unbalanced.contains("expected `,` or `}`"), "{unbalanced}");
     }
 
     #[test]
