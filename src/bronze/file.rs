@@ -154,10 +154,13 @@ fn int(line: &[u8], at: usize) -> std::result::Result<(i64, usize), String> {
     }
 }
 
+/// A record key or value: its bytes, or none (JSON null).
+type Payload<'a> = Option<Cow<'a, [u8]>>;
+
 /// A key or value at `at`: a string holds the bytes, null is none, an
 /// object or array is embedded JSON taken verbatim from the line (delimited,
 /// not parsed), any other scalar is taken verbatim too.
-fn payload(line: &[u8], at: usize) -> std::result::Result<(Option<Cow<'_, [u8]>>, usize), String> {
+fn payload(line: &[u8], at: usize) -> std::result::Result<(Payload<'_>, usize), String> {
     match line.get(at) {
         Some(b'{' | b'[') => {
             let end = container_end(line, at)?;
