@@ -15,6 +15,8 @@
 #     127.0.0.1 only) for the gold publishing and Grafana panel tests.
 #   - SeaweedFS (S3) and Azurite (Azure Blob) for the storage tests
 #     (scripts/storage-services.sh).
+#   - a Ballista scheduler and two executors (the cluster/ crate's binaries)
+#     for the ballista-mode tests (scripts/ballista-services.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -104,10 +106,17 @@ if ! wait "$build_pid"; then
   exit 1
 fi
 tail -n 1 "$run_dir/build.log"
+
+# --- a Ballista cluster (needs the build: its binaries are the workspace's) --
+# shellcheck source=scripts/ballista-services.sh
+source "$here/scripts/ballista-services.sh"
+
 status=0
 cargo test --workspace "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- kafka log (tail) ---" >&2
   tail -n 50 "$run_dir/kafka.log" >&2 || true
+  echo "--- ballista scheduler log (tail) ---" >&2
+  tail -n 30 "$run_dir/ballista-scheduler.log" >&2 || true
 fi
 exit "$status"

@@ -61,6 +61,8 @@ pub struct Config {
     pub maintenance: crate::maintenance::MaintenanceConfig,
     /// The Prometheus endpoint of the long-running commands.
     pub metrics: MetricsConfig,
+    /// Where silver and gold run their SQL: here or on a Ballista cluster.
+    pub engine: crate::delta::cluster::EngineConfig,
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -672,5 +674,23 @@ mod maintenance_tests {
         let text = include_str!("../../lakehouse.example.toml");
         let config = parse(text).unwrap();
         assert_eq!(config.maintenance.auto_compact_files, 50);
+        assert_eq!(
+            config.engine,
+            crate::delta::cluster::EngineConfig::default()
+        );
+    }
+
+    #[test]
+    fn the_engine_is_local_unless_ballista_is_asked_for() {
+        use crate::delta::cluster::EngineMode;
+        assert_eq!(parse("").unwrap().engine.mode, EngineMode::Local);
+        let config =
+            parse("[engine]\nmode = \"ballista\"\nballista.scheduler = \"df://s:1\"\n").unwrap();
+        assert_eq!(config.engine.mode, EngineMode::Ballista);
+        assert_eq!(config.engine.ballista.scheduler, "df://s:1");
+        let err = parse("[engine]\nmode = \"spark\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("engine.mode"), "{err}");
     }
 }

@@ -3,11 +3,13 @@
 //! Below the layers (bronze, silver, gold, maintenance) and above
 //! [`crate::storage`]: creating and opening tables ([`table`]), choosing the
 //! files a rewrite touches ([`prune`]), committing data with its watermarks
-//! ([`commit`]), and the DataFusion sessions that read them ([`session`]).
+//! ([`commit`]), and the DataFusion sessions that read them ([`session`]),
+//! locally or on a Ballista cluster ([`cluster`]).
 //! It knows nothing of any layer: callers name their tables and turn its
 //! typed errors (e.g. [`crate::Error::SchemaChanged`]) into their own hints.
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod commit;
 pub mod prune;
 pub mod session;

@@ -12,7 +12,13 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::DataFrame;
+use deltalake::DeltaTable;
+use futures::TryStreamExt;
 
+use super::cluster::{Cluster, Engine};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 
@@ -34,7 +40,12 @@ const SORT_SPILL_RESERVATION: usize = 10 * 1024 * 1024;
 /// A session whose memory is bounded by `limits.memory_limit`: sorts and
 /// windows spill to disk beyond it instead of growing without bound.
 pub fn new_session(limits: &SessionLimits) -> Result<SessionContext> {
-    session_with_pool(limits, limits.memory_limit)
+    session_with_pool(limits, limits.memory_limit, &Engine::Local)
+}
+
+/// [`new_session`] whose heavy queries ([`execute_stream`]) run on `engine`.
+pub fn new_session_on(limits: &SessionLimits, engine: &Engine) -> Result<SessionContext> {
+    session_with_pool(limits, limits.memory_limit, engine)
 }
 
 /// The sessions of a silver run, splitting `memory_limit` in two so the
@@ -49,10 +60,11 @@ pub struct RunSessions {
 }
 
 impl RunSessions {
-    /// Both sessions; they share object stores, registrations and settings.
-    pub fn new(limits: &SessionLimits) -> Result<Self> {
+    /// Both sessions; they share object stores, registrations, settings
+    /// and the engine their heavy queries run on.
+    pub fn new(limits: &SessionLimits, engine: &Engine) -> Result<Self> {
         let half = limits.memory_limit / 2;
-        let work = session_with_pool(limits, half)?;
+        let work = session_with_pool(limits, half, engine)?;
         let scan_runtime = runtime(limits, half, Some(work.runtime_env().as_ref()))?;
         // One sort over all partitions rather than a sort per partition
         // merged by a SortPreservingMergeExec: that merge's reservation
@@ -95,7 +107,11 @@ fn runtime(
     Ok(builder.build_arc()?)
 }
 
-fn session_with_pool(limits: &SessionLimits, pool_bytes: usize) -> Result<SessionContext> {
+fn session_with_pool(
+    limits: &SessionLimits,
+    pool_bytes: usize,
+    engine: &Engine,
+) -> Result<SessionContext> {
     let mut session_config = SessionConfig::new()
         .with_batch_size(8192)
         .with_information_schema(true);
@@ -110,10 +126,63 @@ fn session_with_pool(limits: &SessionLimits, pool_bytes: usize) -> Result<Sessio
     // scales down with the pool.
     options.execution.sort_spill_reservation_bytes =
         SORT_SPILL_RESERVATION.min(pool_bytes / (16 * options.execution.target_partitions.max(1)));
-    let mut ctx =
-        SessionContext::new_with_config_rt(session_config, runtime(limits, pool_bytes, None)?);
+    let runtime = runtime(limits, pool_bytes, None)?;
+    if let Engine::Ballista {
+        endpoint,
+        max_message_size,
+    } = engine
+    {
+        let cluster = Cluster::new(
+            endpoint,
+            *max_message_size,
+            &session_config,
+            runtime.clone(),
+        )?;
+        session_config = session_config.with_extension(Arc::new(cluster));
+    }
+    let mut ctx = SessionContext::new_with_config_rt(session_config, runtime);
     datafusion_functions_json::register_all(&mut ctx)?;
     Ok(ctx)
+}
+
+/// The cluster `state`'s heavy queries run on, if any.
+fn cluster_of(config: &SessionConfig) -> Option<Arc<Cluster>> {
+    config.get_extension::<Cluster>()
+}
+
+/// Starts `frame`: on the cluster its session is bound to, else here.
+pub async fn execute_stream(frame: DataFrame) -> Result<SendableRecordBatchStream> {
+    match cluster_of(frame.task_ctx().session_config()) {
+        Some(cluster) => cluster.execute(frame.into_unoptimized_plan()).await,
+        None => Ok(frame.execute_stream().await?),
+    }
+}
+
+/// Runs `frame` as [`execute_stream`] does and collects its batches.
+pub async fn collect_frame(frame: DataFrame) -> Result<Vec<RecordBatch>> {
+    Ok(execute_stream(frame).await?.try_collect().await?)
+}
+
+/// Delta table `table` (`name` in errors) as `ctx` reads it: deltalake's
+/// provider, or, when `ctx`'s heavy queries run on a cluster, the same
+/// rows as a plan executors can scan ([`super::cluster::scan`]).
+pub async fn table_provider(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+    name: &str,
+) -> Result<Arc<dyn TableProvider>> {
+    let state = ctx.state();
+    table
+        .update_datafusion_session(&state)
+        .map_err(|e| Error::delta(name, e))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| Error::delta(name, deltalake::DeltaTableError::from(e)))?;
+    match cluster_of(state.config()) {
+        Some(_) => super::cluster::scan::files_table(&state, table, name, provider.schema()).await,
+        None => Ok(provider),
+    }
 }
 
 /// Registers table `name` of `layer` in `ctx` under its own name. Returns
@@ -128,10 +197,7 @@ pub async fn register_table(
     if table.version().is_none() {
         return Ok(false);
     }
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| Error::delta(name, e))?;
-    let provider = table.table_provider().await?;
+    let provider = table_provider(ctx, &table, name).await?;
     ctx.register_table(name, provider)?;
     Ok(true)
 }

@@ -315,7 +315,7 @@ pub async fn build_mart(
         .iter()
         .map(|k| ident(k).sort(true, false))
         .collect();
-    let mut stream = frame.sort(order)?.execute_stream().await?;
+    let mut stream = crate::delta::session::execute_stream(frame.sort(order)?).await?;
     let mut adds = Vec::new();
     // Sorted rows go out in files of `file_rows`, into the relayout when the
     // layout changed (one commit either way).

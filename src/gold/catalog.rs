@@ -19,7 +19,7 @@ use deltalake::DeltaTable;
 use futures::TryStreamExt;
 
 use super::spec::Marts;
-use crate::delta::{txn_version, version};
+use crate::delta::{session, txn_version, version};
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER as BRONZE};
@@ -142,11 +142,7 @@ impl Catalog {
         if entry.table.version().is_none() {
             return Ok(());
         }
-        entry
-            .table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| Error::delta(&entry.name, e))?;
-        let provider = entry.table.table_provider().await?;
+        let provider = session::table_provider(ctx, &entry.table, &entry.name).await?;
         let _ = ctx.deregister_table(entry.name.as_str())?;
         ctx.register_table(entry.name.as_str(), provider)?;
         Ok(())

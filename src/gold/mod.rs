@@ -29,6 +29,7 @@ pub use spec::{MartSpec, Marts};
 
 use datafusion::prelude::SessionContext;
 
+use crate::delta::cluster::Engine;
 use crate::delta::session;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
@@ -75,6 +76,7 @@ pub async fn run(
     root: &StorageRoot,
     checkpoint_interval: u64,
     options: &RunOptions,
+    engine: &Engine,
 ) -> Result<GoldRun> {
     let started = Instant::now();
     for name in options
@@ -89,7 +91,7 @@ pub async fn run(
             });
         }
     }
-    let ctx = session::new_session(&config.session_limits())?;
+    let ctx = session::new_session_on(&config.session_limits(), engine)?;
     root.register_object_store(&ctx)?;
     let mut catalog = Catalog::open(root, silver_tables, marts).await?;
     // The system tables are built once, before the marts that read them.

@@ -8,6 +8,7 @@ use super::history::{self, Outcome, RunRecord, Status, TableStat, Trigger};
 use crate::bronze::{self, BronzeSource, StopCondition};
 use crate::config::Config;
 use crate::config::schedule::JobKind;
+use crate::delta::cluster::Engine;
 use crate::error::{Error, Result};
 use crate::publish::{self, PublishOutcome};
 use crate::storage::StorageRoot;
@@ -321,6 +322,7 @@ pub async fn silver(config: &Config, options: &silver::RunOptions) -> Result<sil
         &root,
         config.maintenance.checkpoint_interval,
         options,
+        &Engine::from_config(&config.engine)?,
     )
     .await
 }
@@ -395,6 +397,7 @@ pub async fn gold(config: &Config, options: &GoldOptions) -> Result<GoldSummary>
             full_refresh: options.full_refresh.clone(),
             marts: options.marts.clone(),
         },
+        &Engine::from_config(&config.engine)?,
     )
     .await?;
     let mut summary = GoldSummary {

@@ -435,7 +435,7 @@ async fn changes_frame(
 /// runs when the stream ends on a chunk boundary.
 async fn execute(frame: DataFrame) -> Result<(SendableRecordBatchStream, SchemaRef)> {
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let stream = frame.execute_stream().await?;
+    let stream = crate::delta::session::execute_stream(frame).await?;
     Ok((stream, schema))
 }
 

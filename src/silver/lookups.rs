@@ -81,13 +81,7 @@ pub async fn prepare(
         let mut fetched = Vec::new();
         let version = delta::version(&delta);
         if version.is_some() {
-            delta
-                .update_datafusion_session(&ctx.state())
-                .map_err(|e| Error::delta(&spec.table, e))?;
-            let provider = delta
-                .table_provider()
-                .await
-                .map_err(|e| Error::delta(&spec.table, deltalake::DeltaTableError::from(e)))?;
+            let provider = crate::delta::session::table_provider(ctx, &delta, &spec.table).await?;
             let schema = provider.schema();
             for (fact_column, column) in &spec.columns {
                 let field = schema.field_with_name(column).map_err(|_| {
@@ -376,14 +370,16 @@ async fn run_step(
         ))
     })?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let plan = df.create_physical_plan().await?;
-    tracing::trace!(
-        table = fact,
-        lookup = lookup.table(),
-        plan = %datafusion::physical_plan::displayable(plan.as_ref()).indent(true),
-        "lookup plan"
-    );
-    let parts = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let plan = df.clone().create_physical_plan().await?;
+        tracing::trace!(
+            table = fact,
+            lookup = lookup.table(),
+            plan = %datafusion::physical_plan::displayable(plan.as_ref()).indent(true),
+            "lookup plan"
+        );
+    }
+    let parts = crate::delta::session::collect_frame(df).await?;
     Ok(arrow::compute::concat_batches(&schema, &parts)?)
 }
 

@@ -34,6 +34,7 @@ pub use config::SilverConfig;
 pub use job::TableRun;
 pub use spec::{Kind, Pipeline, TableSpec};
 
+use crate::delta::cluster::Engine;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
 use crate::tables::bronze::{EVENTS_TABLE, LAYER as BRONZE_LAYER};
@@ -124,6 +125,7 @@ pub async fn run(
     root: &StorageRoot,
     checkpoint_interval: u64,
     options: &RunOptions,
+    engine: &Engine,
 ) -> Result<RunSummary> {
     let started = Instant::now();
     for table in options.tables.iter().chain(match &options.full_refresh {
@@ -137,7 +139,7 @@ pub async fn run(
             });
         }
     }
-    let sessions = crate::delta::session::RunSessions::new(&config.session_limits())?;
+    let sessions = crate::delta::session::RunSessions::new(&config.session_limits(), engine)?;
     let ctx = sessions.work;
     root.register_object_store(&ctx)?;
     let bronze = root.open_table(BRONZE_LAYER, EVENTS_TABLE).await?;

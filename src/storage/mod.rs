@@ -153,6 +153,15 @@ impl StorageRoot {
     /// feed, gold's marts) can resolve `s3://` and `az://` paths. Local roots
     /// need nothing: DataFusion knows `file://`.
     pub fn register_object_store(&self, ctx: &datafusion::prelude::SessionContext) -> Result<()> {
+        self.register_object_store_in(ctx.runtime_env().object_store_registry.as_ref())
+    }
+
+    /// [`Self::register_object_store`] into any runtime's registry (the
+    /// Ballista scheduler's and executors', which read the lake too).
+    pub fn register_object_store_in(
+        &self,
+        registry: &dyn datafusion::execution::object_store::ObjectStoreRegistry,
+    ) -> Result<()> {
         if self.is_local() {
             return Ok(());
         }
@@ -161,7 +170,7 @@ impl StorageRoot {
             .and_then(|b| b.with_storage_options(self.options.clone()).build_storage())
             .map_err(|e| Error::delta(&shown, e))?
             .root_object_store(None);
-        ctx.register_object_store(&self.url, store);
+        registry.register_store(&self.url, store);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::storage::StorageRoot;
 
 /// Layer folder of the system tables.
@@ -49,10 +49,8 @@ pub async fn open(root: &StorageRoot) -> Result<DeltaTable> {
 pub async fn register_loaded(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<()> {
     let _ = ctx.deregister_table(name)?;
     if table.version().is_some() {
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| Error::delta(RUNS_TABLE, e))?;
-        ctx.register_table(name, table.table_provider().await?)?;
+        let provider = crate::delta::session::table_provider(ctx, table, RUNS_TABLE).await?;
+        ctx.register_table(name, provider)?;
     } else {
         let empty = datafusion::datasource::MemTable::try_new(runs_schema(), vec![vec![]])?;
         ctx.register_table(name, Arc::new(empty))?;

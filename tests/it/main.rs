@@ -3,6 +3,7 @@
 //! services; `cargo test` alone runs everything that needs no external service.
 
 mod architecture;
+mod ballista;
 mod bronze_file;
 mod bronze_kafka;
 mod compose;

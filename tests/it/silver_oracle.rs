@@ -404,8 +404,12 @@ fn generate(
     batch
 }
 
-async fn run_seed(seed: u64) {
+/// Runs seed `seed`'s stream, on `engine` when given (tests/it/ballista.rs).
+pub async fn run_seed(seed: u64, engine: Option<lakehouse::delta::cluster::EngineConfig>) {
     let mut lake = Lake::new();
+    if let Some(engine) = engine {
+        lake.config.engine = engine;
+    }
     if seed.is_multiple_of(2) {
         // Tiny chunks and files: chunked loads, many files, pruning by key range.
         lake.config.silver.chunk_rows = 5;
@@ -506,6 +510,6 @@ async fn silver_matches_an_in_memory_replay_of_random_streams() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
     for seed in 1..=seeds {
-        run_seed(seed).await;
+        run_seed(seed, None).await;
     }
 }
