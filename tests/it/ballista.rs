@@ -5,6 +5,8 @@
 //!   rows in every silver table and mart after every round.
 //! - The silver oracle's random streams, run in ballista mode, equal its
 //!   in-memory replay after every run (`silver_oracle::run_seed`).
+//! - A lake on S3 (SeaweedFS): executors given its configuration read the
+//!   bucket, and the tables equal local mode's on a local folder.
 //! - An executor killed with SIGKILL while silver runs: the run either fails
 //!   with the cluster's error or finishes on the other executor; either
 //!   way every committed table holds whole runs, and after a rerun the
@@ -222,15 +224,23 @@ fn wait_for_port(port: u16, what: &str) {
 
 impl OwnCluster {
     /// A scheduler that declares a silent executor dead within seconds, and
-    /// `executors` executors heartbeating every second.
-    fn start(executors: usize) -> Self {
+    /// `executors` executors heartbeating every second; all of them read
+    /// the lake of the lakehouse configuration `lake_config` when given.
+    fn start(executors: usize, lake_config: Option<&Path>) -> Self {
         let bin = binaries();
         let work = tempfile::tempdir().expect("work dir");
         let port = free_port();
         let log = |name: &str| {
             std::fs::File::create(work.path().join(format!("{name}.log"))).expect("log file")
         };
-        let scheduler = Command::new(bin.join("lakehouse-scheduler"))
+        let command = |name: &str| {
+            let mut command = Command::new(bin.join(name));
+            if let Some(path) = lake_config {
+                command.env("LAKEHOUSE_CONFIG", path);
+            }
+            command
+        };
+        let scheduler = command("lakehouse-scheduler")
             .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
             .args(["--bind-port", &port.to_string()])
             .args(["--executor-timeout-seconds", "4"])
@@ -245,7 +255,7 @@ impl OwnCluster {
                 let (flight, grpc) = (free_port(), free_port());
                 let dir = work.path().join(format!("executor-{i}"));
                 std::fs::create_dir_all(&dir).expect("executor dir");
-                let child = Command::new(bin.join("lakehouse-executor"))
+                let child = command("lakehouse-executor")
                     .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
                     .args(["--scheduler-host", "127.0.0.1"])
                     .args(["--scheduler-port", &port.to_string()])
@@ -278,7 +288,7 @@ async fn an_executor_killed_mid_run_leaves_no_partial_commit() {
     if shared_cluster().is_none() {
         return;
     }
-    let mut cluster = OwnCluster::start(2);
+    let mut cluster = OwnCluster::start(2, None);
     let local = shipped_lake();
     let mut remote = shipped_lake();
     remote.config.engine = ballista(&cluster.url);
@@ -334,4 +344,39 @@ async fn an_executor_killed_mid_run_leaves_no_partial_commit() {
     gold_run(&local, no_publish()).await;
     gold_run(&remote, no_publish()).await;
     assert_same_tables(&local, &remote, "after the kill and a rerun").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_read_a_lake_on_s3_with_its_configuration() {
+    if shared_cluster().is_none() {
+        return;
+    }
+    let Some(server) = crate::storage_support::Server::s3() else {
+        return;
+    };
+    let local = shipped_lake();
+    let mut remote = shipped_lake();
+    remote.config.storage = server.storage("ballista");
+    // The scheduler and executors get the lake (bucket, endpoint, keys)
+    // from a lakehouse.toml, as `lakehouse` does.
+    let mut toml = format!(
+        "[storage]\nroot = \"{}\"\n[storage.options]\n",
+        remote.config.storage.root
+    );
+    for (key, value) in &remote.config.storage.options {
+        toml.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    let lake_config = remote.path().join("cluster.toml");
+    std::fs::write(&lake_config, toml).expect("cluster config");
+    let cluster = OwnCluster::start(2, Some(&lake_config));
+    remote.config.engine = ballista(&cluster.url);
+    for records in shop_records(5, 2, 20) {
+        local.feed(&records).await;
+        remote.feed(&records).await;
+        local.silver().await;
+        remote.silver().await;
+        gold_run(&local, no_publish()).await;
+        gold_run(&remote, no_publish()).await;
+    }
+    assert_same_tables(&local, &remote, "a lake on S3").await;
 }

@@ -601,10 +601,33 @@ fn lakehouse_config_parses_and_points_at_the_stack() {
         "WORKDIR /app",
         "COPY layers /app/layers",
         "COPY sql /app/sql",
-        "-p lakehouse -p lakehouse-mock --bins",
+        "-p lakehouse -p lakehouse-mock -p lakehouse-cluster --bins",
+        "target/release/lakehouse-scheduler target/release/lakehouse-executor",
     ] {
         assert!(dockerfile.contains(line), "Dockerfile: {line}");
     }
+    // The `ballista` profile: a scheduler and executors silver and gold use
+    // when LAKEHOUSE_ENGINE_MODE=ballista, off by default.
+    for name in ["ballista-scheduler", "ballista-executor"] {
+        assert_eq!(
+            services[name]["profiles"],
+            serde_json::json!(["ballista"]),
+            "{name}: only in the ballista profile"
+        );
+    }
+    assert_eq!(
+        services["ballista-scheduler"]["command"][0],
+        "lakehouse-scheduler"
+    );
+    let executor = services["ballista-executor"]["command"].to_string();
+    assert!(
+        executor.contains("lakehouse-executor")
+            && executor.contains("--scheduler-host ballista-scheduler"),
+        "{executor}"
+    );
+    let text = read("docker-compose.yaml");
+    assert!(text.contains("LAKEHOUSE_ENGINE__MODE: ${LAKEHOUSE_ENGINE_MODE:-local}"));
+    assert!(text.contains("LAKEHOUSE_ENGINE__BALLISTA__SCHEDULER: df://ballista-scheduler:50050"));
 }
 
 /// The compose stack's schedule: bronze is its own service, so the
