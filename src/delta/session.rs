@@ -127,17 +127,8 @@ fn session_with_pool(
     options.execution.sort_spill_reservation_bytes =
         SORT_SPILL_RESERVATION.min(pool_bytes / (16 * options.execution.target_partitions.max(1)));
     let runtime = runtime(limits, pool_bytes, None)?;
-    if let Engine::Ballista {
-        endpoint,
-        max_message_size,
-    } = engine
-    {
-        let cluster = Cluster::new(
-            endpoint,
-            *max_message_size,
-            &session_config,
-            runtime.clone(),
-        )?;
+    if let Engine::Ballista(target) = engine {
+        let cluster = Cluster::new(target, &session_config, runtime.clone())?;
         session_config = session_config.with_extension(Arc::new(cluster));
     }
     let mut ctx = SessionContext::new_with_config_rt(session_config, runtime);

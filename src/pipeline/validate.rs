@@ -5,7 +5,8 @@
 //! and date `covers` against the planned columns of the tables they name,
 //! then plans every mart over empty tables with the silver tables',
 //! bronze's and the system tables' columns, and checks its `incremental`
-//! rules. Nothing is read from or written to storage. Every error found is
+//! rules, and that `[engine]` names a usable scheduler URL. Nothing is read
+//! from or written to storage (nor is the cluster contacted). Every error found is
 //! reported (a table whose inputs are broken is skipped, not reported
 //! again), each naming its file and, when known, the line. The result also
 //! holds the dependency graph: the tables in run order with their inputs.
@@ -72,6 +73,10 @@ pub async fn validate(config: &Config) -> Report {
             return report;
         }
     };
+    // `[engine]`: a scheduler URL that would fail every ballista run.
+    if let Err(e) = crate::delta::cluster::Engine::from_config(&config.engine) {
+        report.errors.push(e);
+    }
     let silver = check_silver(config, &ctx, &mut report).await;
     check_gold(config, &ctx, &silver, &mut report).await;
     for error in &mut report.errors {

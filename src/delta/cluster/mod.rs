@@ -28,16 +28,18 @@
 //! and the lake's object store.
 
 pub mod codec;
+pub mod rules;
 pub mod scan;
-pub mod sorts;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista_core::extension::{
     SessionConfigExt, SessionStateExt, ballista_aggregate_functions, ballista_scalar_functions,
     ballista_window_functions,
 };
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -45,7 +47,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SessionConfig};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -84,7 +86,13 @@ pub struct BallistaSettings {
     /// them. The scheduler's `--grpc-server-max-decoding-message-size` must
     /// be at least as large (`lakehouse-scheduler` defaults to 256 MiB).
     pub max_message_size: usize,
+    /// A query still running after this many seconds fails the run (0: no
+    /// limit), so a stalled cluster cannot hang a scheduled pipeline.
+    pub query_timeout_secs: u64,
 }
+
+/// Default of [`BallistaSettings::query_timeout_secs`]: an hour.
+pub const DEFAULT_QUERY_TIMEOUT_SECS: u64 = 3600;
 
 /// Default of [`BallistaSettings::max_message_size`].
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
@@ -94,6 +102,7 @@ impl Default for BallistaSettings {
         Self {
             scheduler: "df://127.0.0.1:50050".into(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            query_timeout_secs: DEFAULT_QUERY_TIMEOUT_SECS,
         }
     }
 }
@@ -105,12 +114,18 @@ pub enum Engine {
     #[default]
     Local,
     /// On a Ballista cluster.
-    Ballista {
-        /// The scheduler's gRPC endpoint, `http://host:port`.
-        endpoint: String,
-        /// See [`BallistaSettings::max_message_size`].
-        max_message_size: usize,
-    },
+    Ballista(ClusterTarget),
+}
+
+/// The cluster an [`Engine::Ballista`] runs on, as a client reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTarget {
+    /// The scheduler's gRPC endpoint, `http://host:port`.
+    pub endpoint: String,
+    /// See [`BallistaSettings::max_message_size`].
+    pub max_message_size: usize,
+    /// See [`BallistaSettings::query_timeout_secs`] (`None`: no limit).
+    pub query_timeout: Option<Duration>,
 }
 
 impl Engine {
@@ -119,10 +134,12 @@ impl Engine {
     pub fn from_config(config: &EngineConfig) -> Result<Self> {
         match config.mode {
             EngineMode::Local => Ok(Engine::Local),
-            EngineMode::Ballista => Ok(Engine::Ballista {
+            EngineMode::Ballista => Ok(Engine::Ballista(ClusterTarget {
                 endpoint: scheduler_endpoint(&config.ballista.scheduler)?,
                 max_message_size: config.ballista.max_message_size,
-            }),
+                query_timeout: (config.ballista.query_timeout_secs > 0)
+                    .then(|| Duration::from_secs(config.ballista.query_timeout_secs)),
+            })),
         }
     }
 }
@@ -153,20 +170,23 @@ fn scheduler_endpoint(url: &str) -> Result<String> {
 #[derive(Debug)]
 pub struct Cluster {
     state: SessionState,
-    endpoint: String,
+    target: ClusterTarget,
 }
 
 impl Cluster {
-    /// A client of the scheduler at `endpoint`, sending `config`'s settings
+    /// A client of the scheduler of `target`, sending `config`'s settings
     /// (batch size, string types, ...) with every job so executors run the
     /// SQL as this process would.
     pub fn new(
-        endpoint: &str,
-        max_message_size: usize,
+        target: &ClusterTarget,
         config: &SessionConfig,
         runtime: Arc<RuntimeEnv>,
     ) -> Result<Self> {
-        let mut config = config.clone();
+        // Ballista's settings for distributed plans first (no round-robin
+        // repartitions, scalar subqueries as joins, sort-merge joins that
+        // spill, broadcast thresholds): they are applied once, to a config
+        // that has no Ballista extension yet, so before any of ours.
+        let mut config = config.clone().upgrade_for_ballista();
         // Ballista 55's adaptive planner re-optimizes the rest of a job as
         // its stages finish. On lakehouse's plans it hung jobs: a join
         // selection that swaps a hash join's inputs after its dynamic filter
@@ -181,7 +201,7 @@ impl Cluster {
         optimizer.enable_aggregate_dynamic_filter_pushdown = false;
         let config = config
             .with_ballista_logical_extension_codec(Arc::new(LakehouseCodec::default()))
-            .with_ballista_grpc_client_max_message_size(max_message_size)
+            .with_ballista_grpc_client_max_message_size(target.max_message_size)
             .with_ballista_adaptive_query_planner(false)
             .with_ballista_job_name("lakehouse");
         let state = SessionStateBuilder::new()
@@ -189,10 +209,10 @@ impl Cluster {
             .with_config(config)
             .with_runtime_env(runtime)
             .build()
-            .upgrade_for_ballista(endpoint.to_string())?;
+            .upgrade_for_ballista(target.endpoint.clone())?;
         Ok(Self {
             state,
-            endpoint: endpoint.to_string(),
+            target: target.clone(),
         })
     }
 
@@ -200,17 +220,58 @@ impl Cluster {
     /// the cluster and streams its result.
     pub async fn execute(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
         let frame = DataFrame::new(self.state.clone(), inline_views(plan)?);
-        let context = format!("on the Ballista cluster at {}", self.endpoint);
+        let context = format!("on the Ballista cluster at {}", self.target.endpoint);
         let stream = frame
             .execute_stream()
             .await
             .map_err(|e| e.context(context.clone()))?;
         // The job runs while the stream is read: its failure arrives there.
         let schema = stream.schema();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
+        let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
             schema,
             stream.map_err(move |e| e.context(context.clone())),
-        )))
+        ));
+        Ok(match self.target.query_timeout {
+            Some(timeout) => with_deadline(stream, timeout, &self.target.endpoint),
+            None => stream,
+        })
+    }
+}
+
+/// `stream`, ending with an error once `timeout` has passed: a job the
+/// cluster never finishes (an executor lost with no retry left, a stalled
+/// scheduler) fails the run instead of hanging it. Dropping the stream
+/// drops the client's side of the job.
+fn with_deadline(
+    stream: SendableRecordBatchStream,
+    timeout: Duration,
+    endpoint: &str,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let message = format!(
+        "the query did not finish within {} s on the Ballista cluster at {endpoint} \
+         ([engine] ballista.query_timeout_secs)",
+        timeout.as_secs_f64()
+    );
+    let limited = futures::stream::unfold(Some(stream), move |state| {
+        let message = message.clone();
+        async move {
+            let mut stream = state?;
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(item)) => Some((item, Some(stream))),
+                Ok(None) => None,
+                Err(_) => Some((Err(DataFusionError::Execution(message)), None)),
+            }
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, limited))
+}
+
+impl Cluster {
+    /// The cluster this client sends its queries to.
+    pub fn target(&self) -> &ClusterTarget {
+        &self.target
     }
 }
 
@@ -251,7 +312,8 @@ fn inline_views(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// The session state a scheduler or executor plans and runs lakehouse's
 /// SQL with: DataFusion's and Ballista's functions plus the JSON functions
 /// the engine registers, over `runtime` (which holds the lake's object
-/// store), with the window-sort rule of [`sorts`].
+/// store), with the rules of [`rules`] that keep plans right once cut
+/// into stages.
 pub fn cluster_session_state(
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
@@ -263,7 +325,8 @@ pub fn cluster_session_state(
         .with_scalar_functions(ballista_scalar_functions())
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())
-        .with_physical_optimizer_rule(Arc::new(sorts::SortWindowInputs))
+        .with_physical_optimizer_rule(Arc::new(rules::SortWindowInputs))
+        .with_physical_optimizer_rule(Arc::new(rules::SingleProbeForBuildSideJoins))
         .build();
     datafusion_functions_json::register_all(&mut state)?;
     Ok(state)
@@ -346,6 +409,63 @@ mod tests {
         assert_eq!(values, vec![21, 31]);
     }
 
+    #[tokio::test]
+    async fn a_query_past_its_deadline_fails_naming_the_setting() {
+        use datafusion::arrow::datatypes::Schema;
+        let schema = Arc::new(Schema::empty());
+        let never: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::pending(),
+        ));
+        let mut limited = with_deadline(never, Duration::from_millis(50), "http://s:1");
+        let err = limited.next().await.unwrap().unwrap_err().to_string();
+        assert!(
+            err.contains("query_timeout_secs") && err.contains("http://s:1"),
+            "{err}"
+        );
+        assert!(
+            limited.next().await.is_none(),
+            "the stream ends after its error"
+        );
+        // A stream that finishes in time passes through.
+        let empty: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::empty(),
+        ));
+        let mut limited = with_deadline(empty, Duration::from_secs(60), "http://s:1");
+        assert!(limited.next().await.is_none());
+    }
+
+    #[test]
+    fn the_client_sends_ballistas_settings_for_distributed_plans() {
+        let target = ClusterTarget {
+            endpoint: "http://127.0.0.1:1".into(),
+            max_message_size: 1 << 20,
+            query_timeout: None,
+        };
+        let ours = SessionConfig::new().with_batch_size(1234);
+        let cluster = Cluster::new(&target, &ours, Arc::new(RuntimeEnv::default())).unwrap();
+        let options = cluster.state.config().options();
+        // Ballista's: scalar subqueries as joins (its executors cannot decode
+        // the physical ones), no round-robin repartitions.
+        assert!(
+            !options
+                .optimizer
+                .enable_physical_uncorrelated_scalar_subquery
+        );
+        assert!(!options.optimizer.enable_round_robin_repartition);
+        // Ours, on top.
+        assert_eq!(cluster.state.config().batch_size(), 1234);
+        assert!(!options.optimizer.enable_dynamic_filter_pushdown);
+        assert!(
+            !cluster
+                .state
+                .config()
+                .ballista_config()
+                .adaptive_query_planner_enabled()
+        );
+    }
+
     #[test]
     fn local_is_the_default_engine() {
         assert_eq!(
@@ -358,10 +478,11 @@ mod tests {
         };
         assert_eq!(
             Engine::from_config(&config).unwrap(),
-            Engine::Ballista {
+            Engine::Ballista(ClusterTarget {
                 endpoint: "http://127.0.0.1:50050".into(),
-                max_message_size: DEFAULT_MAX_MESSAGE_SIZE
-            }
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                query_timeout: Some(Duration::from_secs(DEFAULT_QUERY_TIMEOUT_SECS)),
+            })
         );
     }
 }
