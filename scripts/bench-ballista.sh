@@ -42,14 +42,6 @@ ballista.scheduler = "df://127.0.0.1:$port"
 TOML
 done
 
-timed() { # label command...
-  local label=$1
-  shift
-  echo "== $label (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-  RUST_LOG=info /usr/bin/time -f "   %e s wall, %U s user, %S s sys, %M KB peak RSS" "$@" \
-    > "$DIR/$label.out" 2> "$DIR/$label.err" || { tail -20 "$DIR/$label.err"; exit 1; }
-  tail -1 "$DIR/$label.err"
-}
 
 # One bronze, copied: both modes start from the same files.
 rm -rf "$DIR/local" "$DIR/ballista" "$DIR/in.jsonl"

@@ -15,6 +15,8 @@ N=${1:?usage: bench-silver.sh N [DIR]}
 DIR=${2:-$(mktemp -d /tmp/bench-silver.XXXXXX)}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 mkdir -p "$DIR"
 cat > "$DIR/lakehouse.toml" <<EOF
 [storage]
@@ -25,14 +27,6 @@ sql_dir = "$REPO/sql/silver"
 memory_limit = 536870912
 EOF
 
-timed() { # label command...
-    local label=$1
-    shift
-    echo "== $label (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-    RUST_LOG=info /usr/bin/time -f "   %e s wall, %U s user, %S s sys, %M KB peak RSS" "$@" \
-        > "$DIR/$label.out" 2> "$DIR/$label.err" || { tail -20 "$DIR/$label.err"; exit 1; }
-    tail -1 "$DIR/$label.err"
-}
 
 rm -f "$DIR/in.jsonl"
 mkfifo "$DIR/in.jsonl"

@@ -1,5 +1,17 @@
-# Shell helpers shared by scripts/test.sh, the service scripts it sources and
-# the fixture capture scripts under tests/jvm/ (sourced; defines functions only).
+# Shell helpers shared by scripts/test.sh, the service scripts it sources, the
+# benchmark scripts and the fixture capture scripts under tests/jvm/ (sourced; defines functions only).
+
+# timed LABEL COMMAND...: runs COMMAND with RUST_LOG=info under /usr/bin/time,
+# output in $DIR/LABEL.out and .err, and prints its wall, CPU and peak RSS
+# with the load average (the benchmark scripts).
+timed() {
+  local label=$1
+  shift
+  echo "== $label (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  RUST_LOG=info /usr/bin/time -f "   %e s wall, %U s user, %S s sys, %M KB peak RSS" "$@" \
+    > "$DIR/$label.out" 2> "$DIR/$label.err" || { tail -20 "$DIR/$label.err"; exit 1; }
+  tail -1 "$DIR/$label.err"
+}
 
 # A free TCP port on 127.0.0.1.
 free_port() {

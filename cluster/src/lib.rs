@@ -45,17 +45,24 @@ pub fn lake_runtime(temp_dir: Option<&str>) -> anyhow::Result<Arc<RuntimeEnv>> {
     Ok(builder.build_arc()?)
 }
 
-/// The process's arguments after `defaults`: a flag given on the command
-/// line wins (clap keeps the last occurrence of a single-valued flag).
-pub fn args_with_defaults(defaults: &[(&str, String)]) -> Vec<std::ffi::OsString> {
+/// The process's arguments after each of `size_flags` set to
+/// [`MAX_MESSAGE_SIZE`]: a flag given on the command line wins (clap keeps
+/// the last occurrence of a single-valued flag).
+pub fn args_with_message_sizes(size_flags: &[&str]) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().take(1).collect();
-    for (flag, value) in defaults {
+    for flag in size_flags {
         args.push(flag.into());
-        args.push(value.into());
+        args.push(MAX_MESSAGE_SIZE.to_string().into());
     }
     args.extend(std::env::args_os().skip(1));
     args
 }
+
+/// The gRPC server's message-size flags both processes share.
+pub const SERVER_MESSAGE_SIZE_FLAGS: [&str; 2] = [
+    "--grpc-server-max-decoding-message-size",
+    "--grpc-server-max-encoding-message-size",
+];
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {

@@ -33,17 +33,7 @@ use crate::silver_support::{Lake, text_rows};
 /// The cluster scripts/test.sh started. Unset: skipped, unless
 /// `LAKEHOUSE_TEST_REQUIRE_SERVICES` is set, in which case it fails.
 fn shared_cluster() -> Option<String> {
-    match std::env::var("LAKEHOUSE_TEST_BALLISTA") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("LAKEHOUSE_TEST_REQUIRE_SERVICES").is_none(),
-                "LAKEHOUSE_TEST_BALLISTA is not set but services are required"
-            );
-            eprintln!("skipping: LAKEHOUSE_TEST_BALLISTA not set (run scripts/test.sh)");
-            None
-        }
-    }
+    crate::support::service_var("LAKEHOUSE_TEST_BALLISTA")
 }
 
 /// `[engine]` for the cluster at `url`.

@@ -194,17 +194,8 @@ impl Drop for Connect {
 fn services() -> Option<(String, String)> {
     let postgres = postgres_url()?;
     let kafka = crate::support::Broker::external()?.bootstrap();
-    match std::env::var("LAKEHOUSE_TEST_DEBEZIUM_CLASSPATH") {
-        Ok(c) if !c.is_empty() => Some((kafka, postgres)),
-        _ => {
-            assert!(
-                std::env::var_os("LAKEHOUSE_TEST_REQUIRE_SERVICES").is_none(),
-                "LAKEHOUSE_TEST_DEBEZIUM_CLASSPATH is not set but services are required"
-            );
-            eprintln!("skipping: no Debezium jars (run scripts/test.sh)");
-            None
-        }
-    }
+    crate::support::service_var("LAKEHOUSE_TEST_DEBEZIUM_CLASSPATH")?;
+    Some((kafka, postgres))
 }
 
 /// The shipped silver specs with their topics renamed to `prefix`, in `dir`.

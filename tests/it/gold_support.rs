@@ -14,17 +14,7 @@ use crate::silver_support::Lake;
 /// one). Unset: the test is skipped, unless `LAKEHOUSE_TEST_REQUIRE_SERVICES`
 /// is set, in which case it fails.
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("LAKEHOUSE_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("LAKEHOUSE_TEST_REQUIRE_SERVICES").is_none(),
-                "LAKEHOUSE_TEST_POSTGRES is not set but services are required"
-            );
-            eprintln!("skipping: LAKEHOUSE_TEST_POSTGRES not set (run scripts/test.sh)");
-            None
-        }
-    }
+    crate::support::service_var("LAKEHOUSE_TEST_POSTGRES")
 }
 
 /// A lake using the repository's silver and gold specs.

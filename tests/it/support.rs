@@ -27,6 +27,24 @@ pub enum Broker {
 }
 
 /// Logs to the test output, filtered by `RUST_LOG` (default: warnings).
+/// The value of `var`, which scripts/test.sh sets for a service it started.
+/// Unset or empty: `None` and the test is skipped, unless
+/// `LAKEHOUSE_TEST_REQUIRE_SERVICES` is set (as scripts/test.sh and CI do),
+/// in which case the test fails.
+pub fn service_var(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var_os("LAKEHOUSE_TEST_REQUIRE_SERVICES").is_none(),
+                "{var} is not set but services are required"
+            );
+            eprintln!("skipping: {var} not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -48,17 +66,7 @@ impl Broker {
     /// scripts/test.sh and CI do), in which case the test fails.
     pub fn external() -> Option<Self> {
         init_tracing();
-        match std::env::var("LAKEHOUSE_TEST_KAFKA") {
-            Ok(brokers) if !brokers.is_empty() => Some(Broker::External(brokers)),
-            _ => {
-                assert!(
-                    std::env::var_os("LAKEHOUSE_TEST_REQUIRE_SERVICES").is_none(),
-                    "LAKEHOUSE_TEST_KAFKA is not set but services are required"
-                );
-                eprintln!("skipping: LAKEHOUSE_TEST_KAFKA not set (run scripts/test.sh)");
-                None
-            }
-        }
+        service_var("LAKEHOUSE_TEST_KAFKA").map(Broker::External)
     }
 
     pub fn bootstrap(&self) -> String {

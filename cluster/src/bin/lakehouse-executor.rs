@@ -15,21 +15,14 @@ use ballista_executor::health::spawn_health_server;
 use clap::Parser;
 use datafusion::prelude::SessionConfig;
 use lakehouse::delta::cluster::{LakehouseCodec, cluster_session_state};
-use lakehouse_cluster::{MAX_MESSAGE_SIZE, args_with_defaults, init_logging, lake_runtime};
+use lakehouse_cluster::{
+    SERVER_MESSAGE_SIZE_FLAGS, args_with_message_sizes, init_logging, lake_runtime,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     init_logging();
-    let options = Config::parse_from(args_with_defaults(&[
-        (
-            "--grpc-server-max-decoding-message-size",
-            MAX_MESSAGE_SIZE.to_string(),
-        ),
-        (
-            "--grpc-server-max-encoding-message-size",
-            MAX_MESSAGE_SIZE.to_string(),
-        ),
-    ]));
+    let options = Config::parse_from(args_with_message_sizes(&SERVER_MESSAGE_SIZE_FLAGS));
     let health_addr: std::net::SocketAddr =
         format!("{}:{}", options.bind_host, options.bind_health_port)
             .parse()

@@ -14,7 +14,9 @@ use ballista_scheduler::config::{Config, SchedulerConfig};
 use ballista_scheduler::scheduler_process::start_server;
 use clap::Parser;
 use lakehouse::delta::cluster::{LakehouseCodec, cluster_session_state};
-use lakehouse_cluster::{MAX_MESSAGE_SIZE, args_with_defaults, init_logging, lake_runtime};
+use lakehouse_cluster::{
+    SERVER_MESSAGE_SIZE_FLAGS, args_with_message_sizes, init_logging, lake_runtime,
+};
 
 fn main() -> anyhow::Result<()> {
     // Ballista plans deep trees recursively: its own binary runs on 32 MiB stacks.
@@ -27,20 +29,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     init_logging();
-    let options = Config::parse_from(args_with_defaults(&[
-        (
-            "--grpc-server-max-decoding-message-size",
-            MAX_MESSAGE_SIZE.to_string(),
-        ),
-        (
-            "--grpc-server-max-encoding-message-size",
-            MAX_MESSAGE_SIZE.to_string(),
-        ),
-        // Tasks carry their in-memory tables to the executors too.
-        (
-            "--grpc-client-max-message-size",
-            MAX_MESSAGE_SIZE.to_string(),
-        ),
+    // Tasks carry their in-memory tables to the executors too.
+    let [decoding, encoding] = SERVER_MESSAGE_SIZE_FLAGS;
+    let options = Config::parse_from(args_with_message_sizes(&[
+        decoding,
+        encoding,
+        "--grpc-client-max-message-size",
     ]));
     let addr: SocketAddr = format!("{}:{}", options.bind_host, options.bind_port)
         .parse()

@@ -48,43 +48,7 @@ impl PhysicalOptimizerRule for SortWindowInputs {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let is_window = node.downcast_ref::<WindowAggExec>().is_some()
-                || node.downcast_ref::<BoundedWindowAggExec>().is_some();
-            let required = node.required_input_ordering().into_iter().next().flatten();
-            let (true, Some(OrderingRequirements::Hard(alternatives))) = (is_window, required)
-            else {
-                return Ok(Transformed::no(node));
-            };
-            let Some(requirement) = alternatives.into_iter().next() else {
-                return Ok(Transformed::no(node));
-            };
-            let input = Arc::clone(node.children()[0]);
-            // The input's own sort, or else its output ordering (which
-            // leaves constants out, so a constant column never shows).
-            let satisfies = |ordering: &LexOrdering| {
-                ordering.len() >= requirement.len()
-                    && requirement.iter().zip(ordering.iter()).all(|(r, o)| {
-                        r.expr.eq(&o.expr) && r.options.is_none_or(|options| options == o.options)
-                    })
-            };
-            let literal = match input.downcast_ref::<SortExec>() {
-                Some(sort) => satisfies(sort.expr()),
-                None => input.output_ordering().is_some_and(satisfies),
-            };
-            if literal {
-                return Ok(Transformed::no(node));
-            }
-            let ordering = LexOrdering::from(requirement);
-            let sorted: Arc<dyn ExecutionPlan> =
-                Arc::new(SortExec::new(ordering, input).with_preserve_partitioning(true));
-            // The window's output ordering is recomputed over its new input.
-            let options = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
-            Ok(Transformed::yes(
-                node.replace_children(vec![sorted], options)?,
-            ))
-        })
-        .map(|transformed| transformed.data)
+        replace_children_where(plan, sorted_window_input)
     }
 
     fn name(&self) -> &str {
@@ -101,7 +65,78 @@ impl PhysicalOptimizerRule for SortWindowInputs {
 #[derive(Debug, Default)]
 pub struct SingleProbeForBuildSideJoins;
 
-/// Whether a join emits left-side rows after its last probe batch.
+impl PhysicalOptimizerRule for SingleProbeForBuildSideJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        replace_children_where(plan, single_probe_join_inputs)
+    }
+
+    fn name(&self) -> &str {
+        "lakehouse_single_probe_for_build_side_joins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `plan`, bottom up, with each node for which `new_children` has children
+/// given those instead (its properties recomputed over them).
+fn replace_children_where(
+    plan: Arc<dyn ExecutionPlan>,
+    new_children: impl Fn(&Arc<dyn ExecutionPlan>) -> Option<Vec<Arc<dyn ExecutionPlan>>>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| match new_children(&node) {
+        None => Ok(Transformed::no(node)),
+        Some(children) => {
+            let options = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
+            Ok(Transformed::yes(node.replace_children(children, options)?))
+        }
+    })
+    .map(|transformed| transformed.data)
+}
+
+/// A window's input, sorted, when its required ordering is not literally
+/// the input's.
+fn sorted_window_input(node: &Arc<dyn ExecutionPlan>) -> Option<Vec<Arc<dyn ExecutionPlan>>> {
+    if node.downcast_ref::<WindowAggExec>().is_none()
+        && node.downcast_ref::<BoundedWindowAggExec>().is_none()
+    {
+        return None;
+    }
+    let Some(OrderingRequirements::Hard(alternatives)) =
+        node.required_input_ordering().into_iter().next().flatten()
+    else {
+        return None;
+    };
+    let requirement = alternatives.into_iter().next()?;
+    let input = Arc::clone(node.children()[0]);
+    // The input's own sort, or else its output ordering (which leaves
+    // constants out, so a constant column never shows).
+    let satisfies = |ordering: &LexOrdering| {
+        ordering.len() >= requirement.len()
+            && requirement.iter().zip(ordering.iter()).all(|(r, o)| {
+                r.expr.eq(&o.expr) && r.options.is_none_or(|options| options == o.options)
+            })
+    };
+    let literal = match input.downcast_ref::<SortExec>() {
+        Some(sort) => satisfies(sort.expr()),
+        None => input.output_ordering().is_some_and(satisfies),
+    };
+    if literal {
+        return None;
+    }
+    let ordering = LexOrdering::from(requirement);
+    Some(vec![Arc::new(
+        SortExec::new(ordering, input).with_preserve_partitioning(true),
+    )])
+}
+
+/// Whether a join emits left-side rows after its last probe batch
+/// (DataFusion's own test, `need_produce_result_in_final`, is crate-private).
 fn emits_left_rows_at_end(join_type: JoinType) -> bool {
     matches!(
         join_type,
@@ -113,46 +148,27 @@ fn emits_left_rows_at_end(join_type: JoinType) -> bool {
     )
 }
 
-impl PhysicalOptimizerRule for SingleProbeForBuildSideJoins {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let collected_left = if let Some(join) = node.downcast_ref::<HashJoinExec>() {
-                *join.partition_mode() == PartitionMode::CollectLeft
-                    && emits_left_rows_at_end(*join.join_type())
-            } else if let Some(join) = node.downcast_ref::<NestedLoopJoinExec>() {
-                emits_left_rows_at_end(*join.join_type())
-            } else {
-                false
-            };
-            let children = node.children();
-            if !collected_left
-                || children.len() != 2
-                || children[1].output_partitioning().partition_count() <= 1
-            {
-                return Ok(Transformed::no(node));
-            }
-            let left = Arc::clone(children[0]);
-            let probe: Arc<dyn ExecutionPlan> =
-                Arc::new(CoalescePartitionsExec::new(Arc::clone(children[1])));
-            let options = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
-            Ok(Transformed::yes(
-                node.replace_children(vec![left, probe], options)?,
-            ))
-        })
-        .map(|transformed| transformed.data)
+/// A collected-left join's inputs with the probe side coalesced, when the
+/// join emits unmatched left rows and its probe has several partitions.
+fn single_probe_join_inputs(node: &Arc<dyn ExecutionPlan>) -> Option<Vec<Arc<dyn ExecutionPlan>>> {
+    let collected_left = if let Some(join) = node.downcast_ref::<HashJoinExec>() {
+        *join.partition_mode() == PartitionMode::CollectLeft
+            && emits_left_rows_at_end(*join.join_type())
+    } else if let Some(join) = node.downcast_ref::<NestedLoopJoinExec>() {
+        emits_left_rows_at_end(*join.join_type())
+    } else {
+        false
+    };
+    let [left, probe] = node.children()[..] else {
+        return None;
+    };
+    if !collected_left || probe.output_partitioning().partition_count() <= 1 {
+        return None;
     }
-
-    fn name(&self) -> &str {
-        "lakehouse_single_probe_for_build_side_joins"
-    }
-
-    fn schema_check(&self) -> bool {
-        true
-    }
+    Some(vec![
+        Arc::clone(left),
+        Arc::new(CoalescePartitionsExec::new(Arc::clone(probe))),
+    ])
 }
 
 #[cfg(test)]
