@@ -90,10 +90,23 @@ impl BatchCounts {
 pub struct TopicEvents {
     /// The topic (the `topic` column of every row).
     pub topic: String,
-    /// The rows.
-    pub rows: RecordBatch,
-    /// Stream index of every row.
+    /// The rows, in order: one record batch per part the batch was built from
+    /// (see [`FinishedBatch::absorb`]), never concatenated.
+    pub rows: Vec<RecordBatch>,
+    /// Stream index of every row, over all of `rows`.
     pub streams: Vec<u32>,
+}
+
+impl TopicEvents {
+    /// Rows over all of `rows`.
+    pub fn num_rows(&self) -> usize {
+        self.rows.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The topic and its rows, as the sink writes them.
+    pub fn into_group(self) -> (String, Vec<RecordBatch>) {
+        (self.topic, self.rows)
+    }
 }
 
 /// A finished batch, ready for the sink.
@@ -111,6 +124,61 @@ pub struct FinishedBatch {
     pub counts: BatchCounts,
     /// Id of the batch, also written in the `batch_id` column.
     pub batch_id: String,
+}
+
+impl FinishedBatch {
+    /// Appends `part`, a batch finished later from the records after this
+    /// one's (the file path decodes chunks of lines on several threads, each
+    /// into a buffer of its own), and rewrites its `batch_id` column to this
+    /// batch's id. Topics' rows stay separate record batches, so nothing is
+    /// copied but that column.
+    pub fn absorb(&mut self, part: FinishedBatch) -> Result<()> {
+        for group in part.events {
+            let rows = group
+                .rows
+                .iter()
+                .map(|rows| with_batch_id(rows, &self.batch_id))
+                .collect::<Result<Vec<_>>>()?;
+            match self.events.iter_mut().find(|g| g.topic == group.topic) {
+                Some(ours) => {
+                    ours.rows.extend(rows);
+                    ours.streams.extend(group.streams);
+                }
+                None => self.events.push(TopicEvents { rows, ..group }),
+            }
+        }
+        if part.dead_letters.num_rows() > 0 {
+            let theirs = with_batch_id(&part.dead_letters, &self.batch_id)?;
+            self.dead_letters = arrow::compute::concat_batches(
+                &dead_letters_schema(),
+                [&self.dead_letters, &theirs],
+            )?;
+            self.dead_letter_positions
+                .extend(part.dead_letter_positions);
+        }
+        for (index, theirs) in part.streams.into_iter().enumerate() {
+            match self.streams.get_mut(index) {
+                Some(ours) => {
+                    ours.first = ours.first.or(theirs.first);
+                    ours.last = theirs.last.or(ours.last);
+                    ours.topic = ours.topic.take().or(theirs.topic);
+                    ours.records += theirs.records;
+                    ours.bytes += theirs.bytes;
+                }
+                None => self.streams.push(theirs),
+            }
+        }
+        self.counts.add(&part.counts);
+        Ok(())
+    }
+}
+
+/// `rows` with its `batch_id` column set to `batch_id`.
+fn with_batch_id(rows: &RecordBatch, batch_id: &str) -> Result<RecordBatch> {
+    let index = rows.schema().index_of("batch_id")?;
+    let mut columns = rows.columns().to_vec();
+    columns[index] = batch_id_column(batch_id, rows.num_rows());
+    Ok(RecordBatch::try_new(rows.schema(), columns)?)
 }
 
 fn string_map_builder(rows: usize, map: MapCapacity) -> MapBuilder<StringBuilder, StringBuilder> {
@@ -156,6 +224,36 @@ struct Capacity {
     key: MapCapacity,
     before: MapCapacity,
     after: MapCapacity,
+}
+
+impl MapCapacity {
+    fn grown(self) -> Self {
+        Self {
+            entries: grown(self.entries),
+            key_bytes: grown(self.key_bytes),
+            value_bytes: grown(self.value_bytes),
+        }
+    }
+}
+
+impl Capacity {
+    /// A quarter more than the last batch held: batches (and the file path's
+    /// chunks) vary in size, and a builder one record too small copies
+    /// itself whole.
+    fn grown(self) -> Self {
+        Self {
+            rows: grown(self.rows),
+            raw_key_bytes: grown(self.raw_key_bytes),
+            raw_value_bytes: grown(self.raw_value_bytes),
+            key: self.key.grown(),
+            before: self.before.grown(),
+            after: self.after.grown(),
+        }
+    }
+}
+
+fn grown(size: usize) -> usize {
+    size + size / 4
 }
 
 fn utc_micros() -> TimestampMicrosecondBuilder {
@@ -481,6 +579,16 @@ impl BronzeBuffer {
         }
     }
 
+    /// An empty buffer with the streams of `streams` at the same indexes:
+    /// the buffer of a part that a [`FinishedBatch::absorb`] joins later.
+    pub fn with_streams(streams: &[StreamRange]) -> Self {
+        let mut buffer = Self::new();
+        for stream in streams {
+            buffer.stream(&stream.app_id);
+        }
+        buffer
+    }
+
     /// Registers a stream by its Delta application id and returns its index.
     /// Registering the same id again returns the existing index.
     pub fn stream(&mut self, app_id: &str) -> usize {
@@ -604,10 +712,10 @@ impl BronzeBuffer {
             let capacity = topic.columns.capacity();
             events.push(TopicEvents {
                 topic: topic.topic.clone(),
-                rows: topic.columns.finish(&batch_id)?,
+                rows: vec![topic.columns.finish(&batch_id)?],
                 streams: std::mem::take(&mut topic.streams),
             });
-            topic.columns = EventColumns::new(capacity);
+            topic.columns = EventColumns::new(capacity.grown());
         }
         let dead_letters = self.dead_letters.finish(&batch_id)?;
         let streams = self.streams.clone();

@@ -9,8 +9,9 @@
 //! goes to the dead letters with `file:line` in its error.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiter::Jiter;
 
@@ -37,6 +38,9 @@ pub struct FramedLine<'a> {
     pub key: Option<Cow<'a, [u8]>>,
     /// Record value bytes.
     pub value: Option<Cow<'a, [u8]>>,
+    /// The value was taken as the rest of the line without being delimited
+    /// (see [`frame_line_fast`]): only a successful decode confirms it.
+    pub value_unchecked: bool,
 }
 
 /// Frames one line. Errors say what is wrong with it.
@@ -46,6 +50,21 @@ pub struct FramedLine<'a> {
 /// strings: the decoder parses and validates it, so it is never parsed twice
 /// (an invalid one becomes a decode dead letter naming its topic and offset).
 pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine<'_>, String> {
+    frame(line, false)
+}
+
+/// Frames one line like [`frame_line`], except that an embedded value that
+/// is the line's last field is not delimited: it is taken as everything up
+/// to the line's closing brace, and marked [`FramedLine::value_unchecked`].
+/// The value is most of a line's bytes, and the decoder parses it anyway:
+/// if it decodes, with nothing after it (the decoder checks), it was the
+/// last field and the slice is exact; otherwise the caller frames the line
+/// again with [`frame_line`]. Any other line is framed exactly.
+pub fn frame_line_fast(line: &[u8]) -> std::result::Result<FramedLine<'_>, String> {
+    frame(line, true)
+}
+
+fn frame(line: &[u8], fast: bool) -> std::result::Result<FramedLine<'_>, String> {
     let mut at = skip_ws(line, 0);
     if line.get(at) != Some(&b'{') {
         return Err("not a JSON object: expected `{` at column 1".into());
@@ -91,6 +110,17 @@ pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine<'_>, String> {
                     next
                 }
                 "value" => {
+                    if fast
+                        && matches!(line.get(at), Some(b'{' | b'['))
+                        && let Some(close) = line.trim_ascii_end().len().checked_sub(1)
+                        && line.get(close) == Some(&b'}')
+                        && close > at
+                    {
+                        framed.value = Some(Cow::Borrowed(line[at..close].trim_ascii_end()));
+                        framed.value_unchecked = true;
+                        set_topic(&mut framed, topic)?;
+                        return Ok(framed);
+                    }
                     let (payload, next) = payload(line, at).map_err(|e| format!("value: {e}"))?;
                     framed.value = payload;
                     next
@@ -120,11 +150,20 @@ pub fn frame_line(line: &[u8]) -> std::result::Result<FramedLine<'_>, String> {
     if skip_ws(line, at) != line.len() {
         return Err(format!("trailing characters at column {}", at + 1));
     }
+    set_topic(&mut framed, topic)?;
+    Ok(framed)
+}
+
+/// Sets the framed line's topic, which must have been given and not be empty.
+fn set_topic(
+    framed: &mut FramedLine<'_>,
+    topic: Option<String>,
+) -> std::result::Result<(), String> {
     framed.topic = topic.ok_or("missing \"topic\"")?;
     if framed.topic.is_empty() {
         return Err("empty \"topic\"".into());
     }
-    Ok(framed)
+    Ok(())
 }
 
 fn skip_ws(line: &[u8], mut at: usize) -> usize {
@@ -182,35 +221,31 @@ fn payload(line: &[u8], at: usize) -> std::result::Result<(Payload<'_>, usize), 
     }
 }
 
-/// The index after the object or array starting at `line[start]`: brackets
-/// are matched outside strings (whose escapes are skipped).
+/// The index after the object or array starting at `line[start]`. Only its
+/// own kind of bracket is counted, outside strings (whose escapes are
+/// skipped): in valid JSON the other kind is balanced within it, and
+/// invalid JSON is the decoder's to report.
 fn container_end(line: &[u8], start: usize) -> std::result::Result<usize, String> {
+    let (open, close) = match line.get(start) {
+        Some(b'[') => (b'[', b']'),
+        _ => (b'{', b'}'),
+    };
     let mut depth = 0usize;
     let mut at = start;
-    while let Some(&byte) = line.get(at) {
-        match byte {
+    while let Some(found) = find_any(line, at, [b'"', open, close]) {
+        at = found;
+        match line[at] {
             b'"' => {
-                at += 1;
-                loop {
-                    let rest = line.get(at..).unwrap_or_default();
-                    let found = memchr::memchr2(b'"', b'\\', rest)
-                        .ok_or_else(|| format!("unterminated string at column {}", at + 1))?;
-                    at += found;
-                    if line[at] == b'\\' {
-                        at += 2;
-                    } else {
-                        break;
-                    }
-                }
+                at = string_end(line, at + 1)?;
+                continue;
             }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
+            byte if byte == open => depth += 1,
+            _ => {
                 depth -= 1;
                 if depth == 0 {
                     return Ok(at + 1);
                 }
             }
-            _ => {}
         }
         at += 1;
     }
@@ -220,8 +255,59 @@ fn container_end(line: &[u8], start: usize) -> std::result::Result<usize, String
     ))
 }
 
+/// The index after the closing quote of the string whose content starts at
+/// `line[at]`.
+fn string_end(line: &[u8], mut at: usize) -> std::result::Result<usize, String> {
+    let opened = at;
+    loop {
+        at = find_any(line, at, [b'"', b'\\', b'\\'])
+            .ok_or_else(|| format!("unterminated string at column {opened}"))?;
+        if line[at] == b'"' {
+            return Ok(at + 1);
+        }
+        at += 2;
+    }
+}
+
+/// The index of the first of `bytes` in `line` from `at`. JSON's strings
+/// and the gaps between them are a few bytes long, so this looks at eight
+/// bytes per step in a register (no call, unlike `memchr` whose set-up
+/// dominated for such short runs): a byte equal to a wanted one is a zero
+/// byte of `word ^ wanted`, found with the usual borrow trick, whose lowest
+/// flagged byte is exact.
+fn find_any(line: &[u8], mut at: usize, bytes: [u8; 3]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let [a, b, c] = bytes.map(|byte| ONES * u64::from(byte));
+    while let Some(word) = line.get(at..at + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let word = u64::from_le_bytes(eight);
+        let flagged = zero_bytes(word ^ a) | zero_bytes(word ^ b) | zero_bytes(word ^ c);
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    line.get(at..)?
+        .iter()
+        .position(|byte| bytes.contains(byte))
+        .map(|found| at + found)
+}
+
 /// Ingests a JSON-lines file into bronze.
 pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> Result<()> {
+    run_in_chunks(ingestor, path, stop, CHUNK_BYTES).await
+}
+
+/// [`run`], reading chunks of `chunk_bytes` (tests use tiny ones).
+pub(super) async fn run_in_chunks(
+    ingestor: &mut Ingestor,
+    path: &Path,
+    stop: StopCondition,
+    chunk_bytes: usize,
+) -> Result<()> {
     let app_id = app_id(path)?;
     let streams = ingestor.open_streams(std::slice::from_ref(&app_id)).await?;
     let (stream, mut committed) = streams[0];
@@ -230,7 +316,13 @@ pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> R
         if let Some(line) = committed {
             tracing::info!(file = %path.display(), line, "resuming after the last committed line");
         }
-        if read_pass(ingestor, path, stream, committed, stop, &mut taken).await? {
+        let pass = Pass {
+            stream,
+            committed,
+            stop,
+            chunk_bytes,
+        };
+        if read_pass(ingestor, path, pass, &mut taken).await? {
             return Ok(());
         }
         // Another process committed lines of this file while this run held
@@ -244,79 +336,248 @@ pub async fn run(ingestor: &mut Ingestor, path: &Path, stop: StopCondition) -> R
     }
 }
 
+/// Bytes of the file read into one chunk of lines (the chunk ends at the
+/// last line break within it). Small enough that the decoding threads'
+/// builders are reused from the allocator's warm memory, large enough that
+/// a chunk's record batches are worth encoding.
+const CHUNK_BYTES: usize = 8 << 20;
+
 /// Reads `path` once from the line after `committed`. Returns `false` when a
 /// commit found the file's stream advanced by another process (the lines
 /// not committed were dropped: read again), `true` when the file is done.
+///
+/// The file is cut into chunks of whole lines; the chunks are framed and
+/// decoded on blocking threads, one chunk more in flight than there are
+/// cores, each into a part of its own ([`super::PartDecoder`]), and the
+/// parts join the batch in file order ([`Ingestor::absorb`]). This thread
+/// only reads, splits lines and commits.
 async fn read_pass(
     ingestor: &mut Ingestor,
     path: &Path,
-    stream: usize,
-    committed: Option<i64>,
-    stop: StopCondition,
+    pass: Pass,
     taken: &mut u64,
 ) -> Result<bool> {
+    let Pass {
+        stream,
+        committed,
+        stop,
+        chunk_bytes,
+    } = pass;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     ingestor.progress().set_total(total_bytes / 1024);
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut line = Vec::new();
-    let mut line_number: i64 = 0;
-    let fallback_topic = format!("file:{}", path.display());
+    let mut chunks = LineChunks {
+        file,
+        path,
+        chunk_bytes,
+        carry: Vec::new(),
+        line_number: 0,
+        committed,
+        max_records: stop.max_records,
+        taken,
+        done: false,
+    };
+    // One chunk more than cores: the decoding threads keep busy while this
+    // one waits for a commit.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let in_flight = threads + 1;
+    let mut idle: Vec<super::PartDecoder> =
+        (0..in_flight).map(|_| ingestor.part_decoder()).collect();
+    let mut decoding = std::collections::VecDeque::with_capacity(in_flight);
+    let context = Arc::new(ChunkContext {
+        stream,
+        path: path.to_path_buf(),
+        fallback_topic: format!("file:{}", path.display()),
+    });
     loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io(path, e))?;
-        if read == 0 {
+        while let Some(mut decoder) = idle.pop() {
+            let Some(chunk) = chunks.next_chunk()? else {
+                idle.push(decoder);
+                break;
+            };
+            let context = Arc::clone(&context);
+            decoding.push_back(tokio::task::spawn_blocking(move || {
+                let part = context.decode(&mut decoder, &chunk);
+                (decoder, part)
+            }));
+        }
+        let Some(oldest) = decoding.pop_front() else {
             break;
-        }
-        line_number += 1;
-        if stop.max_records.is_some_and(|max| *taken >= max) {
-            break;
-        }
-        let text = line.trim_ascii();
-        if text.is_empty() {
-            continue;
-        }
-        if committed.is_some_and(|c| line_number <= c) {
-            continue;
-        }
-        *taken += 1;
-        match frame_line(text) {
-            Ok(framed) => {
-                let meta = RecordMeta {
-                    stream,
-                    position: line_number,
-                    topic: &framed.topic,
-                    partition: framed.partition,
-                    offset: framed.offset.unwrap_or(line_number),
-                    timestamp_ms: None,
-                    key: framed.key.as_deref(),
-                    value: framed.value.as_deref(),
-                };
-                ingestor.ingest(&meta)?;
-            }
-            Err(message) => {
-                let meta = RecordMeta {
-                    stream,
-                    position: line_number,
-                    topic: &fallback_topic,
-                    partition: 0,
-                    offset: line_number,
-                    timestamp_ms: None,
-                    key: None,
-                    value: Some(text),
-                };
-                let message = format!("{}:{line_number}: {message}", path.display());
-                tracing::warn!(%message, "bad input line sent to the dead letters");
-                ingestor.dead_letter(&meta, "bad_line", &message);
-            }
-        }
+        };
+        let (decoder, part) = oldest
+            .await
+            .map_err(|e| Error::Internal(format!("bronze file decoding task failed: {e}")))?;
+        idle.push(decoder);
+        ingestor.absorb(part?);
         if ingestor.should_flush() && ingestor.flush().await?.rewind {
             return Ok(false);
         }
     }
     Ok(!ingestor.drain().await?.rewind)
+}
+
+/// What one reading pass over a file starts from.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    stream: usize,
+    /// The last line committed before the pass.
+    committed: Option<i64>,
+    stop: StopCondition,
+    chunk_bytes: usize,
+}
+
+/// Lines of a chunk: the bytes read and where each line to ingest is.
+struct Chunk {
+    data: Vec<u8>,
+    lines: Vec<ChunkLine>,
+}
+
+/// One non-empty line of a [`Chunk`], trimmed.
+struct ChunkLine {
+    number: i64,
+    start: usize,
+    end: usize,
+}
+
+/// What decoding a chunk needs to know besides its lines.
+struct ChunkContext {
+    stream: usize,
+    path: PathBuf,
+    fallback_topic: String,
+}
+
+impl ChunkContext {
+    /// Where the record of line `number` came from.
+    fn meta<'a>(&'a self, number: i64, framed: &'a FramedLine<'a>) -> RecordMeta<'a> {
+        RecordMeta {
+            stream: self.stream,
+            position: number,
+            topic: &framed.topic,
+            partition: framed.partition,
+            offset: framed.offset.unwrap_or(number),
+            timestamp_ms: None,
+            key: framed.key.as_deref(),
+            value: framed.value.as_deref(),
+        }
+    }
+
+    /// Frames and decodes every line of `chunk` into a part; a line that
+    /// cannot be framed becomes a dead letter naming `file:line`.
+    fn decode(
+        &self,
+        decoder: &mut super::PartDecoder,
+        chunk: &Chunk,
+    ) -> Result<super::FinishedBatch> {
+        for line in &chunk.lines {
+            let text = &chunk.data[line.start..line.end];
+            let framed = match frame_line_fast(text) {
+                Ok(framed) if framed.value_unchecked => {
+                    if decoder.decode_if_valid(&self.meta(line.number, &framed))? {
+                        continue;
+                    }
+                    // Not a last field, or not a valid record: frame it exactly
+                    // (the decoder then says what is wrong, if anything).
+                    frame_line(text)
+                }
+                framed => framed,
+            };
+            match framed {
+                Ok(framed) => decoder.decode(&self.meta(line.number, &framed))?,
+                Err(message) => {
+                    let meta = RecordMeta {
+                        stream: self.stream,
+                        position: line.number,
+                        topic: &self.fallback_topic,
+                        partition: 0,
+                        offset: line.number,
+                        timestamp_ms: None,
+                        key: None,
+                        value: Some(text),
+                    };
+                    let message = format!("{}:{}: {message}", self.path.display(), line.number);
+                    tracing::warn!(%message, "bad input line sent to the dead letters");
+                    decoder.dead_letter(&meta, "bad_line", &message);
+                }
+            }
+        }
+        decoder.finish()
+    }
+}
+
+/// Cuts a file into chunks of whole lines, skipping empty lines and those
+/// already committed, and stopping after `max_records` taken lines.
+struct LineChunks<'a, R> {
+    file: R,
+    path: &'a Path,
+    chunk_bytes: usize,
+    /// The start of a line whose end is not read yet.
+    carry: Vec<u8>,
+    /// Number of the last line split off.
+    line_number: i64,
+    committed: Option<i64>,
+    max_records: Option<u64>,
+    taken: &'a mut u64,
+    done: bool,
+}
+
+impl<R: Read> LineChunks<'_, R> {
+    /// The next chunk with at least one line to ingest, or none at the end.
+    fn next_chunk(&mut self) -> Result<Option<Chunk>> {
+        while !self.done {
+            let mut data = std::mem::take(&mut self.carry);
+            data.reserve(self.chunk_bytes);
+            let read = (&mut self.file)
+                .take(self.chunk_bytes as u64)
+                .read_to_end(&mut data)
+                .map_err(|e| Error::io(self.path, e))?;
+            if read == 0 {
+                // The end of the file: a last line without a line break.
+                self.done = true;
+            } else {
+                match memchr::memrchr(b'\n', &data) {
+                    Some(last) => self.carry = data.split_off(last + 1),
+                    None => {
+                        // A line longer than a chunk: read on.
+                        self.carry = data;
+                        continue;
+                    }
+                }
+            }
+            let lines = self.split(&data);
+            if !lines.is_empty() {
+                return Ok(Some(Chunk { data, lines }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The lines of `data` to ingest.
+    fn split(&mut self, data: &[u8]) -> Vec<ChunkLine> {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        while start < data.len() {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |at| start + at);
+            let line = &data[start..end];
+            let next = end + 1;
+            self.line_number += 1;
+            if self.max_records.is_some_and(|max| *self.taken >= max) {
+                self.done = true;
+                break;
+            }
+            let trimmed_start = line.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            let trimmed = line[trimmed_start..].trim_ascii_end();
+            if !trimmed.is_empty() && self.committed.is_none_or(|c| self.line_number > c) {
+                *self.taken += 1;
+                lines.push(ChunkLine {
+                    number: self.line_number,
+                    start: start + trimmed_start,
+                    end: start + trimmed_start + trimmed.len(),
+                });
+            }
+            start = next;
+        }
+        lines
+    }
 }
 
 /// Ingests several files, one after the other, and returns the run's summary.
@@ -359,6 +620,21 @@ mod tests {
             Some(&br#"{"a":"}]\"{[","b":[1,{"c":"\\"}]}"#[..])
         );
         assert_eq!(framed.offset, Some(3));
+        // Strings longer than the byte-by-byte look-ahead, escapes at its edge.
+        for pad in 28..36 {
+            let text = format!(r#"{}\"}}{{"#, "x".repeat(pad));
+            let line = format!(r#"{{"topic":"t","value":{{"s":"{text}","n":[{{}}]}},"offset":1}}"#);
+            let framed = frame_line(line.as_bytes()).unwrap();
+            let value = format!(r#"{{"s":"{text}","n":[{{}}]}}"#);
+            assert_eq!(framed.value.as_deref(), Some(value.as_bytes()), "pad {pad}");
+            assert_eq!(framed.offset, Some(1));
+        }
+        let long = format!(r#"{{"topic":"t","value":{{"a":"{}"#, "y".repeat(50));
+        assert!(
+            frame_line(long.as_bytes())
+                .unwrap_err()
+                .contains("unterminated string")
+        );
         let unterminated = frame_line(br#"{"topic":"t","value":{"a":"x}"#).unwrap_err();
         assert!(
             unterminated.contains("value: unterminated"),
@@ -366,6 +642,108 @@ mod tests {
         );
         let unbalanced = frame_line(br#"{"topic":"t","value":{"a":1}"#).unwrap_err();
         assert!(unbalanced.contains("expected `,` or `}`"), "{unbalanced}");
+    }
+
+    /// The lines `LineChunks` yields, as (number, text), and the count taken.
+    fn chunked(
+        input: &[u8],
+        chunk_bytes: usize,
+        committed: Option<i64>,
+        max_records: Option<u64>,
+    ) -> (Vec<(i64, String)>, u64) {
+        let mut taken = 0;
+        let mut chunks = LineChunks {
+            file: input,
+            path: Path::new("test.jsonl"),
+            chunk_bytes,
+            carry: Vec::new(),
+            line_number: 0,
+            committed,
+            max_records,
+            taken: &mut taken,
+            done: false,
+        };
+        let mut lines = Vec::new();
+        while let Some(chunk) = chunks.next_chunk().unwrap() {
+            assert!(!chunk.lines.is_empty(), "no empty chunks");
+            for line in &chunk.lines {
+                let text = String::from_utf8(chunk.data[line.start..line.end].to_vec()).unwrap();
+                lines.push((line.number, text));
+            }
+        }
+        (lines, taken)
+    }
+
+    #[test]
+    fn chunks_hold_whole_lines_and_skip_what_is_not_ingested() {
+        let input = b"a\n\n  b  \ncccccccccccccccccccc\r\nd";
+        let all = |lines: &[(i64, &str)]| -> Vec<(i64, String)> {
+            lines.iter().map(|(n, t)| (*n, t.to_string())).collect()
+        };
+        for chunk_bytes in [1, 3, 4, 7, 64] {
+            let (lines, taken) = chunked(input, chunk_bytes, None, None);
+            let expected = all(&[(1, "a"), (3, "b"), (4, "cccccccccccccccccccc"), (5, "d")]);
+            assert_eq!(lines, expected, "chunk_bytes {chunk_bytes}");
+            assert_eq!(taken, 4);
+        }
+        // After a restart: the committed lines are skipped, numbers kept.
+        let (lines, taken) = chunked(input, 4, Some(3), None);
+        assert_eq!(lines, all(&[(4, "cccccccccccccccccccc"), (5, "d")]));
+        assert_eq!(taken, 2);
+        // A limit stops after that many lines taken.
+        let (lines, taken) = chunked(input, 4, None, Some(2));
+        assert_eq!(lines, all(&[(1, "a"), (3, "b")]));
+        assert_eq!(taken, 2);
+        assert_eq!(chunked(b"", 4, None, None).0, vec![]);
+        assert_eq!(chunked(b"\n\n", 1, None, None).0, vec![]);
+    }
+
+    #[test]
+    fn a_last_value_is_taken_unchecked_and_any_other_exactly() {
+        let last = br#"{"topic":"t","offset":4,"key":{"id":1},"value":{"a":"}"} }  "#;
+        let fast = frame_line_fast(last).unwrap();
+        assert!(fast.value_unchecked);
+        assert_eq!(fast.value.as_deref(), Some(&br#"{"a":"}"}"#[..]));
+        assert_eq!(fast.key.as_deref(), Some(&br#"{"id":1}"#[..]));
+        assert_eq!(fast.offset, Some(4));
+        let exact = frame_line(last).unwrap();
+        assert!(!exact.value_unchecked);
+        assert_eq!(exact.value, fast.value);
+        // Not the last field: the unchecked slice runs on (the decoder
+        // rejects it, and the line is framed again exactly).
+        let inner = br#"{"topic":"t","value":{"a":1},"offset":4}"#;
+        let fast = frame_line_fast(inner).unwrap();
+        assert_eq!(fast.value.as_deref(), Some(&br#"{"a":1},"offset":4"#[..]));
+        assert_eq!(
+            frame_line(inner).unwrap().value.as_deref(),
+            Some(&br#"{"a":1}"#[..])
+        );
+        // Null values and strings are never unchecked.
+        let null = frame_line_fast(br#"{"topic":"t","value":null}"#).unwrap();
+        assert!(!null.value_unchecked && null.value.is_none());
+    }
+
+    #[test]
+    fn find_any_finds_the_first_wanted_byte_at_any_offset() {
+        let wanted = [b'"', b'{', b'}'];
+        let mut state = 7_u64;
+        for len in 0..40 {
+            for _ in 0..50 {
+                let line: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        b"ab\"{}\x00\xff\x7b\x22z"[(state >> 59) as usize % 10]
+                    })
+                    .collect();
+                for at in 0..=len {
+                    let naive = line[at..]
+                        .iter()
+                        .position(|b| wanted.contains(b))
+                        .map(|i| at + i);
+                    assert_eq!(find_any(&line, at, wanted), naive, "{line:?} from {at}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crate::cdc::{DecodedRecord, Decoder, TypeHints};
 use crate::error::Result;
 use crate::storage::StorageRoot;
-pub use buffer::{BatchCounts, BronzeBuffer, RecordMeta};
+pub use buffer::{BatchCounts, BronzeBuffer, FinishedBatch, RecordMeta, TopicEvents};
 pub use config::{BronzeConfig, KafkaConfig};
 pub use progress::Progress;
 pub use sink::{BronzeSink, CommitOutcome};
@@ -111,6 +111,91 @@ pub enum Ingested {
     AlreadyCommitted,
 }
 
+/// Decodes records into a [`BronzeBuffer`]: a decoder with its schema cache
+/// and the record it reuses. The ingestor has one; each of the file path's
+/// decoding threads has its own ([`PartDecoder`]).
+pub struct RecordDecoder {
+    decoder: Decoder,
+    record: DecodedRecord,
+}
+
+impl RecordDecoder {
+    /// A decoder resolving schemaless columns with `hints`.
+    pub fn new(hints: TypeHints) -> Self {
+        Self {
+            decoder: Decoder::new(hints),
+            record: DecodedRecord::default(),
+        }
+    }
+
+    /// Decodes one record and appends it to `buffer`: a row, a recognised
+    /// non-row record, or a dead letter (logged with its coordinates).
+    pub fn decode_into(&mut self, meta: &RecordMeta<'_>, buffer: &mut BronzeBuffer) -> Result<()> {
+        let decoded = self
+            .decoder
+            .decode(meta.topic, meta.key, meta.value, &mut self.record);
+        if let Err(error) = &decoded {
+            tracing::warn!(
+                topic = meta.topic,
+                partition = meta.partition,
+                offset = meta.offset,
+                %error,
+                "undecodable record sent to bronze_dead_letters"
+            );
+        }
+        buffer.push(meta, decoded.as_ref().map(|k| *k), &self.record)
+    }
+
+    /// Decodes one record and appends it to `buffer` if it decodes; returns
+    /// whether it did (an undecodable one is left out, silently).
+    pub fn decode_if_valid(
+        &mut self,
+        meta: &RecordMeta<'_>,
+        buffer: &mut BronzeBuffer,
+    ) -> Result<bool> {
+        match self
+            .decoder
+            .decode(meta.topic, meta.key, meta.value, &mut self.record)
+        {
+            Ok(kind) => buffer.push(meta, Ok(kind), &self.record).map(|()| true),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+/// Decodes a run of records into a batch of its own, on any thread, for
+/// [`Ingestor::absorb`]: the file path decodes chunks of lines on all cores
+/// this way, in order. Made by [`Ingestor::part_decoder`], so its streams
+/// have the ingestor's indexes.
+pub struct PartDecoder {
+    records: RecordDecoder,
+    buffer: BronzeBuffer,
+}
+
+impl PartDecoder {
+    /// Decodes one record into the part.
+    pub fn decode(&mut self, meta: &RecordMeta<'_>) -> Result<()> {
+        self.records.decode_into(meta, &mut self.buffer)
+    }
+
+    /// Decodes one record into the part if it decodes; returns whether it
+    /// did (see [`RecordDecoder::decode_if_valid`]).
+    pub fn decode_if_valid(&mut self, meta: &RecordMeta<'_>) -> Result<bool> {
+        self.records.decode_if_valid(meta, &mut self.buffer)
+    }
+
+    /// Adds a dead letter for a record that could not even be framed.
+    pub fn dead_letter(&mut self, meta: &RecordMeta<'_>, kind: &str, message: &str) {
+        self.buffer.push_dead_letter(meta, kind, message);
+    }
+
+    /// Finishes the part; the decoder is ready for the next one, its
+    /// builders sized like this part's.
+    pub fn finish(&mut self) -> Result<FinishedBatch> {
+        self.buffer.finish()
+    }
+}
+
 /// A finished batch whose Parquet files are being written while the next
 /// batch is decoded.
 struct InFlight {
@@ -130,9 +215,13 @@ struct InFlight {
 /// dropped too and every stream restarts after its committed position
 /// ([`Flushed::rewind`]).
 pub struct Ingestor {
-    decoder: Decoder,
-    record: DecodedRecord,
+    records: RecordDecoder,
     buffer: BronzeBuffer,
+    /// Parts decoded elsewhere that belong to the current batch, after the
+    /// records of `buffer` (see [`Ingestor::absorb`]).
+    parts: Vec<FinishedBatch>,
+    /// What `parts` hold.
+    parts_counts: BatchCounts,
     sink: BronzeSink,
     in_flight: Option<InFlight>,
     /// Per stream: the position the table holds, as far as this process knows.
@@ -155,9 +244,10 @@ impl Ingestor {
         progress: Progress,
     ) -> Result<Self> {
         Ok(Self {
-            decoder: Decoder::new(hints),
-            record: DecodedRecord::default(),
+            records: RecordDecoder::new(hints),
             buffer: BronzeBuffer::new(),
+            parts: Vec::new(),
+            parts_counts: BatchCounts::default(),
             sink: BronzeSink::open(root, config.target_file_size).await?,
             in_flight: None,
             committed: Vec::new(),
@@ -225,8 +315,11 @@ impl Ingestor {
     /// The next position expected on a stream (after what is committed,
     /// being committed, or buffered).
     pub fn next_position(&self, stream: usize) -> Option<i64> {
-        self.buffer
-            .last_position(stream)
+        self.parts
+            .iter()
+            .rev()
+            .find_map(|part| part.streams.get(stream)?.last)
+            .or_else(|| self.buffer.last_position(stream))
             .or_else(|| {
                 let in_flight = self.in_flight.as_ref()?;
                 in_flight.batch.streams.get(stream)?.last
@@ -244,33 +337,47 @@ impl Ingestor {
             self.summary.already_committed += 1;
             return Ok(Ingested::AlreadyCommitted);
         }
+        debug_assert!(
+            self.parts.is_empty(),
+            "records are ingested one by one or as parts, not both"
+        );
         self.batch_started.get_or_insert_with(Instant::now);
-        let decoded = self
-            .decoder
-            .decode(meta.topic, meta.key, meta.value, &mut self.record);
-        if let Err(error) = &decoded {
-            tracing::warn!(
-                topic = meta.topic,
-                partition = meta.partition,
-                offset = meta.offset,
-                %error,
-                "undecodable record sent to bronze_dead_letters"
-            );
-        }
-        self.buffer
-            .push(meta, decoded.as_ref().map(|k| *k), &self.record)?;
+        self.records.decode_into(meta, &mut self.buffer)?;
         Ok(Ingested::Buffered)
+    }
+
+    /// A decoder for parts of the current stream set, for another thread
+    /// (see [`PartDecoder`]).
+    pub fn part_decoder(&self) -> PartDecoder {
+        PartDecoder {
+            records: RecordDecoder::new(self.records.decoder.hints().clone()),
+            buffer: BronzeBuffer::with_streams(self.buffer.streams()),
+        }
+    }
+
+    /// Adds a part decoded by a [`PartDecoder`] to the current batch. Parts
+    /// must come in stream order, after what the batch holds; the batch is
+    /// then due by size at part granularity (it can exceed the flush limits
+    /// by one part).
+    pub fn absorb(&mut self, part: FinishedBatch) {
+        if part.counts.records == 0 {
+            return;
+        }
+        self.batch_started.get_or_insert_with(Instant::now);
+        self.parts_counts.add(&part.counts);
+        self.parts.push(part);
     }
 
     /// Buffers a dead letter for a record that could not even be framed.
     pub fn dead_letter(&mut self, meta: &RecordMeta<'_>, kind: &str, message: &str) {
+        debug_assert!(self.parts.is_empty());
         self.batch_started.get_or_insert_with(Instant::now);
         self.buffer.push_dead_letter(meta, kind, message);
     }
 
     /// Whether the batch is due by size or age.
     pub fn should_flush(&self) -> bool {
-        let counts = self.buffer.counts();
+        let counts = self.buffered();
         counts.records >= self.policy.max_records
             || counts.bytes >= self.policy.max_bytes
             || self
@@ -287,7 +394,9 @@ impl Ingestor {
 
     /// What the current batch holds.
     pub fn buffered(&self) -> BatchCounts {
-        self.buffer.counts()
+        let mut counts = self.buffer.counts();
+        counts.add(&self.parts_counts);
+        counts
     }
 
     /// Drops the current batch and the one in flight (their records will be
@@ -296,19 +405,34 @@ impl Ingestor {
     pub fn discard(&mut self) -> Result<()> {
         self.batch_started = None;
         self.in_flight = None;
+        self.discard_parts();
         self.buffer.discard()
+    }
+
+    fn discard_parts(&mut self) {
+        self.parts.clear();
+        self.parts_counts = BatchCounts::default();
     }
 
     /// Finishes the current batch and starts writing its files; commits the
     /// batch in flight before it, if any. Returns what that commit did.
     pub async fn flush(&mut self) -> Result<Flushed> {
         let flushed = self.commit_in_flight().await?;
-        if flushed.rewind || self.buffer.is_empty() {
+        if flushed.rewind || self.buffered().records == 0 {
             return Ok(flushed);
         }
-        let batch = self.buffer.finish()?;
+        let mut batch = self.buffer.finish()?;
+        for part in self.parts.drain(..) {
+            batch.absorb(part)?;
+        }
+        self.parts_counts = BatchCounts::default();
         self.batch_started = None;
-        let groups = batch.events.iter().map(|g| g.rows.clone()).collect();
+        let groups = batch
+            .events
+            .iter()
+            .cloned()
+            .map(TopicEvents::into_group)
+            .collect();
         let staged = self.sink.stage_events(groups)?;
         self.in_flight = Some(InFlight { batch, staged });
         Ok(flushed)
@@ -371,6 +495,7 @@ impl Ingestor {
         if rewind {
             // Read after records that are not committed: read again.
             self.batch_started = None;
+            self.discard_parts();
             self.buffer.discard()?;
         }
         self.summary.batches += 1;

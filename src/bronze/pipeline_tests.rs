@@ -139,3 +139,131 @@ async fn pipelined_batches_commit_in_order_and_resume_after_a_restart() {
     assert_eq!(summary.already_committed, 28);
     assert_eq!(offsets(&root).await, (0..35).collect::<Vec<_>>());
 }
+
+/// The file path decodes chunks of lines on several threads into parts that
+/// join batches in file order: with chunks of a few lines and batches of 30
+/// records, every line lands once, in order, each batch's rows carry that
+/// batch's id, a bad line is a dead letter naming `file:line`, and a rerun
+/// adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_chunks_decoded_in_parallel_land_once_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = StorageRoot::local(&dir.path().join("lake")).expect("root");
+    let path = dir.path().join("events.jsonl");
+    let mut text = String::new();
+    let mut expected = Vec::new();
+    for line in 1..=240_i64 {
+        match line {
+            57 => text.push_str("{not json\n"),
+            90 | 91 => text.push('\n'),
+            // The value after the offset, then before it: both framed right.
+            _ if line % 3 == 0 => {
+                let value = String::from_utf8(value(line)).expect("utf-8");
+                text.push_str(&format!(
+                    "{{\"topic\":\"shop.public.t\",\"value\":{value} ,\"offset\":{}}}\n",
+                    1000 + line
+                ));
+                expected.push(1000 + line);
+            }
+            _ => {
+                let value = String::from_utf8(value(line)).expect("utf-8");
+                text.push_str(&format!(
+                    "{{\"topic\":\"shop.public.t\",\"value\":{value} }}\n"
+                ));
+                expected.push(line);
+            }
+        }
+    }
+    std::fs::write(&path, text).expect("write");
+    let policy = FlushPolicy {
+        max_records: 30,
+        max_bytes: u64::MAX,
+        max_age: Duration::from_secs(3600),
+    };
+    let mut batches = 0;
+    for run in 0..2 {
+        let mut ingestor = Ingestor::open(
+            &root,
+            &BronzeConfig::default(),
+            TypeHints::default(),
+            Progress::new(false),
+        )
+        .await
+        .expect("open")
+        .with_policy(policy);
+        file::run_in_chunks(&mut ingestor, &path, StopCondition::default(), 700)
+            .await
+            .expect("run");
+        let summary = ingestor.finish().await.expect("finish");
+        let landed = if run == 0 { expected.len() as u64 } else { 0 };
+        assert_eq!(summary.counts.rows, landed, "run {run}");
+        assert_eq!(
+            summary.counts.dead_letters,
+            u64::from(run == 0),
+            "run {run}"
+        );
+        batches += summary.batches;
+    }
+    expected.sort_unstable();
+    assert_eq!(offsets(&root).await, expected);
+
+    let ctx = new_session(&SessionLimits {
+        memory_limit: 64 << 20,
+        spill_dir: None,
+    })
+    .expect("session");
+    root.register_object_store(&ctx).expect("store");
+    register_table(&ctx, &root, LAYER, EVENTS_TABLE)
+        .await
+        .expect("register");
+    register_table(
+        &ctx,
+        &root,
+        LAYER,
+        crate::tables::bronze::DEAD_LETTERS_TABLE,
+    )
+    .await
+    .expect("register");
+    // Every raw value is exactly the embedded object, wherever it was.
+    let raw = collect(
+        &ctx,
+        "SELECT count(*) FROM bronze_events \
+         WHERE NOT starts_with(CAST(raw_value AS VARCHAR), '{\"before\"') \
+            OR NOT ends_with(CAST(raw_value AS VARCHAR), '\"ts_ms\":0}')",
+    )
+    .await
+    .expect("query");
+    assert_eq!(raw[0].column(0).as_primitive::<Int64Type>().value(0), 0);
+    // Batches hold consecutive lines: their line ranges do not interleave.
+    let ranges = collect(
+        &ctx,
+        "SELECT min(kafka_offset % 1000), max(kafka_offset % 1000) FROM bronze_events \
+         GROUP BY batch_id ORDER BY 1",
+    )
+    .await
+    .expect("query");
+    let ranges: Vec<(i64, i64)> = ranges
+        .iter()
+        .flat_map(|b| {
+            let lows = b.column(0).as_primitive::<Int64Type>().values().to_vec();
+            let highs = b.column(1).as_primitive::<Int64Type>().values().to_vec();
+            lows.into_iter().zip(highs)
+        })
+        .collect();
+    // One batch id per commit, though each batch joined many parts.
+    assert!(batches >= 7, "{batches} batches");
+    assert_eq!(ranges.len() as u64, batches, "{ranges:?}");
+    assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{ranges:?}");
+    let dead = collect(&ctx, "SELECT kafka_offset, error FROM bronze_dead_letters")
+        .await
+        .expect("query");
+    assert_eq!(dead.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    assert_eq!(dead[0].column(0).as_primitive::<Int64Type>().value(0), 57);
+    let error = dead[0].column(1);
+    let error = arrow::compute::cast(error, &arrow::datatypes::DataType::Utf8).expect("cast");
+    let error = error.as_string::<i32>().value(0).to_string();
+    assert!(
+        error.contains("events.jsonl:57: not a JSON object"),
+        "{error}"
+    );
+}

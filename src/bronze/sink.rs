@@ -26,9 +26,10 @@ use arrow::compute::filter_record_batch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Add, StructType, Transaction};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::buffer::{FinishedBatch, TopicEvents};
@@ -109,11 +110,18 @@ impl BronzeSink {
             DEAD_LETTERS_STATS_COLUMNS,
         )
         .await?;
-        let writer_properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(1).map_err(|e| Error::Internal(format!("zstd level: {e}")))?,
-            ))
-            .build();
+        let mut writer_properties = WriterProperties::builder().set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).map_err(|e| Error::Internal(format!("zstd level: {e}")))?,
+        ));
+        // The raw payloads are unique per record: a dictionary never pays off
+        // (the writer hashes a page's worth before giving up, in every row
+        // group), and no reader prunes on their min/max.
+        for column in RAW_PAYLOAD_COLUMNS {
+            writer_properties = writer_properties
+                .set_column_dictionary_enabled(ColumnPath::from(column), false)
+                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+        }
+        let writer_properties = writer_properties.build();
         Ok(Self {
             events,
             dead_letters,
@@ -132,12 +140,12 @@ impl BronzeSink {
         batch_id: &str,
         reason: &str,
     ) -> Result<Option<i64>> {
-        let rows: Vec<RecordBatch> = events.into_iter().map(|g| g.rows).collect();
-        if rows.iter().all(|r| r.num_rows() == 0) {
+        if events.iter().all(|g| g.num_rows() == 0) {
             return Ok(None);
         }
         self.refresh().await?;
-        let adds = self.stage_events(rows)?.wait().await?;
+        let groups = events.into_iter().map(TopicEvents::into_group).collect();
+        let adds = self.stage_events(groups)?.wait().await?;
         let version =
             commit_files(&mut self.events, EVENTS_TABLE, adds, Vec::new(), batch_id).await?;
         tracing::info!(version, reason, "appended events to bronze_events");
@@ -150,26 +158,29 @@ impl BronzeSink {
     /// whatever the caller does next (decoding the next batch). The files
     /// belong to the table only once a commit adds them; files of a batch that
     /// is never committed are left for `vacuum`.
-    pub fn stage_events(&self, groups: Vec<RecordBatch>) -> Result<StagedEvents> {
+    pub fn stage_events(&self, groups: Vec<TopicGroup>) -> Result<StagedEvents> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let writers = cores.min(groups.len()).max(1);
         // Largest groups first, each to the least loaded writer.
+        let size = |group: &TopicGroup| -> usize {
+            group.1.iter().map(RecordBatch::get_array_memory_size).sum()
+        };
         let mut groups = groups;
-        groups.sort_by_key(|g| std::cmp::Reverse(g.get_array_memory_size()));
-        let mut bins: Vec<(usize, Vec<RecordBatch>)> = vec![(0, Vec::new()); writers];
-        for group in groups.into_iter().filter(|g| g.num_rows() > 0) {
+        groups.sort_by_key(|g| std::cmp::Reverse(size(g)));
+        let mut bins: Vec<(usize, Vec<TopicGroup>)> = vec![(0, Vec::new()); writers];
+        for group in groups {
             if let Some(bin) = bins.iter_mut().min_by_key(|(size, _)| *size) {
-                bin.0 += group.get_array_memory_size();
+                bin.0 += size(&group);
                 bin.1.push(group);
             }
         }
         let runtime = tokio::runtime::Handle::current();
         let mut tasks = Vec::with_capacity(writers);
-        for (_, batches) in bins.into_iter().filter(|(_, b)| !b.is_empty()) {
+        for (_, groups) in bins.into_iter().filter(|(_, b)| !b.is_empty()) {
             let writer = self.events_writer()?;
             let runtime = runtime.clone();
             tasks.push(tokio::task::spawn_blocking(move || {
-                runtime.block_on(write_files(writer, EVENTS_TABLE, batches))
+                runtime.block_on(write_topic_files(writer, groups))
             }));
         }
         Ok(StagedEvents { tasks })
@@ -348,7 +359,7 @@ impl BronzeSink {
             .iter()
             .all(|group| group.streams.iter().all(is_owned))
         {
-            outcome.rows_written = batch.events.iter().map(|g| g.rows.num_rows()).sum();
+            outcome.rows_written = batch.events.iter().map(TopicEvents::num_rows).sum();
             outcome.rows_by_topic = super::telemetry::rows_by_topic(&batch.events);
             staged.to_vec()
         } else {
@@ -356,16 +367,21 @@ impl BronzeSink {
             // it. The staged files are never committed.
             let mut kept = Vec::with_capacity(batch.events.len());
             for group in &batch.events {
-                let keep = group.streams.iter().map(is_owned).collect();
+                let mut rows = Vec::with_capacity(group.rows.len());
+                let mut streams = group.streams.iter();
+                for part in &group.rows {
+                    let keep = streams.by_ref().take(part.num_rows()).map(is_owned);
+                    rows.push(filter(part, keep.collect())?);
+                }
                 kept.push(TopicEvents {
                     topic: group.topic.clone(),
-                    rows: filter(&group.rows, keep)?,
+                    rows,
                     streams: group.streams.iter().copied().filter(is_owned).collect(),
                 });
             }
-            outcome.rows_written = kept.iter().map(|g| g.rows.num_rows()).sum();
+            outcome.rows_written = kept.iter().map(TopicEvents::num_rows).sum();
             outcome.rows_by_topic = super::telemetry::rows_by_topic(&kept);
-            self.stage_events(kept.into_iter().map(|g| g.rows).collect())?
+            self.stage_events(kept.into_iter().map(TopicEvents::into_group).collect())?
                 .wait()
                 .await?
         };
@@ -408,6 +424,35 @@ fn filter(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch> {
     Ok(filter_record_batch(batch, &BooleanArray::from(keep))?)
 }
 
+/// The rows of one topic of `bronze_events`: one partition of the table.
+pub type TopicGroup = (String, Vec<RecordBatch>);
+
+/// Writes each topic's rows into its partition of `bronze_events` with
+/// `writer` and returns the files' `add` actions. The rows are written as
+/// they are: deltalake's general write splits every batch by partition value,
+/// copying all of it, though each of these holds one topic.
+async fn write_topic_files(
+    mut writer: RecordBatchWriter,
+    groups: Vec<TopicGroup>,
+) -> Result<Vec<Add>> {
+    for (topic, batches) in groups {
+        let partition = indexmap::IndexMap::from([(
+            crate::tables::bronze::PARTITION_COLUMN.to_string(),
+            delta_kernel::expressions::Scalar::String(topic),
+        )]);
+        for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+            writer
+                .write_partition(batch, &partition, WriteMode::Default)
+                .await
+                .map_err(|e| Error::delta(EVENTS_TABLE, e))?;
+        }
+    }
+    writer
+        .flush()
+        .await
+        .map_err(|e| Error::delta(EVENTS_TABLE, e))
+}
+
 /// Writes `batches` as Parquet files with `writer` and returns their `add` actions.
 async fn write_files(
     mut writer: RecordBatchWriter,
@@ -448,6 +493,8 @@ async fn commit_files(
 /// time and log size for no pruning.
 const EVENTS_STATS_COLUMNS: &str = "kafka_partition,kafka_offset,kafka_timestamp,record_kind,op,\
      source_position,source_ts_ms,ingested_at";
+/// The columns holding each record's bytes, in both tables.
+const RAW_PAYLOAD_COLUMNS: [&str; 2] = ["raw_key", "raw_value"];
 /// Columns of `bronze_dead_letters` with file statistics.
 const DEAD_LETTERS_STATS_COLUMNS: &str = "topic,kafka_partition,kafka_offset,error_kind,failed_at";
 

@@ -104,7 +104,7 @@ fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a arrow::array::S
 pub fn rows_by_topic(events: &[TopicEvents]) -> BTreeMap<String, u64> {
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     for group in events {
-        *out.entry(group.topic.clone()).or_default() += group.rows.num_rows() as u64;
+        *out.entry(group.topic.clone()).or_default() += group.num_rows() as u64;
     }
     out
 }
@@ -158,7 +158,7 @@ mod tests {
     fn rows_are_counted_per_topic_group() {
         let group = |topic: &str, rows: &[&str]| TopicEvents {
             topic: topic.to_string(),
-            rows: strings_batch(&[("topic", rows)]),
+            rows: vec![strings_batch(&[("topic", rows)])],
             streams: vec![0; rows.len()],
         };
         let groups = [

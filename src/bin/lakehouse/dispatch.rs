@@ -223,6 +223,7 @@ async fn run_layer(config: &Config, layer: RunCommand) -> anyhow::Result<()> {
                 until_idle,
                 max_records,
             };
+            crate::keep_freed_pages_for_bronze();
             let run = pipeline::jobs::run_bronze(config, source, stop, shutdown_signal()?);
             let summary =
                 pipeline::jobs::recorded(config, JobKind::Bronze, Trigger::Manual, run).await?;

@@ -27,6 +27,24 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
 
+/// Bronze allocates and frees batches of the same sizes every few seconds
+/// (chunks of lines, Arrow builders, Parquet buffers); returning freed pages
+/// to the kernel after one second made it fault the same memory back in, at
+/// ~25 % of its CPU time in the kernel. Keeping them ten seconds made the
+/// file path ~10 % faster for ~190 MB more RSS, still bounded by the batch
+/// limits: jemalloc reuses the pages it keeps. Other commands keep the
+/// default above (silver's peak RSS matters more than its page faults).
+pub(crate) fn keep_freed_pages_for_bronze() {
+    // The arenas that exist, then the default of those made later.
+    const CONTROLS: [&[u8]; 2] = [b"arena.4096.dirty_decay_ms\0", b"arenas.dirty_decay_ms\0"];
+    for control in CONTROLS {
+        // SAFETY: both are jemalloc controls taking an `ssize_t`.
+        if let Err(error) = unsafe { tikv_jemalloc_ctl::raw::write::<isize>(control, 10_000) } {
+            tracing::debug!(%error, "jemalloc decay not set");
+        }
+    }
+}
+
 /// Logs to stderr, secrets redacted; `LAKEHOUSE_LOG` (else `RUST_LOG`) filters.
 /// By default: warnings, and the progress of the engine, the tools (this
 /// binary is the crate `lakehouse` too) and the mock's Kafka producer.
