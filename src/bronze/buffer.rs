@@ -97,6 +97,9 @@ pub struct TopicEvents {
     pub streams: Vec<u32>,
 }
 
+/// The rows of one topic of `bronze_events`: one partition of the table.
+pub type TopicGroup = (String, Vec<RecordBatch>);
+
 impl TopicEvents {
     /// Rows over all of `rows`.
     pub fn num_rows(&self) -> usize {
@@ -104,7 +107,7 @@ impl TopicEvents {
     }
 
     /// The topic and its rows, as the sink writes them.
-    pub fn into_group(self) -> (String, Vec<RecordBatch>) {
+    pub fn into_group(self) -> TopicGroup {
         (self.topic, self.rows)
     }
 }

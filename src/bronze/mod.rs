@@ -131,9 +131,7 @@ impl RecordDecoder {
     /// Decodes one record and appends it to `buffer`: a row, a recognised
     /// non-row record, or a dead letter (logged with its coordinates).
     pub fn decode_into(&mut self, meta: &RecordMeta<'_>, buffer: &mut BronzeBuffer) -> Result<()> {
-        let decoded = self
-            .decoder
-            .decode(meta.topic, meta.key, meta.value, &mut self.record);
+        let decoded = self.decode(meta);
         if let Err(error) = &decoded {
             tracing::warn!(
                 topic = meta.topic,
@@ -153,13 +151,19 @@ impl RecordDecoder {
         meta: &RecordMeta<'_>,
         buffer: &mut BronzeBuffer,
     ) -> Result<bool> {
-        match self
-            .decoder
-            .decode(meta.topic, meta.key, meta.value, &mut self.record)
-        {
+        match self.decode(meta) {
             Ok(kind) => buffer.push(meta, Ok(kind), &self.record).map(|()| true),
             Err(_) => Ok(false),
         }
+    }
+
+    /// Decodes `meta`'s key and value into the reused record.
+    fn decode(
+        &mut self,
+        meta: &RecordMeta<'_>,
+    ) -> std::result::Result<crate::cdc::RecordKind, crate::cdc::DecodeError> {
+        self.decoder
+            .decode(meta.topic, meta.key, meta.value, &mut self.record)
     }
 }
 

@@ -32,7 +32,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
-use super::buffer::{FinishedBatch, TopicEvents};
+use super::buffer::{FinishedBatch, TopicEvents, TopicGroup};
 use crate::delta::{CommitMode, TableCommit, txn_version};
 use crate::error::{Error, Result, is_commit_conflict};
 use crate::storage::StorageRoot;
@@ -423,9 +423,6 @@ fn filter(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch> {
     }
     Ok(filter_record_batch(batch, &BooleanArray::from(keep))?)
 }
-
-/// The rows of one topic of `bronze_events`: one partition of the table.
-pub type TopicGroup = (String, Vec<RecordBatch>);
 
 /// Writes each topic's rows into its partition of `bronze_events` with
 /// `writer` and returns the files' `add` actions. The rows are written as
