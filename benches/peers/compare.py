@@ -23,7 +23,8 @@ import sys
 import tomllib
 
 import duckdb
-from deltalake import DeltaTable
+import pyarrow as pa
+from deltalake import DeltaTable, QueryBuilder
 
 
 def q(name):
@@ -32,9 +33,13 @@ def q(name):
 
 def load(path):
     try:
-        return DeltaTable(path).to_pyarrow_table()
+        table = DeltaTable(path)
     except Exception:  # noqa: BLE001 - no table there
         return None
+    # deltalake's pyarrow reader refuses deletion vectors (silver tables
+    # of an incremental run have them); its DataFusion reader applies them.
+    rows = QueryBuilder().register("t", table).execute("SELECT * FROM t").read_all()
+    return pa.table(rows)
 
 
 def specs_of(directory):

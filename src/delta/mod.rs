@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod cluster;
 pub mod commit;
+pub mod deletion;
 pub mod prune;
 pub mod session;
 pub mod table;
@@ -18,6 +19,6 @@ pub mod table;
 pub use commit::{CommitMode, TableCommit, txn_version, version};
 pub use prune::{KEY_SEPARATOR, KeyValues, candidates, key_strings};
 pub use table::{
-    Relayout, TableFile, conform, ensure, files, open_for_refresh, read_all, read_files, write,
-    write_to,
+    FileRows, Relayout, TableFile, arrow_schema, conform, ensure, files, open_for_refresh,
+    read_all, read_files, write, write_to,
 };

@@ -141,6 +141,25 @@ fn cluster_of(config: &SessionConfig) -> Option<Arc<Cluster>> {
     config.get_extension::<Cluster>()
 }
 
+/// `ctx` with no file split across partitions: each file's rows arrive in
+/// the order written, which row positions (deletion vectors) rely on.
+pub fn ordered_session(ctx: &SessionContext) -> SessionContext {
+    // A copy of the state, not a rebuilt one: building a state registers a
+    // fresh default catalog, which would drop `ctx`'s registered tables.
+    let mut state = ctx.state();
+    state
+        .config_mut()
+        .options_mut()
+        .optimizer
+        .repartition_file_scans = false;
+    SessionContext::new_with_state(state)
+}
+
+/// Whether `ctx`'s heavy queries run on a cluster.
+pub fn is_clustered(ctx: &SessionContext) -> bool {
+    cluster_of(ctx.state().config()).is_some()
+}
+
 /// Starts `frame`: on the cluster its session is bound to, else here.
 pub async fn execute_stream(frame: DataFrame) -> Result<SendableRecordBatchStream> {
     match cluster_of(frame.task_ctx().session_config()) {

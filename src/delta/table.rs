@@ -18,6 +18,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 
+use super::deletion::{Positions, deleted_positions};
 use crate::error::{Error, Result, is_commit_conflict};
 use crate::storage::StorageRoot;
 
@@ -30,6 +31,10 @@ pub struct TableFile {
     pub remove: Remove,
     /// The file's `stats` JSON.
     pub stats: Option<serde_json::Value>,
+    /// When the file was written (ms since the epoch, from its `add`).
+    pub modification_time: i64,
+    /// Rows in the file as written (deleted ones included), from its stats.
+    pub num_records: Option<usize>,
 }
 
 /// Opens `layer/name`, creating it with `schema` when missing. When it
@@ -184,6 +189,8 @@ pub fn files(table: &DeltaTable, name: &str) -> Result<Vec<TableFile>> {
             path: view.path().to_string(),
             remove: view.remove_action(true),
             stats: view.stats().and_then(|s| serde_json::from_str(&s).ok()),
+            modification_time: view.modification_time(),
+            num_records: view.num_records(),
         })
         .collect())
 }
@@ -191,18 +198,37 @@ pub fn files(table: &DeltaTable, name: &str) -> Result<Vec<TableFile>> {
 /// Column under which [`read_files`] reports each row's file.
 const FILE_COLUMN: &str = "__lakehouse_file";
 
-/// Reads the rows of `selected` files; returns the rows (cast to `schema`
-/// by name) and, per row, the index into `selected` of its file.
+/// The rows of some files of a table (see [`read_files`]).
+#[derive(Debug)]
+pub struct FileRows {
+    /// The rows, cast to the schema asked for.
+    pub rows: RecordBatch,
+    /// Per row, the index of its file among those selected.
+    pub file_of_row: Vec<usize>,
+    /// Per row, its position in its file as written (what a deletion
+    /// vector names).
+    pub position_of_row: Vec<u64>,
+}
+
+/// Reads the live rows of `selected` files (rows their deletion vectors
+/// mark deleted are skipped), cast to `schema` by name, with each row's
+/// file and position in it.
 pub async fn read_files(
     ctx: &SessionContext,
     table: &DeltaTable,
     name: &str,
     selected: &[&TableFile],
     schema: &SchemaRef,
-) -> Result<(RecordBatch, Vec<usize>)> {
+) -> Result<FileRows> {
     if selected.is_empty() {
-        return Ok((RecordBatch::new_empty(schema.clone()), Vec::new()));
+        return Ok(FileRows {
+            rows: RecordBatch::new_empty(schema.clone()),
+            file_of_row: Vec::new(),
+            position_of_row: Vec::new(),
+        });
     }
+    // Positions are counted in arrival order.
+    let ctx = super::session::ordered_session(ctx);
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| Error::delta(name, e))?;
@@ -213,12 +239,14 @@ pub async fn read_files(
         .await
         .map_err(|e| Error::delta(name, DeltaTableError::from(e)))?;
     let batches = ctx.read_table(provider)?.collect().await?;
+    let mut positions = Positions::new(deleted_positions(table, name, selected).await?);
     let mut index_of: HashMap<String, usize> = HashMap::new();
     for (i, file) in selected.iter().enumerate() {
         index_of.insert(file.path.clone(), i);
     }
     let mut rows = Vec::new();
     let mut file_of_row = Vec::new();
+    let mut position_of_row = Vec::new();
     for batch in &batches {
         let files = cast(
             batch
@@ -241,11 +269,35 @@ pub async fn read_files(
                     Error::Internal(format!("{name}: row from unexpected file {path}"))
                 })?;
             file_of_row.push(index);
+            position_of_row.push(positions.next(index));
         }
         rows.push(conform(batch, schema)?);
     }
+    // Positions are only right when every live row was read: check the
+    // counts against the log's.
+    for (i, file) in selected.iter().enumerate() {
+        let deleted = file
+            .remove
+            .deletion_vector
+            .as_ref()
+            .map_or(0, |v| v.cardinality as u64);
+        if let Some(written) = file.num_records
+            && positions.rows_read(i) + deleted != written as u64
+        {
+            return Err(Error::Internal(format!(
+                "{name}: read {} rows of {}, whose log entry says {} rows, {deleted} deleted",
+                positions.rows_read(i),
+                file.path,
+                written
+            )));
+        }
+    }
     let rows = concat_batches(schema, &rows)?;
-    Ok((rows, file_of_row))
+    Ok(FileRows {
+        rows,
+        file_of_row,
+        position_of_row,
+    })
 }
 
 /// Selects and casts `batch`'s columns to `schema`, by name.
@@ -262,6 +314,19 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         });
     }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// The table's columns as Arrow sees them (the Delta schema's round trip).
+pub fn arrow_schema(table: &DeltaTable, name: &str) -> Result<SchemaRef> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+    let kernel_schema = snapshot
+        .metadata()
+        .parse_schema()
+        .map_err(|e| Error::delta(name, DeltaTableError::from(e)))?;
+    let arrow_schema: arrow::datatypes::Schema = (&kernel_schema)
+        .try_into_arrow()
+        .map_err(|e: arrow::error::ArrowError| Error::Arrow(e))?;
+    Ok(Arc::new(arrow_schema))
 }
 
 /// Writes `batch` as Parquet files of at most `file_rows` rows; returns the adds.
@@ -289,17 +354,7 @@ pub async fn write_to(
     // round trip), or in the refresh's new one.
     let schema = match relayout {
         Some(relayout) => relayout.schema.clone(),
-        None => {
-            let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
-            let kernel_schema = snapshot
-                .metadata()
-                .parse_schema()
-                .map_err(|e| Error::delta(name, DeltaTableError::from(e)))?;
-            let arrow_schema: arrow::datatypes::Schema = (&kernel_schema)
-                .try_into_arrow()
-                .map_err(|e: arrow::error::ArrowError| Error::Arrow(e))?;
-            Arc::new(arrow_schema)
-        }
+        None => arrow_schema(table, name)?,
     };
     let batch = conform(batch, &schema)?;
     let mut adds = Vec::new();

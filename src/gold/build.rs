@@ -448,10 +448,18 @@ async fn decide(
             )));
         };
         let found = match &key_type {
-            Some(key_type) => changed_keys(ctx, spec, &input.name, rule, key_type, &changes)
-                .await?
-                .map(|k| keys.extend(k)),
-            None => changed_dates(ctx, spec, &input.name, rule, &changes)
+            Some(key_type) => changed_keys(
+                ctx,
+                &input.table,
+                spec,
+                &input.name,
+                rule,
+                key_type,
+                &changes,
+            )
+            .await?
+            .map(|k| keys.extend(k)),
+            None => changed_dates(ctx, &input.table, spec, &input.name, rule, &changes)
                 .await?
                 .map(|d| dates.extend(d)),
         };
@@ -498,7 +506,9 @@ async fn key_files(
         .into_iter()
         .filter_map(|i| files.get(i))
         .collect();
-    let (rows, file_of_row) = delta::read_files(ctx, delta, &spec.name, &selected, schema).await?;
+    let delta::FileRows {
+        rows, file_of_row, ..
+    } = delta::read_files(ctx, delta, &spec.name, &selected, schema).await?;
     let key_column = rows
         .column_by_name(column)
         .ok_or_else(|| spec.sql_error(format!("the mart has no column `{column}`")))?;

@@ -21,7 +21,7 @@
 //! batch (source 1); [`build_batch`] gathers them with `interleave`.
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -214,8 +214,10 @@ pub struct ApplyCounts {
 pub struct Applied {
     /// Rows of the rewritten files and new rows.
     pub rows: Vec<OutRow>,
-    /// Existing files whose rows changed (to remove; their rows are in `rows`).
-    pub dirty_files: HashSet<usize>,
+    /// Existing rows replaced: every held row of a key that changed (the
+    /// key's rows, new and kept, are all in `rows`). Their files are
+    /// rewritten, or the rows marked deleted in them.
+    pub replaced_rows: Vec<usize>,
     /// Deletes to record: key → sequence.
     pub tombstones: Vec<(String, Seq)>,
     /// Truncates to record.
@@ -458,9 +460,7 @@ pub fn apply(
             out.tombstones.push((key.to_string(), seq));
         }
         if changed {
-            for &i in held_rows {
-                out.dirty_files.insert(existing.file[i]);
-            }
+            out.replaced_rows.extend_from_slice(held_rows);
         }
         out.rows.extend(versions);
     }

@@ -27,6 +27,13 @@ pub struct SilverConfig {
     /// Changes applied per chunk (whole key groups), on loads and
     /// incremental runs alike: bounds the memory of a large backlog.
     pub chunk_rows: usize,
+    /// Incremental runs mark the replaced rows of a file deleted (a Delta
+    /// deletion vector) instead of rewriting the file, when they are at
+    /// most half its rows: the cost follows the changed keys, not the files
+    /// holding them. Turns on the table's `deletionVectors` feature (Delta
+    /// readers need it: deltalake, Spark 3.4+, DuckDB). Off on a Ballista
+    /// engine, whose executors read Parquet files directly.
+    pub deletion_vectors: bool,
 }
 
 impl Default for SilverConfig {
@@ -38,6 +45,7 @@ impl Default for SilverConfig {
             spill_dir: None,
             file_rows: 100_000,
             chunk_rows: 100_000,
+            deletion_vectors: true,
         }
     }
 }

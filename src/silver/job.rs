@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::DeltaTable;
-use deltalake::kernel::{Add, Remove, Transaction};
+use deltalake::kernel::{Action as LogAction, Add, Remove, Transaction};
 use futures::StreamExt;
 
 use super::apply::{
@@ -57,10 +57,13 @@ pub struct TableRun {
     pub expectations: Vec<(String, Action, u64)>,
     /// Rows quarantined (including null keys).
     pub quarantined: u64,
-    /// Files removed and added.
+    /// Files removed and added (a file whose rows were marked deleted is
+    /// removed and added again, with its deletion vector).
     pub files_removed: usize,
     /// See `files_removed`.
     pub files_added: usize,
+    /// Files that had rows marked deleted instead of being rewritten.
+    pub deletion_vectors: usize,
     /// Times a batch's lookups were split in halves to fit the memory pool.
     pub lookup_splits: u64,
     /// Where the run spent its time.
@@ -399,6 +402,7 @@ impl Target {
         let deletes = Deletes::open(rc.root, &spec.name, &spec.file).await?;
         let files = delta::files(&delta, &spec.name)?;
         let full_load = full_refresh || files.is_empty();
+
         let state = if full_refresh || !full_load {
             DeleteState::default()
         } else {
@@ -676,7 +680,10 @@ impl<'a> Work<'a> {
         repair: bool,
         watermark: Option<i64>,
     ) -> Result<Vec<Remove>> {
-        let mut merge = MergeState::new(target.files.clone(), repair);
+        // Executors of a cluster read Parquet files without deletion vectors.
+        let marks_deletes =
+            self.rc.config.deletion_vectors && !delta::session::is_clustered(self.rc.ctx);
+        let mut merge = MergeState::new(target.files.clone(), repair, marks_deletes);
         let mut chunks = KeyChunks::new(&self.spec.keys, self.rc.config.chunk_rows);
         while let Some(batch) = next_timed(stream, &mut self.run.phases.scan).await {
             if let Some(chunk) = chunks.push(batch?)? {
@@ -705,6 +712,21 @@ impl<'a> Work<'a> {
             true,
         )
         .await?;
+        let started = Instant::now();
+        for (file, positions) in merge.take_marked() {
+            let actions =
+                delta::deletion::mark_deleted(&target.delta, &self.spec.name, &file, positions)
+                    .await?;
+            self.run.deletion_vectors += 1;
+            for action in actions {
+                match action {
+                    LogAction::Remove(remove) => merge.removes.push(remove),
+                    LogAction::Add(add) => self.adds.push(add),
+                    _ => {}
+                }
+            }
+        }
+        self.run.phases.write += started.elapsed();
         Ok(merge.removes)
     }
 
@@ -756,6 +778,11 @@ impl<'a> Work<'a> {
             .collect();
         run.files_removed = removes.len();
         run.files_added = self.adds.len();
+        // The first deletion vectors turn the table's feature on (a commit
+        // of its own, data unchanged), so a failed run commits nothing.
+        if self.adds.iter().any(|add| add.deletion_vector.is_some()) {
+            *delta = delta::deletion::enable(delta.clone(), &spec.name).await?;
+        }
         let metadata = run_metadata(&run);
         let version = delta::TableCommit::new(delta::CommitMode::from_overwrite(full_refresh))
             .with_relayout(self.relayout.cloned())
@@ -973,7 +1000,11 @@ impl Work<'_> {
         selected.sort_unstable();
         let started = Instant::now();
         let chosen: Vec<TableFile> = selected.iter().map(|i| files[*i].clone()).collect();
-        let (rows, mut file_of_row) = delta::read_files(
+        let delta::FileRows {
+            rows,
+            mut file_of_row,
+            mut position_of_row,
+        } = delta::read_files(
             ctx,
             delta,
             &self.spec.name,
@@ -991,15 +1022,19 @@ impl Work<'_> {
                 let mut index = vec![carried_file; carried.num_rows()];
                 index.append(&mut file_of_row);
                 file_of_row = index;
+                let mut positions = vec![0; carried.num_rows()];
+                positions.append(&mut position_of_row);
+                position_of_row = positions;
                 concat_batches(&self.layout.table_schema, &[carried, rows])?
             }
             _ => rows,
         };
         let mut existing = self.layout.existing(&rows, file_of_row)?;
         self.run.phases.read += started.elapsed();
+        let mut replaced: Vec<usize> = Vec::new();
         if repair {
             let started = Instant::now();
-            self.repair(&mut existing, &mut dirty).await?;
+            replaced.extend(self.repair(&mut existing).await?);
             self.run.phases.lookups += started.elapsed();
         }
         // The recorded deletes of this chunk's keys (and truncates), and of
@@ -1014,13 +1049,23 @@ impl Work<'_> {
         let started = Instant::now();
         let applied = apply::apply(&self.mode, &changes, &existing, &state, &self.truncates)?;
         self.absorb(&applied);
-        dirty.extend(applied.dirty_files.iter().copied());
+        replaced.extend_from_slice(&applied.replaced_rows);
+        let marked = self.choose_rewrites(
+            merge,
+            &chosen,
+            &existing.file,
+            &position_of_row,
+            &replaced,
+            &mut dirty,
+        );
         let rows: Vec<OutRow> = applied
             .rows
             .into_iter()
             .filter(|r| {
                 let (source, index) = r.row.base();
-                source != EXISTING || dirty.contains(&existing.file[index])
+                source != EXISTING
+                    || dirty.contains(&existing.file[index])
+                    || marked.contains(&index)
             })
             .collect();
         // Even with nothing to rewrite, the last chunk writes what earlier
@@ -1061,8 +1106,55 @@ impl Work<'_> {
         Ok(())
     }
 
+    /// Decides, per file holding a replaced row, whether the file is
+    /// rewritten (added to `dirty`) or keeps its other rows and has the
+    /// replaced ones marked deleted (see [`crate::delta::deletion`]): marked
+    /// when deletion vectors are on and the replaced rows are at most half
+    /// the file's live rows, or when an earlier chunk already marked rows
+    /// of it (a rewrite would bring those back). Returns the replaced rows
+    /// of marked files, which are written again with their key's new rows.
+    fn choose_rewrites(
+        &self,
+        merge: &mut MergeState,
+        chosen: &[TableFile],
+        file_of_row: &[usize],
+        position_of_row: &[u64],
+        replaced: &[usize],
+        dirty: &mut HashSet<usize>,
+    ) -> HashSet<usize> {
+        let mut replaced_per_file: std::collections::BTreeMap<usize, Vec<usize>> =
+            Default::default();
+        for &row in replaced {
+            replaced_per_file
+                .entry(file_of_row[row])
+                .or_default()
+                .push(row);
+        }
+        let mut live_per_file = vec![0usize; chosen.len() + 1];
+        for &file in file_of_row {
+            live_per_file[file] += 1;
+        }
+        let mut marked = HashSet::new();
+        for (file, rows) in replaced_per_file {
+            let Some(table_file) = chosen.get(file) else {
+                // The carried rows' pseudo file is always written.
+                continue;
+            };
+            let mark = merge.marks_deletes()
+                && (merge.has_marked(&table_file.path) || rows.len() * 2 <= live_per_file[file]);
+            if mark {
+                merge.mark(table_file, rows.iter().map(|&row| position_of_row[row]));
+                marked.extend(rows);
+            } else {
+                dirty.insert(file);
+            }
+        }
+        marked
+    }
+
     /// Re-resolves the lookups of held fact rows that point at an unknown member.
-    async fn repair(&mut self, existing: &mut Existing, dirty: &mut HashSet<usize>) -> Result<()> {
+    /// Returns the rows repaired (replaced by their resolved versions).
+    async fn repair(&mut self, existing: &mut Existing) -> Result<Vec<usize>> {
         let n = existing.data.num_rows();
         let mut unresolved = Vec::new();
         for i in 0..n {
@@ -1079,7 +1171,7 @@ impl Work<'_> {
             }
         }
         if unresolved.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let rows = take_record_batch(&existing.data, &UInt32Array::from(unresolved.clone()))?;
         // Strip the old lookup columns; resolve again from the SQL columns.
@@ -1108,13 +1200,12 @@ impl Work<'_> {
             }
         }
         if changed.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         // Replace the repaired rows' cells.
         let mut indices: Vec<(usize, usize)> = (0..n).map(|i| (0, i)).collect();
         for (i, j) in &changed {
             indices[*i] = (1, *j);
-            dirty.insert(existing.file[*i]);
         }
         let mut columns = Vec::new();
         for index in 0..existing.data.num_columns() {
@@ -1126,7 +1217,7 @@ impl Work<'_> {
         }
         existing.data = RecordBatch::try_new(existing.data.schema(), columns)?;
         self.run.repaired += changed.len() as u64;
-        Ok(())
+        Ok(changed.into_iter().map(|(i, _)| i).collect())
     }
 }
 

@@ -6,8 +6,11 @@
 //! lie beyond the chunk's last key may still be touched by a later chunk;
 //! they are carried into the next chunk instead of being written (a file
 //! written by this run is not in the table's snapshot yet, so it cannot be
-//! read back before the commit). The last chunk writes what is carried. All
-//! removes and adds still go into the run's single commit.
+//! read back before the commit). The last chunk writes what is carried.
+//! Files where few rows changed are not rewritten: their replaced rows are
+//! marked deleted (collected here over the chunks, one deletion vector per
+//! file at the end). All removes and adds still go into the run's single
+//! commit.
 
 use std::cmp::Ordering;
 
@@ -37,11 +40,17 @@ pub struct MergeState {
     /// Rewritten rows up to the last chunk's keys, fewer than a file's
     /// worth, held so that chunks do not each leave a small file.
     unwritten: Option<RecordBatch>,
+    /// Whether replaced rows may be marked deleted instead of rewritten.
+    marks_deletes: bool,
+    /// Per file with rows marked deleted (in the order first marked): the
+    /// file and the positions marked.
+    marked: Vec<(TableFile, Vec<u64>)>,
 }
 
 impl MergeState {
-    /// The state before the first chunk, over the snapshot's files.
-    pub fn new(files: Vec<TableFile>, repair: bool) -> Self {
+    /// The state before the first chunk, over the snapshot's files;
+    /// `marks_deletes`: whether rows may be marked deleted in their files.
+    pub fn new(files: Vec<TableFile>, repair: bool, marks_deletes: bool) -> Self {
         Self {
             files,
             repair,
@@ -49,7 +58,34 @@ impl MergeState {
             carried: None,
             first: true,
             unwritten: None,
+            marks_deletes,
+            marked: Vec::new(),
         }
+    }
+
+    /// Whether replaced rows may be marked deleted instead of rewritten.
+    pub fn marks_deletes(&self) -> bool {
+        self.marks_deletes
+    }
+
+    /// Whether an earlier chunk marked rows of the file at `path` deleted.
+    pub fn has_marked(&self, path: &str) -> bool {
+        self.marked.iter().any(|(file, _)| file.path == path)
+    }
+
+    /// Marks rows (`positions` in the file as written) of `file` deleted.
+    pub fn mark(&mut self, file: &TableFile, positions: impl IntoIterator<Item = u64>) {
+        match self.marked.iter_mut().find(|(f, _)| f.path == file.path) {
+            Some((_, marked)) => marked.extend(positions),
+            None => self
+                .marked
+                .push((file.clone(), positions.into_iter().collect())),
+        }
+    }
+
+    /// The files with rows marked deleted, and their positions.
+    pub fn take_marked(&mut self) -> Vec<(TableFile, Vec<u64>)> {
+        std::mem::take(&mut self.marked)
     }
 
     /// The rows to write now out of `rows` (ready, key-sorted) and those

@@ -178,6 +178,7 @@ pub async fn run(
             quarantined = run.quarantined,
             files_removed = run.files_removed,
             files_added = run.files_added,
+            deletion_vectors = run.deletion_vectors,
             elapsed_ms = started.elapsed().as_millis() as u64,
             lookup_splits = run.lookup_splits,
             setup_ms = run.phases.setup.as_millis() as u64,

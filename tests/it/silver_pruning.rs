@@ -1,5 +1,6 @@
-//! Silver incremental runs rewrite only the files that hold the keys they
-//! touch: counted in the Delta commit's `add` and `remove` actions.
+//! Silver incremental runs touch only the files that hold the keys they
+//! change (rewritten, or their replaced rows marked deleted in deletion
+//! vectors): counted in the Delta commit's `add` and `remove` actions.
 
 use serde_json::json;
 
@@ -125,7 +126,10 @@ async fn incremental_run_rewrites_only_the_files_holding_its_keys() {
     removed_sorted.sort();
     expected.sort();
     assert_eq!(removed_sorted, expected, "only the files of keys 15 and 77");
-    assert_eq!(adds, 3, "two rewritten files and one for the new key");
+    assert_eq!(
+        adds, 3,
+        "the two touched files (with deletion vectors) and one for the new rows"
+    );
     assert_eq!((run.files_removed, run.files_added), (2, 3));
     let rows = lake
         .rows(
@@ -201,5 +205,104 @@ async fn incremental_run_in_chunks_rewrites_each_file_once() {
         rows,
         vec![vec!["100".to_string(), "99".to_string(), "19".to_string()]],
         "99 keys once each (12 deleted), the unknown member, 19 updated"
+    );
+}
+
+/// The deletion vectors of commit `version`: (path, cardinality) of each
+/// `add` that carries one.
+fn deletion_vectors(lake: &Lake, table: &str, version: u64) -> Vec<(String, i64)> {
+    let mut vectors: Vec<(String, i64)> = log_actions(lake, table, version)
+        .iter()
+        .filter_map(|action| {
+            let add = action.get("add")?;
+            let dv = add.get("deletionVector")?;
+            Some((
+                add["path"].as_str().expect("path").to_string(),
+                dv["cardinality"].as_i64().expect("cardinality"),
+            ))
+        })
+        .collect();
+    vectors.sort();
+    vectors
+}
+
+/// Updates of a few random keys leave their files in place: the replaced
+/// rows are marked deleted in each file's deletion vector (a later run adds
+/// to it), only the keys' new rows are written, and the table reads the
+/// same as with copy-on-write rewrites.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scattered_updates_mark_rows_deleted_instead_of_rewriting_files() {
+    let (lake, d, ranges) = loaded().await;
+    let (mut rewriting, _, _) = loaded().await;
+    rewriting.config.silver.deletion_vectors = false;
+    let file_of = |key: i64| {
+        ranges
+            .iter()
+            .find(|(_, min, max)| (*min..=*max).contains(&key))
+            .map(|(p, _, _)| p.clone())
+            .expect("a file holds the key")
+    };
+
+    let first = vec![
+        customer(&d, "u", 5, "Oslo", 200),
+        customer(&d, "u", 45, "Rome", 201),
+        customer(&d, "d", 93, "Paris", 202),
+    ];
+    let second = vec![
+        customer(&d, "u", 6, "Lima", 300),
+        customer(&d, "c", 150, "Bern", 301),
+    ];
+    for (round, changes) in [&first, &second].into_iter().enumerate() {
+        lake.feed(changes).await;
+        rewriting.feed(changes).await;
+        let run = lake.silver().await.tables.remove(0);
+        rewriting.silver().await;
+        let version = lake.version("silver", "dim_c").await.expect("built");
+        let (adds, mut removed) = commit_actions(&lake, "dim_c", version);
+        removed.sort();
+        let vectors = deletion_vectors(&lake, "dim_c", version);
+        if round == 0 {
+            // Keys 5, 45 and 93 sit in three files: each keeps its other
+            // nine rows and has one marked deleted; keys 5 and 45 are
+            // written again, 93 is gone.
+            let mut touched = vec![file_of(5), file_of(45), file_of(93)];
+            touched.sort();
+            assert_eq!(removed, touched);
+            let marked: Vec<(String, i64)> = touched.iter().map(|p| (p.clone(), 1)).collect();
+            assert_eq!(vectors, marked);
+            assert_eq!(
+                adds, 4,
+                "three files with their vectors and one of new rows"
+            );
+            assert_eq!(run.deletion_vectors, 3);
+        } else {
+            // Key 6 shares key 5's file: its vector now marks both rows.
+            assert_eq!(removed, vec![file_of(6)]);
+            assert_eq!(vectors, vec![(file_of(6), 2)]);
+            assert_eq!(adds, 2, "the file with its vector and one of new rows");
+        }
+        let all = "SELECT customer_id, customer_key, city FROM dim_c";
+        assert_eq!(
+            lake.rows(&["dim_c"], all).await,
+            rewriting.rows(&["dim_c"], all).await,
+            "round {round}: the table reads as if rewritten"
+        );
+    }
+    let rows = lake
+        .rows(
+            &["dim_c"],
+            "SELECT customer_id, city FROM dim_c WHERE customer_id IN (4, 5, 6, 45, 93, 150)",
+        )
+        .await;
+    let cell = |id: &str, city: &str| vec![id.to_string(), city.to_string()];
+    assert_eq!(
+        rows,
+        vec![
+            cell("150", "Bern"),
+            cell("4", "Paris"),
+            cell("45", "Rome"),
+            cell("5", "Oslo"),
+            cell("6", "Lima"),
+        ]
     );
 }

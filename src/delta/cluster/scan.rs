@@ -8,8 +8,9 @@
 //! a constant column, under a union. Columns come out in the order and types
 //! of deltalake's own provider, which the local engine reads, so the same
 //! SQL plans to the same schema in both modes. Deletion vectors and column
-//! mapping change what a file's rows mean, and deltalake 1.1 writes neither;
-//! a table using them is refused by name rather than read wrongly.
+//! mapping change what a file's rows mean (silver writes deletion vectors
+//! on a local engine, never on a cluster); a table using them is refused by
+//! name rather than read wrongly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
