@@ -59,6 +59,36 @@ impl KeyValues {
         })
     }
 
+    /// Per element of `array`, whether it is one of the values (`None`:
+    /// values of a type that cannot be compared, any row may match).
+    pub fn mask(&self, array: &dyn Array) -> Result<Option<arrow::array::BooleanArray>> {
+        Ok(match self {
+            KeyValues::Any => None,
+            KeyValues::Int(values) => {
+                let ints = cast(array, &DataType::Int64)?;
+                Some(
+                    ints.as_primitive::<Int64Type>()
+                        .iter()
+                        .map(|v| Some(v.is_some_and(|v| values.binary_search(&v).is_ok())))
+                        .collect(),
+                )
+            }
+            KeyValues::Text(values) => {
+                let text = cast(array, &DataType::Utf8)?;
+                Some(
+                    text.as_string::<i32>()
+                        .iter()
+                        .map(|v| {
+                            Some(v.is_some_and(|v| {
+                                values.binary_search_by(|x| x.as_str().cmp(v)).is_ok()
+                            }))
+                        })
+                        .collect(),
+                )
+            }
+        })
+    }
+
     /// Whether any value may be in `[min, max]` (JSON statistics).
     fn any_within(&self, min: Option<&serde_json::Value>, max: Option<&serde_json::Value>) -> bool {
         match self {

@@ -973,22 +973,22 @@ impl Work<'_> {
             merge::last_key(&batch, &self.spec.keys)?
         };
         let changes = self.changes(batch).await?;
+        let first_key = &self.spec.keys[0];
+        let values = KeyValues::from_array(
+            changes
+                .data
+                .column_by_name(first_key)
+                .ok_or_else(|| Error::Internal(format!("{first_key} is missing")))?
+                .as_ref(),
+        )?;
+        // Truncates and repairs concern every held row, not just the keys.
+        let all_rows = (first && !self.truncates.is_empty()) || repair;
         let mut selected: Vec<usize> = if first && !self.truncates.is_empty() {
             (0..files.len()).collect()
+        } else if changes.data.num_rows() == 0 {
+            Vec::new()
         } else {
-            let first_key = &self.spec.keys[0];
-            let values = KeyValues::from_array(
-                changes
-                    .data
-                    .column_by_name(first_key)
-                    .ok_or_else(|| Error::Internal(format!("{first_key} is missing")))?
-                    .as_ref(),
-            )?;
-            if changes.data.num_rows() == 0 {
-                Vec::new()
-            } else {
-                delta::candidates(files, first_key, &values)
-            }
+            delta::candidates(files, first_key, &values)
         };
         if repair {
             for (i, file) in files.iter().enumerate() {
@@ -1002,8 +1002,8 @@ impl Work<'_> {
         let chosen: Vec<TableFile> = selected.iter().map(|i| files[*i].clone()).collect();
         let delta::FileRows {
             rows,
-            mut file_of_row,
-            mut position_of_row,
+            file_of_row,
+            position_of_row,
         } = delta::read_files(
             ctx,
             delta,
@@ -1012,6 +1012,22 @@ impl Work<'_> {
             &self.layout.table_schema,
         )
         .await?;
+        // Rows an earlier chunk marked deleted are gone already (their new
+        // versions were written or carried).
+        let (rows, mut file_of_row, mut position_of_row) = if merge.has_any_marked() {
+            let keep: arrow::array::BooleanArray = (0..rows.num_rows())
+                .map(|i| Some(!merge.is_marked(&chosen[file_of_row[i]].path, position_of_row[i])))
+                .collect();
+            let kept = |i: &usize| keep.value(*i);
+            let indexes: Vec<usize> = (0..rows.num_rows()).filter(kept).collect();
+            (
+                filter_record_batch(&rows, &keep)?,
+                indexes.iter().map(|&i| file_of_row[i]).collect(),
+                indexes.iter().map(|&i| position_of_row[i]).collect(),
+            )
+        } else {
+            (rows, file_of_row, position_of_row)
+        };
         // Carried rows come from files already retired: a pseudo file
         // (index `chosen.len()`) that is always written.
         let carried_file = chosen.len();
@@ -1029,7 +1045,42 @@ impl Work<'_> {
             }
             _ => rows,
         };
-        let mut existing = self.layout.existing(&rows, file_of_row)?;
+        // Only the rows of the chunk's keys (and carried rows) are applied;
+        // the others of a file stay in it, or are copied as they are when
+        // the file is rewritten.
+        let mut live_per_file = vec![0usize; chosen.len() + 1];
+        for &file in &file_of_row {
+            live_per_file[file] += 1;
+        }
+        let held = match all_rows {
+            true => None,
+            false => match values.mask(
+                rows.column_by_name(first_key)
+                    .ok_or_else(|| Error::Internal(format!("{first_key} is missing")))?
+                    .as_ref(),
+            )? {
+                Some(mask) => Some(arrow::array::BooleanArray::from(
+                    mask.iter()
+                        .zip(&file_of_row)
+                        .map(|(m, file)| Some(m == Some(true) || *file == carried_file))
+                        .collect::<Vec<_>>(),
+                )),
+                None => None,
+            },
+        };
+        let (existing_rows, existing_file, existing_position) = match &held {
+            Some(mask) => {
+                let pick = |i: &usize| mask.value(*i);
+                let indexes: Vec<usize> = (0..rows.num_rows()).filter(pick).collect();
+                (
+                    filter_record_batch(&rows, mask)?,
+                    indexes.iter().map(|&i| file_of_row[i]).collect(),
+                    indexes.iter().map(|&i| position_of_row[i]).collect(),
+                )
+            }
+            None => (rows.clone(), file_of_row.clone(), position_of_row.clone()),
+        };
+        let mut existing = self.layout.existing(&existing_rows, existing_file)?;
         self.run.phases.read += started.elapsed();
         let mut replaced: Vec<usize> = Vec::new();
         if repair {
@@ -1054,11 +1105,12 @@ impl Work<'_> {
             merge,
             &chosen,
             &existing.file,
-            &position_of_row,
+            &existing_position,
+            &live_per_file,
             &replaced,
             &mut dirty,
         );
-        let rows: Vec<OutRow> = applied
+        let out_rows: Vec<OutRow> = applied
             .rows
             .into_iter()
             .filter(|r| {
@@ -1074,9 +1126,20 @@ impl Work<'_> {
             &self.layout.data_schema,
             &existing.data,
             &changes.data,
-            &rows,
+            &out_rows,
         )?;
-        let out = sort_by_keys(&self.layout.assemble(&data, &engine)?, &self.spec.keys)?;
+        let mut out = self.layout.assemble(&data, &engine)?;
+        if let Some(mask) = &held {
+            // The other rows of rewritten files, unchanged.
+            let copied: arrow::array::BooleanArray = (0..rows.num_rows())
+                .map(|i| Some(!mask.value(i) && dirty.contains(&file_of_row[i])))
+                .collect();
+            if copied.true_count() > 0 {
+                let copied = filter_record_batch(&rows, &copied)?;
+                out = concat_batches(&self.layout.table_schema, &[out, copied])?;
+            }
+        }
+        let out = sort_by_keys(&out, &self.spec.keys)?;
         let out = match &bound {
             Some(bound) => {
                 let (now, later) = merge::split_at_key(&out, &self.spec.keys, bound)?;
@@ -1106,7 +1169,8 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// Decides, per file holding a replaced row, whether the file is
+    /// Decides, per file holding a replaced row (`live_per_file`: the
+    /// file's rows read), whether the file is
     /// rewritten (added to `dirty`) or keeps its other rows and has the
     /// replaced ones marked deleted (see [`crate::delta::deletion`]): marked
     /// when deletion vectors are on and the replaced rows are at most half
@@ -1119,6 +1183,7 @@ impl Work<'_> {
         chosen: &[TableFile],
         file_of_row: &[usize],
         position_of_row: &[u64],
+        live_per_file: &[usize],
         replaced: &[usize],
         dirty: &mut HashSet<usize>,
     ) -> HashSet<usize> {
@@ -1129,10 +1194,6 @@ impl Work<'_> {
                 .entry(file_of_row[row])
                 .or_default()
                 .push(row);
-        }
-        let mut live_per_file = vec![0usize; chosen.len() + 1];
-        for &file in file_of_row {
-            live_per_file[file] += 1;
         }
         let mut marked = HashSet::new();
         for (file, rows) in replaced_per_file {

@@ -13,6 +13,7 @@
 //! commit.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::cast;
@@ -44,7 +45,7 @@ pub struct MergeState {
     marks_deletes: bool,
     /// Per file with rows marked deleted (in the order first marked): the
     /// file and the positions marked.
-    marked: Vec<(TableFile, Vec<u64>)>,
+    marked: Vec<(TableFile, HashSet<u64>)>,
 }
 
 impl MergeState {
@@ -83,9 +84,30 @@ impl MergeState {
         }
     }
 
-    /// The files with rows marked deleted, and their positions.
+    /// Whether an earlier chunk marked rows of any file deleted.
+    pub fn has_any_marked(&self) -> bool {
+        !self.marked.is_empty()
+    }
+
+    /// Whether an earlier chunk marked the row at `position` of the file at
+    /// `path` deleted: a later chunk reading the file again must skip it
+    /// (its new version is written, or carried).
+    pub fn is_marked(&self, path: &str, position: u64) -> bool {
+        self.marked
+            .iter()
+            .any(|(file, marked)| file.path == path && marked.contains(&position))
+    }
+
+    /// The files with rows marked deleted, and their positions (ascending).
     pub fn take_marked(&mut self) -> Vec<(TableFile, Vec<u64>)> {
         std::mem::take(&mut self.marked)
+            .into_iter()
+            .map(|(file, marked)| {
+                let mut positions: Vec<u64> = marked.into_iter().collect();
+                positions.sort_unstable();
+                (file, positions)
+            })
+            .collect()
     }
 
     /// The rows to write now out of `rows` (ready, key-sorted) and those
