@@ -52,7 +52,12 @@ pub async fn files_table(
     let partition_columns = metadata.partition_columns().to_vec();
     let live = files(table, name)?;
     if live.iter().any(|f| f.remove.deletion_vector.is_some()) {
-        return Err(refused(name, "has deletion vectors"));
+        return Err(refused(
+            name,
+            "has deletion vectors (written by a local silver run with `[silver] \
+             deletion_vectors = true`; on the cluster, `lakehouse run silver \
+             --full-refresh` rebuilds it without them)",
+        ));
     }
     if live.is_empty() {
         return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
