@@ -1052,21 +1052,18 @@ impl Work<'_> {
         for &file in &file_of_row {
             live_per_file[file] += 1;
         }
-        let held = match all_rows {
-            true => None,
-            false => match values.mask(
-                rows.column_by_name(first_key)
-                    .ok_or_else(|| Error::Internal(format!("{first_key} is missing")))?
-                    .as_ref(),
-            )? {
-                Some(mask) => Some(arrow::array::BooleanArray::from(
-                    mask.iter()
-                        .zip(&file_of_row)
-                        .map(|(m, file)| Some(m == Some(true) || *file == carried_file))
-                        .collect::<Vec<_>>(),
-                )),
-                None => None,
-            },
+        let held = if all_rows {
+            None
+        } else {
+            let keys = rows
+                .column_by_name(first_key)
+                .ok_or_else(|| Error::Internal(format!("{first_key} is missing")))?;
+            values.mask(keys.as_ref())?.map(|mask| {
+                mask.iter()
+                    .zip(&file_of_row)
+                    .map(|(m, file)| Some(m == Some(true) || *file == carried_file))
+                    .collect::<arrow::array::BooleanArray>()
+            })
         };
         let (existing_rows, existing_file, existing_position) = match &held {
             Some(mask) => {
@@ -1101,7 +1098,7 @@ impl Work<'_> {
         let applied = apply::apply(&self.mode, &changes, &existing, &state, &self.truncates)?;
         self.absorb(&applied);
         replaced.extend_from_slice(&applied.replaced_rows);
-        let marked = self.choose_rewrites(
+        let marked = Self::choose_rewrites(
             merge,
             &chosen,
             &existing.file,
@@ -1178,7 +1175,6 @@ impl Work<'_> {
     /// of it (a rewrite would bring those back). Returns the replaced rows
     /// of marked files, which are written again with their key's new rows.
     fn choose_rewrites(
-        &self,
         merge: &mut MergeState,
         chosen: &[TableFile],
         file_of_row: &[usize],
