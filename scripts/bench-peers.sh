@@ -11,9 +11,15 @@
 #   (c) lakehouse run silver + run gold        vs (d) benches/peers/duckdb_peer.py
 #       (DuckDB: the shipped silver specs and gold SQL, full load, on OUR bronze
 #       table so both sides read the same input; pipeline_health left out)
+# then the incremental runs after +1% (the generator's output for 1.01·N cut
+# after the first N changes' lines, landed by `run bronze --from-file`):
+#   (e) lakehouse run silver + run gold         vs (f) duckdb_peer.py --incremental
+#       (dbt-style delete+insert: the keys the new bronze rows touch are rebuilt
+#       from their history and MERGEd into the peer's Delta tables)
 # and prints the times and the ratios (peer time / lakehouse time) from this
 # one run, then checks with benches/peers/compare.py that the peers' tables
-# hold what ours hold (set COMPARE=0 to skip; it is not timed).
+# hold what ours hold, after the full load and after the increment (set
+# COMPARE=0 to skip; it is not timed).
 #
 # Needs the release binaries (`cargo build --release`; found in $BIN, default
 # ${CARGO_TARGET_DIR:-target}/release) and python3 with venv + pip reaching
@@ -82,8 +88,25 @@ timed c_silver "$BIN/lakehouse" --config "$DIR/lakehouse.toml" run silver
 timed c_gold "$BIN/lakehouse" --config "$DIR/lakehouse.toml" run gold --no-publish
 timed d_duckdb_peer "$PY" "$PEERS/duckdb_peer.py" "$DIR/ours/bronze/bronze_events" "$DIR/peer"
 
+if [ "${COMPARE:-1}" != 0 ]; then
+    echo "== compare after the full load (ours vs peers, not timed)"
+    "$PY" "$PEERS/compare.py" "$DIR/ours" "$DIR/peer" --bronze > "$DIR/compare_full.txt" || true
+    tail -1 "$DIR/compare_full.txt"
+fi
+
+echo "== +1%: $((N / 100)) more changes, landed in bronze (not timed)"
+LINES=$(wc -l < "$DIR/in.jsonl")
+"$BIN/lakehouse-mock" jsonl --changes $((N + N / 100)) --seed 1 --partitions 4 --out - 2> /dev/null |
+    tail -n +$((LINES + 1)) > "$DIR/plus1.jsonl"
+"$BIN/lakehouse" --config "$DIR/lakehouse.toml" run bronze --from-file "$DIR/plus1.jsonl" \
+    > "$DIR/bronze_plus1.out" 2> "$DIR/bronze_plus1.err"
+timed e_silver "$BIN/lakehouse" --config "$DIR/lakehouse.toml" run silver
+timed e_gold "$BIN/lakehouse" --config "$DIR/lakehouse.toml" run gold --no-publish
+timed f_duckdb_peer "$PY" "$PEERS/duckdb_peer.py" "$DIR/ours/bronze/bronze_events" "$DIR/peer" --incremental
+
 ratio() { awk -v p="$1" -v o="$2" 'BEGIN { if (o > 0) printf "%.2f", p / o; else print "-" }'; }
 SILVER_GOLD=$(awk -v s="${WALL[c_silver]}" -v g="${WALL[c_gold]}" 'BEGIN { printf "%.2f", s + g }')
+INCREMENTAL=$(awk -v s="${WALL[e_silver]}" -v g="${WALL[e_gold]}" 'BEGIN { printf "%.2f", s + g }')
 echo
 echo "N = $N changes, $(wc -l < "$DIR/in.jsonl") records ($(du -h "$DIR/in.jsonl" | cut -f1))"
 printf '%-16s %14s %12s %18s\n' layer "lakehouse (s)" "peer (s)" "peer / lakehouse"
@@ -91,11 +114,16 @@ printf '%-16s %14s %12s %18s\n' bronze "${WALL[a_bronze]}" "${WALL[b_bronze_peer
     "$(ratio "${WALL[b_bronze_peer]}" "${WALL[a_bronze]}")"
 printf '%-16s %14s %12s %18s\n' "silver + gold" "$SILVER_GOLD" "${WALL[d_duckdb_peer]}" \
     "$(ratio "${WALL[d_duckdb_peer]}" "$SILVER_GOLD")"
-echo "(silver ${WALL[c_silver]} s + gold ${WALL[c_gold]} s; peak RSS and CPU above; peer = Python bronze, DuckDB silver + gold)"
+printf '%-16s %14s %12s %18s\n' "+1% incremental" "$INCREMENTAL" "${WALL[f_duckdb_peer]}" \
+    "$(ratio "${WALL[f_duckdb_peer]}" "$INCREMENTAL")"
+echo "(silver ${WALL[c_silver]} s + gold ${WALL[c_gold]} s; +1%: silver ${WALL[e_silver]} s + gold ${WALL[e_gold]} s;"
+echo " peak RSS and CPU above; peer = Python bronze, DuckDB silver + gold)"
 
 if [ "${COMPARE:-1}" != 0 ]; then
     echo
-    echo "== compare (ours vs peers, not timed)"
-    "$PY" "$PEERS/compare.py" "$DIR/ours" "$DIR/peer" --bronze || true
+    echo "== compare after the full load"
+    cat "$DIR/compare_full.txt"
+    echo "== compare after +1% (silver and gold; the peer's bronze has no increment)"
+    "$PY" "$PEERS/compare.py" "$DIR/ours" "$DIR/peer" || true
 fi
 echo "data and logs in $DIR"

@@ -2,7 +2,7 @@
 """Silver + gold peer: the shipped silver specs and the gold marts in DuckDB SQL.
 
     duckdb_peer.py BRONZE_TABLE OUT_LAKE [--layers DIR] [--sql DIR] [--threads N]
-                   [--memory-limit 4GB] [--skip-gold]
+                   [--memory-limit 4GB] [--skip-gold] [--incremental]
 
 A full load, the way a team would write it with DuckDB instead of
 `lakehouse run silver` + `lakehouse run gold`: it reads the bronze Delta table
@@ -34,8 +34,18 @@ DuckDB, not re-read from Delta) and writes each mart (partitioned like the
 spec says, rows sorted by the keys). `pipeline_health` is left out: it reads
 our system tables (Delta logs, run history), which have no DuckDB equivalent.
 
-Not done (ours does): incremental runs (watermarks, the deletes side table,
-file pruning, late-arriving dimension repair), truncates (reported, not
+`--incremental` (after a run, which saves its last Kafka positions per topic
+partition in OUT_LAKE/_peer_state.json): the incremental model a team would
+write in dbt (`delete+insert` by unique key). The keys the new bronze rows
+touch (and facts still pointing at an unknown member) are rebuilt with the
+same SQL from their whole history in bronze, and MERGEd into the Delta
+tables by key (and surrogate key for SCD2 versions), deleting the rows of
+those keys that are gone; new failing rows are appended to the quarantine;
+dim_date and the marts are rebuilt.
+
+Not done (ours does): incremental runs from watermarks alone (the peer reads
+and shapes each topic's whole history to rebuild the touched keys; no deletes
+side table, no file pruning), truncates (reported, not
 applied), TOAST placeholders (taken as NULL), a `WHERE` in a silver SQL,
 expectations over lookup columns, the marts' grain check, commit metadata
 and quarantine tables in our schema. Replayed changes (same position) are
@@ -51,7 +61,9 @@ import tomllib
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+import json
+
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
 
 END_OF_TIME_US = 253_402_214_400_000_000  # 9999-12-31
 UNKNOWN_FROM_US = -2_208_988_800_000_000  # 1900-01-01
@@ -140,7 +152,11 @@ MACROS = [
 # ----------------------------------------------------------------- silver
 
 class Peer:
-    def __init__(self, con, bronze, out, sql_dir, specs):
+    def __init__(self, con, bronze, out, sql_dir, specs, incremental=False):
+        self.incremental = incremental
+        # (topic, partition, last offset) of every topic read: the next
+        # incremental run's starting point.
+        self.seen_now = []
         self.con = con
         self.bronze = bronze
         self.out = out
@@ -159,13 +175,62 @@ class Peer:
         if topic not in self.topics:
             self.topics[topic] = self.bronze.to_pyarrow_table(
                 filters=[("topic", "=", topic)], columns=BRONZE_COLUMNS)
+            self.con.register("topic__rows", self.topics[topic])
+            self.seen_now += self.con.execute(
+                f"SELECT {lit(topic)}, kafka_partition, max(kafka_offset) FROM topic__rows "
+                "GROUP BY kafka_partition").fetchall()
+            self.con.unregister("topic__rows")
         return self.topics[topic]
 
-    def write(self, layer, name, relation, partition_by=None, order_by=None):
+    def write(self, layer, name, relation, partition_by=None, order_by=None, mode="overwrite"):
         rel = self.con.sql(f"SELECT * FROM {relation}" + (f" ORDER BY {order_by}" if order_by else ""))
         reader = rel.arrow()
-        write_deltalake(os.path.join(self.out, layer, name), reader, mode="overwrite",
-                        partition_by=partition_by or None, schema_mode="overwrite")
+        write_deltalake(os.path.join(self.out, layer, name), reader, mode=mode,
+                        partition_by=partition_by or None,
+                        schema_mode="overwrite" if mode == "overwrite" else None)
+
+    def load_silver(self, name):
+        """The peer's silver table as the last run left it, into DuckDB."""
+        if self.scalar(f"SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'silver' "
+                       f"AND table_name = {lit(name)}"):
+            return
+        table = DeltaTable(os.path.join(self.out, "silver", name))
+        rows = pa.table(QueryBuilder().register("t", table).execute("SELECT * FROM t").read_all())
+        self.con.register(f"loaded__{name}", rows)
+        self.sql(f"CREATE TABLE silver.{q(name)} AS SELECT * FROM loaded__{name}")
+        self.con.unregister(f"loaded__{name}")
+
+    def merge(self, spec, body):
+        """Replaces the affected keys' rows, in DuckDB and in the Delta
+        table (one MERGE: rows of a key that are gone are deleted)."""
+        name = spec["name"]
+        keys = spec["keys"]
+        ident = keys + ([spec["surrogate_key"]] if spec["kind"] == "scd2" else [])
+        on = " AND ".join(f"t.{q(k)} = n.{q(k)}" for k in ident)
+        self.sql(f"CREATE OR REPLACE TEMP TABLE new__{name} AS {body}")
+        akeys = " AND ".join(f"t.{q(k)} = a.{q(k)}" for k in keys)
+        self.sql(f"""CREATE OR REPLACE TEMP TABLE gone__{name} AS
+            SELECT t.* FROM silver.{q(name)} t SEMI JOIN affected__{name} a ON {akeys}
+            ANTI JOIN new__{name} n ON {on}""")
+        source = self.con.sql(f"SELECT *, FALSE AS _gone FROM new__{name} "
+                              f"UNION ALL BY NAME SELECT *, TRUE AS _gone FROM gone__{name}").arrow()
+        columns = [c for c in self.con.table(f"new__{name}").columns]
+        table = DeltaTable(os.path.join(self.out, "silver", name))
+        predicate = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in ident)
+        assign = {q(c): f"s.{q(c)}" for c in columns}
+        (table.merge(source, predicate, source_alias="s", target_alias="t")
+            .when_matched_delete(predicate="s._gone")
+            .when_matched_update(updates=assign)
+            .when_not_matched_insert(updates=assign, predicate="NOT s._gone")
+            .execute())
+        self.sql(f"DELETE FROM silver.{q(name)} t USING affected__{name} a WHERE {akeys}")
+        self.sql(f"INSERT INTO silver.{q(name)} BY NAME SELECT * FROM new__{name}")
+        for t in (f"new__{name}", f"gone__{name}", f"affected__{name}", f"rows__{name}",
+                  f"fresh__{name}"):
+            self.sql(f"DROP TABLE IF EXISTS {t}")
+        self.sql(f"DROP VIEW {q(spec['source']['name'])}")
+        self.con.unregister(f"bronze__{name}")
+        print(f"  silver {name}: merged", file=sys.stderr)
 
     # A change's column: from `after` when the change has one (a column it
     # lacks comes from the key), else from `before`, else from the key.
@@ -176,11 +241,16 @@ class Peer:
                 f"THEN after[{c}] ELSE \"key\"[{c}] END "
                 f"ELSE coalesce(before[{c}], \"key\"[{c}]) END")
 
-    def register_source(self, spec):
+    def register_source(self, spec, only_new=False):
         src = spec["source"]
         rows = self.topic_rows(src["topic"])
         bronze = f"bronze__{spec['name']}"
         self.con.register(bronze, rows)
+        if only_new:
+            # The rows after the last run's Kafka positions (incremental).
+            bronze = (f"(SELECT b.* FROM {bronze} b LEFT JOIN seen s "
+                      f"ON s.topic = {lit(src['topic'])} AND s.kafka_partition = b.kafka_partition "
+                      "WHERE s.kafka_offset IS NULL OR b.kafka_offset > s.kafka_offset)")
         cols = [f"CAST({self.column_value(c)} AS {ty}) AS {q(c)}" for c, ty in src["columns"].items()]
         typed = f"""
             SELECT {', '.join(cols)},
@@ -217,9 +287,27 @@ class Peer:
             return self.run_date(spec, t0)
         keys = spec["keys"]
         kcols = ", ".join(q(k) for k in keys)
-        self.register_source(spec)
         shaped = f"shaped__{name}"
+        fresh = shaped
+        if self.incremental:
+            # dbt-style delete+insert by key: the keys the new rows touch
+            # (and, for facts, rows still pointing at an unknown member) are
+            # rebuilt from their whole history in bronze.
+            self.register_source(spec, only_new=True)
+            fresh = f"fresh__{name}"
+            self.sql(f"CREATE OR REPLACE TEMP TABLE {fresh} AS {self.shaped_sql(spec)}")
+            self.load_silver(name)
+            not_null = " AND ".join(f"{q(k)} IS NOT NULL" for k in keys)
+            unknown = " OR ".join(f"{q(lk['key'])} = -1" for lk in spec.get("lookups", []))
+            repair = f" UNION SELECT {kcols} FROM silver.{q(name)} WHERE {unknown}" if unknown else ""
+            self.sql(f"CREATE OR REPLACE TEMP TABLE affected__{name} AS "
+                     f"SELECT DISTINCT {kcols} FROM {fresh} WHERE {not_null}{repair}")
+        self.register_source(spec)
         self.sql(f"CREATE OR REPLACE TEMP TABLE {shaped} AS {self.shaped_sql(spec)}")
+        if self.incremental:
+            on = " AND ".join(f"s.{q(k)} = a.{q(k)}" for k in keys)
+            self.sql(f"CREATE OR REPLACE TEMP TABLE {shaped} AS "
+                     f"SELECT s.* FROM {shaped} s SEMI JOIN affected__{name} a ON {on}")
         data_cols = [c for c in self.con.table(shaped).columns if c not in META]
         if self.scalar(f"SELECT count(*) FROM {shaped} WHERE _is_truncate") > 0:
             print(f"  {name}: truncates are not applied by the peer", file=sys.stderr)
@@ -232,19 +320,21 @@ class Peer:
         quarantine = []
         for rule, expr, action in rules:
             failing = f"{upsert} AND ({passed}) AND NOT coalesce(({expr}), FALSE)"
-            n = self.scalar(f"SELECT count(*) FROM {shaped} WHERE {failing}")
+            # Quarantined: the failing rows of this run's new changes.
+            n = self.scalar(f"SELECT count(*) FROM {fresh} WHERE {failing}")
             if n and action == "fail":
                 raise SystemExit(f"{name}: expectation {rule} failed on {n} rows")
             if n and action == "drop":
                 quarantine.append(f"SELECT * EXCLUDE ({', '.join(META)}), {lit(rule)} AS _rule, "
-                                  f"_pos AS _seq, _ts AS _seq_ts FROM {shaped} WHERE {failing}")
+                                  f"_pos AS _seq, _ts AS _seq_ts FROM {fresh} WHERE {failing}")
             if n:
                 print(f"  {name}: {n} rows fail {rule} ({action})", file=sys.stderr)
             if action == "drop":
                 passed += f" AND coalesce(({expr}), FALSE)"
         if quarantine:
             self.sql(f"CREATE OR REPLACE TEMP TABLE q__{name} AS {' UNION ALL '.join(quarantine)}")
-            self.write("silver", f"{name}_quarantine", f"q__{name}")
+            self.write("silver", f"{name}_quarantine", f"q__{name}",
+                       mode="append" if self.incremental else "overwrite")
 
         # The changes that apply, each with its sequence; a tombstone takes
         # the sequence of the record of its key before it in Kafka order.
@@ -286,6 +376,9 @@ class Peer:
         select += [f"make_timestamptz({c}) AS {c}" for c in tail[:2]] + tail[2:]
         select += ["_seq", "_seq_ts"]
         body = f"SELECT {', '.join(select)} FROM rows__{name}"
+        if self.incremental:
+            self.merge(spec, body)
+            return
         if sk and spec.get("unknown_member", True):
             unknown = [f"-1::BIGINT AS {q(sk)}" if c == sk else f"NULL AS {q(c)}"
                        for c in head + others + fetched]
@@ -452,6 +545,9 @@ def main():
     ap.add_argument("--threads", type=int)
     ap.add_argument("--memory-limit")
     ap.add_argument("--skip-gold", action="store_true")
+    ap.add_argument("--incremental", action="store_true",
+                    help="apply the bronze rows after the last run's positions (dbt-style "
+                         "delete+insert of the keys they touch, rebuilt from their history)")
     args = ap.parse_args()
 
     started = time.monotonic()
@@ -467,9 +563,18 @@ def main():
     # their source view (orders, inventory), which the table's SQL reads.
     con.execute("CREATE SCHEMA silver").fetchall()
     specs = load_specs(os.path.join(args.layers, "silver"))
-    peer = Peer(con, DeltaTable(args.bronze), args.out, os.path.join(args.sql, "silver"), specs)
+    state_file = os.path.join(args.out, "_peer_state.json")
+    con.execute("CREATE TABLE seen (topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT)")
+    if args.incremental:
+        with open(state_file) as f:
+            for row in json.load(f)["seen"]:
+                con.execute("INSERT INTO seen VALUES (?, ?, ?)", row)
+    peer = Peer(con, DeltaTable(args.bronze), args.out, os.path.join(args.sql, "silver"), specs,
+                incremental=args.incremental)
     for name in silver_order(specs):
         peer.run_table(specs[name])
+    with open(state_file, "w") as f:
+        json.dump({"seen": peer.seen_now}, f)
     peer.topics.clear()
     print(f"silver peer: {len(specs)} tables in {time.monotonic() - started:.2f}s", file=sys.stderr)
     if not args.skip_gold:

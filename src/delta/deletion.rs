@@ -279,6 +279,67 @@ mod tests {
             .unwrap();
     }
 
+    /// Positions of rows read from large files (several batches, two files
+    /// at once) are their places in the file as written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn positions_of_large_files_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StorageRoot::local(dir.path()).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let (mut table, _) = ensure(&root, "silver", "t", &schema, &[], false)
+            .await
+            .unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(
+                (0..60_000).collect::<Vec<i64>>(),
+            ))],
+        )
+        .unwrap();
+        let adds = write(&table, "t", &batch, 30_000).await.unwrap();
+        TableCommit::new(CommitMode::from_overwrite(false))
+            .with_adds(adds)
+            .commit(&mut table, "t")
+            .await
+            .unwrap();
+        let ctx = SessionContext::new();
+        let all = files(&table, "t").unwrap();
+        let read = read_files(&ctx, &table, "t", &all.iter().collect::<Vec<_>>(), &schema)
+            .await
+            .unwrap();
+        let ids = read.rows.column(0).as_primitive::<Int64Type>();
+        for (i, id) in ids.iter().enumerate() {
+            let id = id.unwrap();
+            let first = all[read.file_of_row[i]].stats.as_ref().unwrap()["minValues"]["id"]
+                .as_i64()
+                .unwrap();
+            assert_eq!(read.position_of_row[i] as i64, id - first, "row {i}");
+        }
+        // A plain read of one file, by position, as gold reads changed rows.
+        let url = crate::storage::data_file_url(&table, &all[0].path);
+        let first = all[0].stats.as_ref().unwrap()["minValues"]["id"]
+            .as_i64()
+            .unwrap();
+        let picked = read_file_rows(&ctx, &url, |p| p % 7_000 == 3)
+            .await
+            .unwrap();
+        let want: Vec<i64> = (0..30_000)
+            .filter(|p| p % 7_000 == 3)
+            .map(|p| p + first)
+            .collect();
+        let got: Vec<i64> = picked
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
     /// Rows marked deleted in two rounds disappear from every reader (the
     /// table provider, `read_files` with its positions, a plain file read
     /// of the newly deleted rows), and a file left empty is removed.

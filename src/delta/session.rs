@@ -141,17 +141,17 @@ fn cluster_of(config: &SessionConfig) -> Option<Arc<Cluster>> {
     config.get_extension::<Cluster>()
 }
 
-/// `ctx` with no file split across partitions: each file's rows arrive in
-/// the order written, which row positions (deletion vectors) rely on.
+/// `ctx` scanning in one partition: each file's rows arrive in the order
+/// written, which row positions (deletion vectors) rely on. (With more
+/// partitions deltalake's scan splits a file's row groups across them, and
+/// collecting interleaves their batches.)
 pub fn ordered_session(ctx: &SessionContext) -> SessionContext {
     // A copy of the state, not a rebuilt one: building a state registers a
     // fresh default catalog, which would drop `ctx`'s registered tables.
     let mut state = ctx.state();
-    state
-        .config_mut()
-        .options_mut()
-        .optimizer
-        .repartition_file_scans = false;
+    let options = state.config_mut().options_mut();
+    options.execution.target_partitions = 1;
+    options.optimizer.repartition_file_scans = false;
     SessionContext::new_with_state(state)
 }
 
