@@ -247,8 +247,9 @@ mod tests {
     use crate::delta::{CommitMode, TableCommit, ensure, files, read_all, read_files, write};
     use crate::storage::StorageRoot;
 
-    fn ids(batches: &[RecordBatch]) -> Vec<i64> {
-        let mut ids: Vec<i64> = batches
+    /// The `id` column of `batches`, in the order read.
+    fn ids_in_order(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
             .iter()
             .flat_map(|b| {
                 b.column(0)
@@ -257,7 +258,12 @@ mod tests {
                     .flatten()
                     .collect::<Vec<_>>()
             })
-            .collect();
+            .collect()
+    }
+
+    /// The `id` column of `batches`, sorted.
+    fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+        let mut ids = ids_in_order(batches);
         ids.sort_unstable();
         ids
     }
@@ -327,17 +333,7 @@ mod tests {
             .filter(|p| p % 7_000 == 3)
             .map(|p| p + first)
             .collect();
-        let got: Vec<i64> = picked
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_primitive::<Int64Type>()
-                    .iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        assert_eq!(got, want);
+        assert_eq!(ids_in_order(&picked), want);
     }
 
     /// Rows marked deleted in two rounds disappear from every reader (the

@@ -1018,13 +1018,7 @@ impl Work<'_> {
             let keep: arrow::array::BooleanArray = (0..rows.num_rows())
                 .map(|i| Some(!merge.is_marked(&chosen[file_of_row[i]].path, position_of_row[i])))
                 .collect();
-            let kept = |i: &usize| keep.value(*i);
-            let indexes: Vec<usize> = (0..rows.num_rows()).filter(kept).collect();
-            (
-                filter_record_batch(&rows, &keep)?,
-                indexes.iter().map(|&i| file_of_row[i]).collect(),
-                indexes.iter().map(|&i| position_of_row[i]).collect(),
-            )
+            select_rows(&rows, &file_of_row, &position_of_row, &keep)?
         } else {
             (rows, file_of_row, position_of_row)
         };
@@ -1066,15 +1060,7 @@ impl Work<'_> {
             })
         };
         let (existing_rows, existing_file, existing_position) = match &held {
-            Some(mask) => {
-                let pick = |i: &usize| mask.value(*i);
-                let indexes: Vec<usize> = (0..rows.num_rows()).filter(pick).collect();
-                (
-                    filter_record_batch(&rows, mask)?,
-                    indexes.iter().map(|&i| file_of_row[i]).collect(),
-                    indexes.iter().map(|&i| position_of_row[i]).collect(),
-                )
-            }
+            Some(mask) => select_rows(&rows, &file_of_row, &position_of_row, mask)?,
             None => (rows.clone(), file_of_row.clone(), position_of_row.clone()),
         };
         let mut existing = self.layout.existing(&existing_rows, existing_file)?;
@@ -1276,6 +1262,21 @@ impl Work<'_> {
         self.run.repaired += changed.len() as u64;
         Ok(changed.into_iter().map(|(i, _)| i).collect())
     }
+}
+
+/// The rows of `rows` that `mask` keeps, with their files and positions.
+fn select_rows(
+    rows: &RecordBatch,
+    file_of_row: &[usize],
+    position_of_row: &[u64],
+    mask: &arrow::array::BooleanArray,
+) -> Result<(RecordBatch, Vec<usize>, Vec<u64>)> {
+    let kept: Vec<usize> = (0..rows.num_rows()).filter(|&i| mask.value(i)).collect();
+    Ok((
+        filter_record_batch(rows, mask)?,
+        kept.iter().map(|&i| file_of_row[i]).collect(),
+        kept.iter().map(|&i| position_of_row[i]).collect(),
+    ))
 }
 
 fn has_unknown(file: &TableFile, lookup_keys: &[String]) -> bool {
