@@ -347,9 +347,8 @@ const CHUNK_BYTES: usize = 8 << 20;
 /// not committed were dropped: read again), `true` when the file is done.
 ///
 /// The file is cut into chunks of whole lines; the chunks are framed and
-/// decoded on blocking threads, one chunk more in flight than there are
-/// cores, each into a part of its own ([`super::PartDecoder`]), and the
-/// parts join the batch in file order ([`Ingestor::absorb`]). This thread
+/// decoded on the ingestor's decoding threads ([`super::parts`]), each into a
+/// part of its own, and the parts join the batch in file order. This thread
 /// only reads, splits lines and commits.
 async fn read_pass(
     ingestor: &mut Ingestor,
@@ -377,38 +376,24 @@ async fn read_pass(
         taken,
         done: false,
     };
-    // One chunk more than cores: the decoding threads keep busy while this
-    // one waits for a commit.
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let in_flight = threads + 1;
-    let mut idle: Vec<super::PartDecoder> =
-        (0..in_flight).map(|_| ingestor.part_decoder()).collect();
-    let mut decoding = std::collections::VecDeque::with_capacity(in_flight);
     let context = Arc::new(ChunkContext {
         stream,
         path: path.to_path_buf(),
         fallback_topic: format!("file:{}", path.display()),
     });
     loop {
-        while let Some(mut decoder) = idle.pop() {
+        while ingestor.can_submit() {
             let Some(chunk) = chunks.next_chunk()? else {
-                idle.push(decoder);
                 break;
             };
             let context = Arc::clone(&context);
-            decoding.push_back(tokio::task::spawn_blocking(move || {
-                let part = context.decode(&mut decoder, &chunk);
-                (decoder, part)
-            }));
+            ingestor
+                .submit(Box::new(move |decoder| context.decode(decoder, &chunk)))
+                .await?;
         }
-        let Some(oldest) = decoding.pop_front() else {
+        if !ingestor.absorb_next().await? {
             break;
-        };
-        let (decoder, part) = oldest
-            .await
-            .map_err(|e| Error::Internal(format!("bronze file decoding task failed: {e}")))?;
-        idle.push(decoder);
-        ingestor.absorb(part?);
+        }
         if ingestor.should_flush() && ingestor.flush().await?.rewind {
             return Ok(false);
         }

@@ -416,6 +416,8 @@ pub async fn run(
     let started = Instant::now();
     let mut last_lag = Instant::now();
     let mut next_backlog_check = Instant::now();
+    // The generation whose backlog was committed as soon as it was read.
+    let mut backlog_committed = None;
 
     loop {
         // Pick up rebalances that happened inside the last poll.
@@ -437,8 +439,16 @@ pub async fn run(
                 config.kafka.group_id, assignment_timeout
             )));
         }
+        let caught_up = caught_up(&ingestor, &partitions, backlog.as_ref(), generation);
+        if caught_up && backlog_committed != Some(generation) {
+            // The backlog is read: commit it now, not after the idle wait,
+            // so that it lands as soon as it can (once per assignment).
+            backlog_committed = Some(generation);
+            let flushed = ingestor.drain().await?;
+            after_flush(flushed, &ingestor, &consumer, &partitions);
+        }
         if stop.until_idle
-            && caught_up(&ingestor, &partitions, backlog.as_ref(), generation)
+            && caught_up
             && last_message.elapsed() >= idle_timeout
             && Instant::now() >= next_backlog_check
             && let Some(backlog) = backlog.as_mut()
@@ -497,13 +507,16 @@ pub async fn run(
                             key: message.key(),
                             value: message.payload(),
                         };
-                        ingestor.ingest(&meta)?;
+                        // Copied into a chunk that is decoded on another
+                        // thread: this one only receives and commits.
+                        ingestor.queue(&meta).await?;
                         taken += 1;
                     }
                 }
             }
         }
 
+        ingestor.absorb_decoded().await?;
         let flushed = if ingestor.should_flush() || stop.max_records.is_some_and(|max| taken >= max)
         {
             ingestor.flush().await?

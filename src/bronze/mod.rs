@@ -15,6 +15,7 @@ mod captured_tests;
 pub mod config;
 pub mod file;
 pub mod kafka;
+pub mod parts;
 #[cfg(test)]
 mod pipeline_tests;
 mod progress;
@@ -28,8 +29,10 @@ use std::time::{Duration, Instant};
 use crate::cdc::{DecodedRecord, Decoder, TypeHints};
 use crate::error::Result;
 use crate::storage::StorageRoot;
-pub use buffer::{BatchCounts, BronzeBuffer, FinishedBatch, RecordMeta, TopicEvents};
+pub use buffer::{BatchCounts, BronzeBuffer, FinishedBatch, RecordMeta, StreamRange, TopicEvents};
 pub use config::{BronzeConfig, KafkaConfig};
+pub use parts::PartWork;
+use parts::{ChunkLimits, DecodePool, RecordChunk};
 pub use progress::Progress;
 pub use sink::{BronzeSink, CommitOutcome};
 
@@ -76,6 +79,9 @@ pub struct RunSummary {
     pub already_committed: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// From the first record read to the last commit: the wall time
+    /// without the waits for the first record and for the idle timeout.
+    pub busy: Duration,
     /// Latest `bronze_events` version written.
     pub events_version: Option<i64>,
 }
@@ -167,10 +173,8 @@ impl RecordDecoder {
     }
 }
 
-/// Decodes a run of records into a batch of its own, on any thread, for
-/// [`Ingestor::absorb`]: the file path decodes chunks of lines on all cores
-/// this way, in order. Made by [`Ingestor::part_decoder`], so its streams
-/// have the ingestor's indexes.
+/// Decodes a run of records into a batch of its own, on a decoding thread
+/// (see [`parts`]). Its streams have the ingestor's indexes.
 pub struct PartDecoder {
     records: RecordDecoder,
     buffer: BronzeBuffer,
@@ -198,6 +202,14 @@ impl PartDecoder {
     pub fn finish(&mut self) -> Result<FinishedBatch> {
         self.buffer.finish()
     }
+
+    /// Registers the streams of `streams` it does not have yet (streams are
+    /// only ever appended, so their indexes agree).
+    fn sync_streams(&mut self, streams: &[StreamRange]) {
+        for stream in streams.iter().skip(self.buffer.streams().len()) {
+            self.buffer.stream(&stream.app_id);
+        }
+    }
 }
 
 /// A finished batch whose Parquet files are being written while the next
@@ -208,6 +220,12 @@ struct InFlight {
 }
 
 /// Decodes records into a batch and commits batches; the part shared by all sources.
+///
+/// Records are decoded on every core ([`parts`]): [`Ingestor::queue`] copies
+/// a record into a chunk that is decoded on another thread once due by size
+/// or age, and [`Ingestor::submit`] starts any other work that decodes a
+/// part; the parts join the batch in the order they were started.
+/// [`Ingestor::ingest`] decodes a record on the caller's thread instead.
 ///
 /// Batches are pipelined: [`Ingestor::flush`] hands the finished batch's
 /// Parquet encoding to other threads and returns, so decoding the next batch
@@ -226,6 +244,12 @@ pub struct Ingestor {
     parts: Vec<FinishedBatch>,
     /// What `parts` hold.
     parts_counts: BatchCounts,
+    /// Parts being decoded on other threads, after `parts`.
+    decoding: DecodePool,
+    /// Records queued for decoding, after those being decoded.
+    chunk: RecordChunk,
+    /// Per stream: the last position queued ([`Ingestor::queue`]).
+    queued: Vec<Option<i64>>,
     sink: BronzeSink,
     in_flight: Option<InFlight>,
     /// Per stream: the position the table holds, as far as this process knows.
@@ -234,6 +258,10 @@ pub struct Ingestor {
     batch_started: Option<Instant>,
     summary: RunSummary,
     started: Instant,
+    /// When the first record was read.
+    first_record: Option<Instant>,
+    /// When the last commit ended.
+    last_commit: Option<Instant>,
     progress: Progress,
     /// Upkeep after commits (auto-compaction, checkpoints), when plugged in.
     upkeep: Option<Box<dyn CommitUpkeep>>,
@@ -247,11 +275,18 @@ impl Ingestor {
         hints: TypeHints,
         progress: Progress,
     ) -> Result<Self> {
+        let decoding = DecodePool::new(|| PartDecoder {
+            records: RecordDecoder::new(hints.clone()),
+            buffer: BronzeBuffer::new(),
+        });
         Ok(Self {
             records: RecordDecoder::new(hints),
             buffer: BronzeBuffer::new(),
             parts: Vec::new(),
             parts_counts: BatchCounts::default(),
+            decoding,
+            chunk: RecordChunk::default(),
+            queued: Vec::new(),
             sink: BronzeSink::open(root, config.target_file_size).await?,
             in_flight: None,
             committed: Vec::new(),
@@ -259,6 +294,8 @@ impl Ingestor {
             batch_started: None,
             summary: RunSummary::default(),
             started: Instant::now(),
+            first_record: None,
+            last_commit: None,
             progress,
             upkeep: None,
         })
@@ -319,10 +356,16 @@ impl Ingestor {
     /// The next position expected on a stream (after what is committed,
     /// being committed, or buffered).
     pub fn next_position(&self, stream: usize) -> Option<i64> {
-        self.parts
-            .iter()
-            .rev()
-            .find_map(|part| part.streams.get(stream)?.last)
+        self.queued
+            .get(stream)
+            .copied()
+            .flatten()
+            .or_else(|| {
+                self.parts
+                    .iter()
+                    .rev()
+                    .find_map(|part| part.streams.get(stream)?.last)
+            })
             .or_else(|| self.buffer.last_position(stream))
             .or_else(|| {
                 let in_flight = self.in_flight.as_ref()?;
@@ -342,28 +385,122 @@ impl Ingestor {
             return Ok(Ingested::AlreadyCommitted);
         }
         debug_assert!(
-            self.parts.is_empty(),
+            self.parts.is_empty() && self.decoding.is_idle() && self.chunk.is_empty(),
             "records are ingested one by one or as parts, not both"
         );
-        self.batch_started.get_or_insert_with(Instant::now);
+        let now = *self.batch_started.get_or_insert_with(Instant::now);
+        self.first_record.get_or_insert(now);
         self.records.decode_into(meta, &mut self.buffer)?;
         Ok(Ingested::Buffered)
     }
 
-    /// A decoder for parts of the current stream set, for another thread
-    /// (see [`PartDecoder`]).
-    pub fn part_decoder(&self) -> PartDecoder {
-        PartDecoder {
-            records: RecordDecoder::new(self.records.decoder.hints().clone()),
-            buffer: BronzeBuffer::with_streams(self.buffer.streams()),
+    /// Queues one record for decoding on another thread, unless its position
+    /// was already seen: it is copied into a chunk, started once full
+    /// (waiting for the oldest part first when every decoder is busy) or,
+    /// through [`Ingestor::absorb_decoded`], once due by age.
+    pub async fn queue(&mut self, meta: &RecordMeta<'_>) -> Result<Ingested> {
+        if self
+            .next_position(meta.stream)
+            .is_some_and(|next| meta.position < next)
+        {
+            self.summary.already_committed += 1;
+            return Ok(Ingested::AlreadyCommitted);
         }
+        debug_assert!(
+            self.buffer.is_empty(),
+            "records are ingested one by one or queued, not both"
+        );
+        if self.queued.len() <= meta.stream {
+            self.queued.resize(meta.stream + 1, None);
+        }
+        self.queued[meta.stream] = Some(meta.position);
+        self.first_record.get_or_insert_with(Instant::now);
+        self.chunk.push(meta);
+        if self.chunk.is_full(&self.chunk_limits()) {
+            self.submit_chunk().await?;
+        }
+        Ok(Ingested::Buffered)
+    }
+
+    /// When a chunk of queued records is due: at most a batch's worth.
+    fn chunk_limits(&self) -> ChunkLimits {
+        let records = usize::try_from(self.policy.max_records).unwrap_or(usize::MAX);
+        let bytes = usize::try_from(self.policy.max_bytes).unwrap_or(usize::MAX);
+        ChunkLimits {
+            records: ChunkLimits::RECORDS.min(records).max(1),
+            bytes: ChunkLimits::BYTES.min(bytes).max(1),
+            age: ChunkLimits::AGE.min(self.policy.max_age),
+        }
+    }
+
+    async fn submit_chunk(&mut self) -> Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.chunk.take();
+        self.submit(Box::new(move |decoder| chunk.decode(decoder)))
+            .await
+    }
+
+    /// Whether [`Ingestor::submit`] would start work without waiting.
+    pub fn can_submit(&self) -> bool {
+        !self.decoding.is_full()
+    }
+
+    /// Starts `work` decoding a part on a decoding thread; its part joins
+    /// the batch after the parts started before it. When every decoder is
+    /// busy, first waits for the oldest part and adds it to the batch.
+    pub async fn submit(&mut self, work: PartWork) -> Result<()> {
+        if self.decoding.is_full() {
+            self.absorb_next().await?;
+        }
+        self.first_record.get_or_insert_with(Instant::now);
+        let streams = self.buffer.streams();
+        self.decoding
+            .submit(|decoder| decoder.sync_streams(streams), work)
+    }
+
+    /// Waits for the oldest part being decoded and adds it to the batch.
+    /// Returns `false` when no part was being decoded.
+    pub async fn absorb_next(&mut self) -> Result<bool> {
+        match self.decoding.next().await? {
+            Some(part) => {
+                self.absorb(part);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Adds the parts already decoded to the batch, in order, and starts
+    /// decoding the queued records if they are due by age. Waits for no
+    /// decoding (only for a free decoder, when all are busy).
+    pub async fn absorb_decoded(&mut self) -> Result<()> {
+        while self.decoding.next_is_ready() {
+            self.absorb_next().await?;
+        }
+        if self
+            .chunk
+            .time_to_due(&self.chunk_limits())
+            .is_some_and(|left| left.is_zero())
+        {
+            self.submit_chunk().await?;
+        }
+        Ok(())
+    }
+
+    /// Decodes everything queued and adds it to the batch.
+    async fn absorb_all(&mut self) -> Result<()> {
+        self.submit_chunk().await?;
+        while self.absorb_next().await? {}
+        Ok(())
     }
 
     /// Adds a part decoded by a [`PartDecoder`] to the current batch. Parts
     /// must come in stream order, after what the batch holds; the batch is
     /// then due by size at part granularity (it can exceed the flush limits
-    /// by one part).
-    pub fn absorb(&mut self, part: FinishedBatch) {
+    /// by the parts being decoded).
+    fn absorb(&mut self, part: FinishedBatch) {
         if part.counts.records == 0 {
             return;
         }
@@ -389,11 +526,15 @@ impl Ingestor {
                 .is_some_and(|t| t.elapsed() >= self.policy.max_age)
     }
 
-    /// Time until the batch is due by age (for the consumer's poll timeout).
+    /// Time until the batch is due by age, or the queued records are due
+    /// for decoding (for the consumer's poll timeout).
     pub fn time_to_flush(&self) -> Duration {
-        self.batch_started.map_or(self.policy.max_age, |t| {
+        let batch = self.batch_started.map_or(self.policy.max_age, |t| {
             self.policy.max_age.saturating_sub(t.elapsed())
-        })
+        });
+        self.chunk
+            .time_to_due(&self.chunk_limits())
+            .map_or(batch, |chunk| chunk.min(batch))
     }
 
     /// What the current batch holds.
@@ -407,15 +548,23 @@ impl Ingestor {
     /// read again). Files already written for the one in flight are never
     /// committed; `vacuum` removes them.
     pub fn discard(&mut self) -> Result<()> {
-        self.batch_started = None;
         self.in_flight = None;
-        self.discard_parts();
-        self.buffer.discard()
+        self.discard_unflushed()
     }
 
-    fn discard_parts(&mut self) {
+    /// Drops what is buffered, decoded, being decoded and queued.
+    fn discard_unflushed(&mut self) -> Result<()> {
+        self.batch_started = None;
         self.parts.clear();
         self.parts_counts = BatchCounts::default();
+        let hints = self.records.decoder.hints();
+        self.decoding.reset(|| PartDecoder {
+            records: RecordDecoder::new(hints.clone()),
+            buffer: BronzeBuffer::new(),
+        });
+        self.chunk.take();
+        self.queued.clear();
+        self.buffer.discard()
     }
 
     /// Finishes the current batch and starts writing its files; commits the
@@ -457,6 +606,7 @@ impl Ingestor {
 
     /// Commits everything: the batch in flight, then the current one.
     pub async fn drain(&mut self) -> Result<Flushed> {
+        self.absorb_all().await?;
         let mut flushed = self.flush().await?;
         if !flushed.rewind {
             let last = self.commit_in_flight().await?;
@@ -473,6 +623,7 @@ impl Ingestor {
         let commit_started = Instant::now();
         let outcome = self.sink.commit(&batch, &self.committed, &adds).await?;
         let commit_elapsed = commit_started.elapsed();
+        self.last_commit = Some(Instant::now());
         tracing::debug!(elapsed = ?commit_elapsed, rows = batch.counts.rows, "bronze commit");
         telemetry::batch_committed(&batch, &outcome, commit_elapsed);
         for (stream, position) in &outcome.committed {
@@ -498,9 +649,7 @@ impl Ingestor {
         let rewind = !outcome.lost.is_empty();
         if rewind {
             // Read after records that are not committed: read again.
-            self.batch_started = None;
-            self.discard_parts();
-            self.buffer.discard()?;
+            self.discard_unflushed()?;
         }
         self.summary.batches += 1;
         self.summary.counts.add(&batch.counts);
@@ -553,6 +702,9 @@ impl Ingestor {
         self.progress.finish();
         let mut summary = self.summary;
         summary.elapsed = self.started.elapsed();
+        if let (Some(first), Some(last)) = (self.first_record, self.last_commit) {
+            summary.busy = last.saturating_duration_since(first);
+        }
         Ok(summary)
     }
 }

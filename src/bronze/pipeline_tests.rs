@@ -267,3 +267,172 @@ async fn file_chunks_decoded_in_parallel_land_once_in_order() {
         "{error}"
     );
 }
+
+/// Queues one record of `shop.public.t` (the Kafka path's way in).
+async fn queue(
+    ingestor: &mut Ingestor,
+    stream: usize,
+    partition: i32,
+    position: i64,
+    offset: i64,
+) -> Ingested {
+    let value = value(offset);
+    let meta = RecordMeta {
+        stream,
+        position,
+        topic: "shop.public.t",
+        partition,
+        offset,
+        timestamp_ms: None,
+        key: None,
+        value: Some(&value),
+    };
+    ingestor.queue(&meta).await.expect("queue")
+}
+
+fn small_batches(records: u64) -> FlushPolicy {
+    FlushPolicy {
+        max_records: records,
+        max_bytes: u64::MAX,
+        max_age: Duration::from_secs(3600),
+    }
+}
+
+/// The Kafka path copies records into chunks decoded on other threads: with
+/// chunks and batches of 25 records, replays of queued positions skipped and
+/// a stream registered while chunks are being decoded, every record lands
+/// once, each batch holds consecutive records of each stream, and a restart
+/// takes nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_records_decoded_in_parallel_land_once_in_order() {
+    const SECOND: &str = "lakehouse-bronze:shop.public.t:1";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = StorageRoot::local(dir.path()).expect("root");
+    let (ingestor, first) = open(&root).await;
+    let mut ingestor = ingestor.with_policy(small_batches(25));
+    let mut second = None;
+    let mut expected = Vec::new();
+    for position in 0..200 {
+        assert_eq!(
+            queue(&mut ingestor, first, 0, position, position).await,
+            Ingested::Buffered
+        );
+        expected.push(position);
+        if position == 50 {
+            second = Some(ingestor.set_position(SECOND, None));
+        }
+        if let Some(second) = second {
+            let theirs = position - 50;
+            queue(&mut ingestor, second, 1, theirs, 1000 + theirs).await;
+            expected.push(1000 + theirs);
+        }
+        if position % 10 == 9 {
+            // A replay of a record still queued or being decoded.
+            let replayed = queue(&mut ingestor, first, 0, position - 3, position - 3).await;
+            assert_eq!(replayed, Ingested::AlreadyCommitted);
+        }
+        ingestor.absorb_decoded().await.expect("absorb");
+        if ingestor.should_flush() {
+            assert!(!ingestor.flush().await.expect("flush").rewind);
+        }
+    }
+    let summary = ingestor.finish().await.expect("finish");
+    assert_eq!(summary.already_committed, 20);
+    assert_eq!(summary.counts.rows, expected.len() as u64);
+    assert!(summary.batches >= 4, "{} batches", summary.batches);
+    expected.sort_unstable();
+    assert_eq!(offsets(&root).await, expected);
+
+    let ctx = new_session(&SessionLimits {
+        memory_limit: 64 << 20,
+        spill_dir: None,
+    })
+    .expect("session");
+    root.register_object_store(&ctx).expect("store");
+    register_table(&ctx, &root, LAYER, EVENTS_TABLE)
+        .await
+        .expect("register");
+    let ranges = collect(
+        &ctx,
+        "SELECT kafka_partition, min(kafka_offset), max(kafka_offset), count(*) \
+         FROM bronze_events GROUP BY batch_id, kafka_partition ORDER BY 1, 2",
+    )
+    .await
+    .expect("query");
+    let mut ends: std::collections::HashMap<i32, i64> = Default::default();
+    for batch in &ranges {
+        let partitions = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        let lows = batch.column(1).as_primitive::<Int64Type>();
+        let highs = batch.column(2).as_primitive::<Int64Type>();
+        let counts = batch.column(3).as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            let (low, high) = (lows.value(row), highs.value(row));
+            assert_eq!(high - low + 1, counts.value(row), "a gap in a batch");
+            let end = ends.entry(partitions.value(row)).or_insert(low - 1);
+            assert_eq!(*end + 1, low, "batches of a partition interleave");
+            *end = high;
+        }
+    }
+
+    let (mut restarted, _) = open(&root).await;
+    let streams = restarted
+        .open_streams(&[APP_ID.to_string(), SECOND.to_string()])
+        .await
+        .expect("streams");
+    assert_eq!(streams[1].1, Some(149), "the late stream's position");
+    for position in 0..200 {
+        let taken = queue(&mut restarted, streams[0].0, 0, position, position).await;
+        assert_eq!(taken, Ingested::AlreadyCommitted);
+    }
+    let summary = restarted.finish().await.expect("finish");
+    assert_eq!(
+        (summary.already_committed, summary.counts.records),
+        (200, 0)
+    );
+}
+
+/// A commit that finds a stream taken by another writer drops the records
+/// being decoded and queued too, not only the batches: the stream restarts
+/// after the other writer's position and every position lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_taken_by_another_writer_drops_the_queued_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = StorageRoot::local(dir.path()).expect("root");
+    let (ours, stream) = open(&root).await;
+    let mut ours = ours.with_policy(small_batches(10));
+    let (mut theirs, their_stream) = open(&root).await;
+
+    // Ours: 0..10 in flight, 10..20 being decoded, 20..25 queued.
+    for position in 0..10 {
+        queue(&mut ours, stream, 0, position, position).await;
+    }
+    assert!(ours.absorb_next().await.expect("absorb"));
+    assert!(ours.flush().await.expect("flush").outcome.is_none());
+    for position in 10..25 {
+        queue(&mut ours, stream, 0, position, position).await;
+    }
+    assert_eq!(ours.next_position(stream), Some(25));
+
+    ingest(&mut theirs, their_stream, 0..5);
+    assert!(!theirs.drain().await.expect("drain").rewind);
+
+    let flushed = ours.flush().await.expect("flush");
+    assert!(flushed.rewind);
+    assert_eq!(ours.next_position(stream), Some(5));
+    assert_eq!(ours.buffered().records, 0);
+
+    for position in 0..25 {
+        let taken = queue(&mut ours, stream, 0, position, position).await;
+        let expected = if position < 5 {
+            Ingested::AlreadyCommitted
+        } else {
+            Ingested::Buffered
+        };
+        assert_eq!(taken, expected, "position {position}");
+    }
+    assert!(!ours.drain().await.expect("drain").rewind);
+    assert_eq!(ours.committed(stream), Some(24));
+    assert_eq!(offsets(&root).await, (0..25).collect::<Vec<_>>());
+}
