@@ -414,7 +414,8 @@ impl Ingestor {
             self.queued.resize(meta.stream + 1, None);
         }
         self.queued[meta.stream] = Some(meta.position);
-        self.first_record.get_or_insert_with(Instant::now);
+        let now = *self.batch_started.get_or_insert_with(Instant::now);
+        self.first_record.get_or_insert(now);
         self.chunk.push(meta);
         if self.chunk.is_full(&self.chunk_limits()) {
             self.submit_chunk().await?;
@@ -454,7 +455,8 @@ impl Ingestor {
         if self.decoding.is_full() {
             self.absorb_next().await?;
         }
-        self.first_record.get_or_insert_with(Instant::now);
+        let now = *self.batch_started.get_or_insert_with(Instant::now);
+        self.first_record.get_or_insert(now);
         let streams = self.buffer.streams();
         self.decoding
             .submit(|decoder| decoder.sync_streams(streams), work)
@@ -521,9 +523,13 @@ impl Ingestor {
         let counts = self.buffered();
         counts.records >= self.policy.max_records
             || counts.bytes >= self.policy.max_bytes
-            || self
-                .batch_started
-                .is_some_and(|t| t.elapsed() >= self.policy.max_age)
+            || self.due_by_age()
+    }
+
+    /// Whether the oldest record read and not flushed is `max_age` old.
+    fn due_by_age(&self) -> bool {
+        self.batch_started
+            .is_some_and(|t| t.elapsed() >= self.policy.max_age)
     }
 
     /// Time until the batch is due by age, or the queued records are due
@@ -571,7 +577,15 @@ impl Ingestor {
     /// batch in flight before it, if any. Returns what that commit did.
     pub async fn flush(&mut self) -> Result<Flushed> {
         let flushed = self.commit_in_flight().await?;
-        if flushed.rewind || self.buffered().records == 0 {
+        if flushed.rewind {
+            return Ok(flushed);
+        }
+        if self.due_by_age() {
+            // A trickle: what was read is due, decoded or not (a batch due
+            // by size goes without the parts still being decoded).
+            self.absorb_all().await?;
+        }
+        if self.buffered().records == 0 {
             return Ok(flushed);
         }
         let mut batch = self.buffer.finish()?;
@@ -579,7 +593,9 @@ impl Ingestor {
             batch.absorb(part)?;
         }
         self.parts_counts = BatchCounts::default();
-        self.batch_started = None;
+        // Records still being decoded or queued start the next batch.
+        let pending = !self.decoding.is_idle() || !self.chunk.is_empty();
+        self.batch_started = pending.then(Instant::now);
         let groups = batch
             .events
             .iter()

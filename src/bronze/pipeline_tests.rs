@@ -436,3 +436,30 @@ async fn a_stream_taken_by_another_writer_drops_the_queued_records() {
     assert_eq!(ours.committed(stream), Some(24));
     assert_eq!(offsets(&root).await, (0..25).collect::<Vec<_>>());
 }
+
+/// A trickle of records is flushed by age though its records are still
+/// queued or being decoded: the age counts from when the oldest was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_records_are_flushed_by_age() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = StorageRoot::local(dir.path()).expect("root");
+    let (ingestor, stream) = open(&root).await;
+    let max_age = Duration::from_millis(200);
+    let mut ingestor = ingestor.with_policy(FlushPolicy {
+        max_records: 1000,
+        max_bytes: u64::MAX,
+        max_age,
+    });
+    for position in 0..3 {
+        queue(&mut ingestor, stream, 0, position, position).await;
+    }
+    assert!(!ingestor.should_flush());
+    assert!(ingestor.time_to_flush() <= max_age);
+    tokio::time::sleep(max_age).await;
+    assert!(ingestor.should_flush());
+    assert!(ingestor.flush().await.expect("flush").outcome.is_none());
+    assert!(!ingestor.should_flush(), "nothing is left to flush");
+    let flushed = ingestor.flush().await.expect("flush");
+    let committed = flushed.outcome.map(|o| o.committed);
+    assert_eq!(committed, Some(vec![(stream, 2)]));
+}
