@@ -375,21 +375,34 @@ impl Ingestor {
             .map(|p| p + 1)
     }
 
+    /// Whether `meta`'s position is new on its stream; a replay is counted.
+    fn is_new(&mut self, meta: &RecordMeta<'_>) -> bool {
+        let replay = self
+            .next_position(meta.stream)
+            .is_some_and(|next| meta.position < next);
+        if replay {
+            self.summary.already_committed += 1;
+        } else {
+            self.record_read();
+        }
+        !replay
+    }
+
+    /// A record was read: the batch's age and the run's busy time start.
+    fn record_read(&mut self) {
+        let now = *self.batch_started.get_or_insert_with(Instant::now);
+        self.first_record.get_or_insert(now);
+    }
+
     /// Decodes one record into the batch, unless its position was already seen.
     pub fn ingest(&mut self, meta: &RecordMeta<'_>) -> Result<Ingested> {
-        if self
-            .next_position(meta.stream)
-            .is_some_and(|next| meta.position < next)
-        {
-            self.summary.already_committed += 1;
+        if !self.is_new(meta) {
             return Ok(Ingested::AlreadyCommitted);
         }
         debug_assert!(
             self.parts.is_empty() && self.decoding.is_idle() && self.chunk.is_empty(),
             "records are ingested one by one or as parts, not both"
         );
-        let now = *self.batch_started.get_or_insert_with(Instant::now);
-        self.first_record.get_or_insert(now);
         self.records.decode_into(meta, &mut self.buffer)?;
         Ok(Ingested::Buffered)
     }
@@ -399,11 +412,7 @@ impl Ingestor {
     /// (waiting for the oldest part first when every decoder is busy) or,
     /// through [`Ingestor::absorb_decoded`], once due by age.
     pub async fn queue(&mut self, meta: &RecordMeta<'_>) -> Result<Ingested> {
-        if self
-            .next_position(meta.stream)
-            .is_some_and(|next| meta.position < next)
-        {
-            self.summary.already_committed += 1;
+        if !self.is_new(meta) {
             return Ok(Ingested::AlreadyCommitted);
         }
         debug_assert!(
@@ -414,8 +423,6 @@ impl Ingestor {
             self.queued.resize(meta.stream + 1, None);
         }
         self.queued[meta.stream] = Some(meta.position);
-        let now = *self.batch_started.get_or_insert_with(Instant::now);
-        self.first_record.get_or_insert(now);
         self.chunk.push(meta);
         if self.chunk.is_full(&self.chunk_limits()) {
             self.submit_chunk().await?;
@@ -455,8 +462,7 @@ impl Ingestor {
         if self.decoding.is_full() {
             self.absorb_next().await?;
         }
-        let now = *self.batch_started.get_or_insert_with(Instant::now);
-        self.first_record.get_or_insert(now);
+        self.record_read();
         let streams = self.buffer.streams();
         self.decoding
             .submit(|decoder| decoder.sync_streams(streams), work)

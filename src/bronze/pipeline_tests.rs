@@ -52,8 +52,8 @@ async fn open(root: &StorageRoot) -> (Ingestor, usize) {
     (ingestor, stream)
 }
 
-/// Offsets in `bronze_events`, sorted.
-async fn offsets(root: &StorageRoot) -> Vec<i64> {
+/// A session with `bronze_events` registered.
+async fn events_session(root: &StorageRoot) -> datafusion::prelude::SessionContext {
     let ctx = new_session(&SessionLimits {
         memory_limit: 64 << 20,
         spill_dir: None,
@@ -63,6 +63,12 @@ async fn offsets(root: &StorageRoot) -> Vec<i64> {
     register_table(&ctx, root, LAYER, EVENTS_TABLE)
         .await
         .expect("register");
+    ctx
+}
+
+/// Offsets in `bronze_events`, sorted.
+async fn offsets(root: &StorageRoot) -> Vec<i64> {
+    let ctx = events_session(root).await;
     let batches = collect(
         &ctx,
         "SELECT kafka_offset FROM bronze_events ORDER BY kafka_offset",
@@ -207,15 +213,7 @@ async fn file_chunks_decoded_in_parallel_land_once_in_order() {
     expected.sort_unstable();
     assert_eq!(offsets(&root).await, expected);
 
-    let ctx = new_session(&SessionLimits {
-        memory_limit: 64 << 20,
-        spill_dir: None,
-    })
-    .expect("session");
-    root.register_object_store(&ctx).expect("store");
-    register_table(&ctx, &root, LAYER, EVENTS_TABLE)
-        .await
-        .expect("register");
+    let ctx = events_session(&root).await;
     register_table(
         &ctx,
         &root,
@@ -343,15 +341,7 @@ async fn queued_records_decoded_in_parallel_land_once_in_order() {
     expected.sort_unstable();
     assert_eq!(offsets(&root).await, expected);
 
-    let ctx = new_session(&SessionLimits {
-        memory_limit: 64 << 20,
-        spill_dir: None,
-    })
-    .expect("session");
-    root.register_object_store(&ctx).expect("store");
-    register_table(&ctx, &root, LAYER, EVENTS_TABLE)
-        .await
-        .expect("register");
+    let ctx = events_session(&root).await;
     let ranges = collect(
         &ctx,
         "SELECT kafka_partition, min(kafka_offset), max(kafka_offset), count(*) \
