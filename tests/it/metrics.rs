@@ -368,24 +368,41 @@ async fn scraped_counters_move_during_run_all_watch_and_match_the_tables() {
     assert!(total(s, "lakehouse_bronze_commit_duration_seconds_count") >= 2.0);
 
     // Runs: the counters are the history's rows, and silver and gold wrote
-    // what the history says they wrote.
-    let history = rows(
-        &config,
-        "SELECT run, status, CAST(count(*) AS BIGINT), CAST(sum(rows_written) AS BIGINT) \
-         FROM lakehouse_runs GROUP BY run, status",
-    )
-    .await;
-    let runs_metric = by_labels(s, "lakehouse_runs_total", &["run", "status"]);
-    let runs_table: BTreeMap<Vec<String>, f64> = history
-        .iter()
-        .map(|r| {
-            (
-                vec![r[0].clone(), r[1].clone()],
-                r[2].parse().expect("count"),
-            )
-        })
-        .collect();
-    assert_eq!(runs_metric, runs_table);
+    // what the history says they wrote. A micro-batch can still start after
+    // the quiet spell (a gold run follows the silver run that committed), and
+    // one ending between a scrape and the query is in the history only, so
+    // the history is read between two scrapes that agree with each other.
+    let runs_of = |s: &Scrape| by_labels(s, "lakehouse_runs_total", &["run", "status"]);
+    let started = Instant::now();
+    let (settled, history) = loop {
+        let before = scrape(addr).expect("scrape");
+        let history = rows(
+            &config,
+            "SELECT run, status, CAST(count(*) AS BIGINT), CAST(sum(rows_written) AS BIGINT) \
+             FROM lakehouse_runs GROUP BY run, status",
+        )
+        .await;
+        let after = scrape(addr).expect("scrape");
+        let runs_table: BTreeMap<Vec<String>, f64> = history
+            .iter()
+            .map(|r| {
+                (
+                    vec![r[0].clone(), r[1].clone()],
+                    r[2].parse().expect("count"),
+                )
+            })
+            .collect();
+        let runs_metric = runs_of(&before);
+        if runs_metric == runs_of(&after) && runs_metric == runs_table {
+            break (after, history);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "run counters {runs_metric:?} never matched the history {runs_table:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let s = &settled;
     let written = |run: &str| -> f64 {
         history
             .iter()
