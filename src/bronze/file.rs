@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use jiter::Jiter;
 
+use super::parts::SpareBuffers;
 use super::{Ingestor, RecordMeta, RunSummary, StopCondition};
 use crate::error::{Error, Result};
 
@@ -370,6 +371,7 @@ async fn read_pass(
         path,
         chunk_bytes,
         carry: Vec::new(),
+        spares: ingestor.spare_buffers().clone(),
         line_number: 0,
         committed,
         max_records: stop.max_records,
@@ -387,8 +389,13 @@ async fn read_pass(
                 break;
             };
             let context = Arc::clone(&context);
+            let spares = chunks.spares.clone();
             ingestor
-                .submit(Box::new(move |decoder| context.decode(decoder, &chunk)))
+                .submit(Box::new(move |decoder| {
+                    let part = context.decode(decoder, &chunk);
+                    spares.give(chunk.data);
+                    part
+                }))
                 .await?;
         }
         if !ingestor.absorb_next().await? {
@@ -497,6 +504,8 @@ struct LineChunks<'a, R> {
     chunk_bytes: usize,
     /// The start of a line whose end is not read yet.
     carry: Vec<u8>,
+    /// Buffers of chunks already decoded, filled again.
+    spares: SpareBuffers,
     /// Number of the last line split off.
     line_number: i64,
     committed: Option<i64>,
@@ -509,7 +518,15 @@ impl<R: Read> LineChunks<'_, R> {
     /// The next chunk with at least one line to ingest, or none at the end.
     fn next_chunk(&mut self) -> Result<Option<Chunk>> {
         while !self.done {
-            let mut data = std::mem::take(&mut self.carry);
+            let mut data = if self.carry.len() >= self.chunk_bytes {
+                // A line longer than a chunk: read on into the same buffer.
+                std::mem::take(&mut self.carry)
+            } else {
+                let mut data = self.spares.take();
+                data.extend_from_slice(&self.carry);
+                self.carry.clear();
+                data
+            };
             data.reserve(self.chunk_bytes);
             let read = (&mut self.file)
                 .take(self.chunk_bytes as u64)
@@ -520,7 +537,10 @@ impl<R: Read> LineChunks<'_, R> {
                 self.done = true;
             } else {
                 match memchr::memrchr(b'\n', &data) {
-                    Some(last) => self.carry = data.split_off(last + 1),
+                    Some(last) => {
+                        self.carry.extend_from_slice(&data[last + 1..]);
+                        data.truncate(last + 1);
+                    }
                     None => {
                         // A line longer than a chunk: read on.
                         self.carry = data;
@@ -642,6 +662,7 @@ mod tests {
             path: Path::new("test.jsonl"),
             chunk_bytes,
             carry: Vec::new(),
+            spares: SpareBuffers::default(),
             line_number: 0,
             committed,
             max_records,
@@ -655,6 +676,8 @@ mod tests {
                 let text = String::from_utf8(chunk.data[line.start..line.end].to_vec()).unwrap();
                 lines.push((line.number, text));
             }
+            // As the decoding threads do: the next chunks refill this buffer.
+            chunks.spares.give(chunk.data);
         }
         (lines, taken)
     }

@@ -32,7 +32,7 @@ use crate::storage::StorageRoot;
 pub use buffer::{BatchCounts, BronzeBuffer, FinishedBatch, RecordMeta, StreamRange, TopicEvents};
 pub use config::{BronzeConfig, KafkaConfig};
 pub use parts::PartWork;
-use parts::{ChunkLimits, DecodePool, RecordChunk};
+use parts::{ChunkLimits, DecodePool, RecordChunk, SpareBuffers};
 pub use progress::Progress;
 pub use sink::{BronzeSink, CommitOutcome};
 
@@ -248,6 +248,8 @@ pub struct Ingestor {
     decoding: DecodePool,
     /// Records queued for decoding, after those being decoded.
     chunk: RecordChunk,
+    /// Chunk buffers the decoding threads are done with.
+    spares: SpareBuffers,
     /// Per stream: the last position queued ([`Ingestor::queue`]).
     queued: Vec<Option<i64>>,
     sink: BronzeSink,
@@ -286,6 +288,7 @@ impl Ingestor {
             parts_counts: BatchCounts::default(),
             decoding,
             chunk: RecordChunk::default(),
+            spares: SpareBuffers::default(),
             queued: Vec::new(),
             sink: BronzeSink::open(root, config.target_file_size).await?,
             in_flight: None,
@@ -445,8 +448,9 @@ impl Ingestor {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let chunk = self.chunk.take();
-        self.submit(Box::new(move |decoder| chunk.decode(decoder)))
+        let chunk = self.chunk.take(self.spares.take());
+        let spares = self.spares.clone();
+        self.submit(Box::new(move |decoder| chunk.decode(decoder, &spares)))
             .await
     }
 
@@ -574,7 +578,7 @@ impl Ingestor {
             records: RecordDecoder::new(hints.clone()),
             buffer: BronzeBuffer::new(),
         });
-        self.chunk.take();
+        self.chunk.take(Vec::new());
         self.queued.clear();
         self.buffer.discard()
     }
@@ -711,6 +715,11 @@ impl Ingestor {
             self.sink.refresh().await?;
         }
         Ok(())
+    }
+
+    /// Buffers the decoding threads are done with, for the next chunk.
+    pub fn spare_buffers(&self) -> &SpareBuffers {
+        &self.spares
     }
 
     /// Progress reporting.

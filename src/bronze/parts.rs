@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{FinishedBatch, PartDecoder, RecordMeta};
@@ -92,6 +92,45 @@ impl DecodePool {
         self.running.clear();
         while self.idle.len() < self.size {
             self.idle.push(make());
+        }
+    }
+}
+
+/// Chunk buffers handed back by the decoding threads, to be filled again.
+///
+/// A chunk's bytes are a buffer of megabytes, and a fresh one costs a page
+/// fault per 4 KiB page as it is filled; jemalloc hands buffers of 8 MiB and
+/// more straight back to the kernel when freed (its huge arena does not
+/// decay), so without reuse every chunk of the file path and every grown
+/// Kafka chunk paid those faults again. The spares stay mapped: a few
+/// buffers, at most one per decoder.
+#[derive(Debug, Clone, Default)]
+pub struct SpareBuffers {
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl SpareBuffers {
+    /// Buffers kept: one per part in flight is plenty.
+    const KEEP: usize = 8;
+
+    /// An empty buffer, a spare one when there is one.
+    pub fn take(&self) -> Vec<u8> {
+        // A poisoned lock only means another thread panicked while pushing
+        // or popping a buffer: a fresh buffer is just as good.
+        self.buffers
+            .lock()
+            .ok()
+            .and_then(|mut spares| spares.pop())
+            .unwrap_or_default()
+    }
+
+    /// Hands `buffer` back for reuse.
+    pub fn give(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        if let Ok(mut spares) = self.buffers.lock()
+            && spares.len() < Self::KEEP
+        {
+            spares.push(buffer);
         }
     }
 }
@@ -199,10 +238,11 @@ impl RecordChunk {
             .map(|started| limits.age.saturating_sub(started.elapsed()))
     }
 
-    /// Takes the records out, leaving an empty chunk sized like this one.
-    pub fn take(&mut self) -> RecordChunk {
+    /// Takes the records out, leaving an empty chunk that fills `data`
+    /// (a spare buffer) next.
+    pub fn take(&mut self, data: Vec<u8>) -> RecordChunk {
         let next = RecordChunk {
-            data: Vec::with_capacity(self.data.capacity()),
+            data,
             records: Vec::with_capacity(self.records.capacity()),
             last_topic: None,
             started: None,
@@ -210,8 +250,15 @@ impl RecordChunk {
         std::mem::replace(self, next)
     }
 
-    /// Decodes every record into `decoder`'s part and finishes it.
-    pub fn decode(&self, decoder: &mut PartDecoder) -> Result<FinishedBatch> {
+    /// Decodes every record into `decoder`'s part and finishes it, then
+    /// hands the chunk's bytes to `spares`.
+    pub fn decode(self, decoder: &mut PartDecoder, spares: &SpareBuffers) -> Result<FinishedBatch> {
+        let part = self.decode_records(decoder);
+        spares.give(self.data);
+        part
+    }
+
+    fn decode_records(&self, decoder: &mut PartDecoder) -> Result<FinishedBatch> {
         for record in &self.records {
             let meta = RecordMeta {
                 stream: record.stream,
@@ -267,10 +314,30 @@ mod tests {
             values,
             [("a", &b"one"[..]), ("b", &b"two!"[..]), ("b", &b""[..])]
         );
-        let taken = chunk.take();
+        let taken = chunk.take(Vec::new());
         assert_eq!(taken.len(), 3);
         assert!(chunk.is_empty());
         assert!(chunk.time_to_due(&limits()).is_none());
+    }
+
+    #[test]
+    fn spare_buffers_come_back_empty_with_their_capacity() {
+        let spares = SpareBuffers::default();
+        assert_eq!(spares.take().capacity(), 0);
+        let mut buffer = Vec::with_capacity(1 << 20);
+        buffer.extend_from_slice(b"old bytes");
+        spares.give(buffer);
+        let reused = spares.take();
+        assert!(reused.is_empty());
+        assert_eq!(reused.capacity(), 1 << 20);
+        assert_eq!(spares.take().capacity(), 0, "each spare is taken once");
+        for _ in 0..SpareBuffers::KEEP + 3 {
+            spares.give(Vec::with_capacity(16));
+        }
+        let kept = std::iter::from_fn(|| Some(spares.take()))
+            .take_while(|b| b.capacity() > 0)
+            .count();
+        assert_eq!(kept, SpareBuffers::KEEP);
     }
 
     #[test]
