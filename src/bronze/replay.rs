@@ -11,7 +11,14 @@
 //! deleted: `bronze_dead_letters` stays the record of what failed and why.
 //! Silver applies the replayed changes like any late, out-of-order event
 //! (by source position), so the silver tables end as if the records had
-//! decoded the first time. Replays must not run concurrently with each other.
+//! decoded the first time.
+//!
+//! Two replays at once would both find the same dead letters pending and
+//! both append them (appends never conflict in Delta), so a replay that
+//! writes holds the storage root's replay lease (see
+//! [`crate::storage::lease`], across hosts) from reading what is pending to
+//! its commit; a second replay meanwhile fails at once, naming the holder.
+//! A dry run writes nothing and takes no lease.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
@@ -23,6 +30,7 @@ use crate::cdc::{DecodedRecord, Decoder};
 use crate::delta::session;
 use crate::error::{Error, Result};
 use crate::storage::StorageRoot;
+use crate::storage::lease::{Exclusive, exclusively};
 use crate::tables::bronze::{DEAD_LETTERS_TABLE, EVENTS_TABLE, LAYER};
 
 /// Which dead letters to replay.
@@ -108,8 +116,42 @@ fn pending_sql(options: &ReplayOptions) -> String {
     )
 }
 
-/// Replays the dead letters under `root` that `options` select.
+/// Name of the lease a writing replay holds.
+const REPLAY_LEASE: &str = "replay-dead-letters";
+
+/// Lifetime of the replay lease without renewal; renewed every third.
+const REPLAY_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Replays the dead letters under `root` that `options` select; fails when
+/// another replay is writing (see the module documentation).
 pub async fn replay(
+    settings: Settings<'_>,
+    root: &StorageRoot,
+    options: &ReplayOptions,
+) -> Result<ReplaySummary> {
+    if options.dry_run {
+        return replay_unguarded(settings, root, options).await;
+    }
+    let work = replay_unguarded(settings, root, options);
+    match exclusively(
+        root,
+        REPLAY_LEASE,
+        "the dead-letter replay",
+        REPLAY_LEASE_TTL,
+        work,
+    )
+    .await?
+    {
+        Exclusive::Done(summary) => Ok(summary),
+        Exclusive::Busy { owner } => Err(Error::Condition(format!(
+            "another dead-letter replay is running ({owner}); \
+             run this one again after it ends (it will replay only what is still pending)"
+        ))),
+    }
+}
+
+/// [`replay`] without the lease.
+async fn replay_unguarded(
     settings: Settings<'_>,
     root: &StorageRoot,
     options: &ReplayOptions,

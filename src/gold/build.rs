@@ -95,16 +95,6 @@ fn date_literal(days: i32) -> String {
         .unwrap_or_default()
 }
 
-/// Whether `spec`'s SQL reads a system table (`lakehouse_runs`, ...): such
-/// marts run last, after the catalog sees this run's commits. Decided from
-/// the table references DataFusion resolves in the parsed SQL (CTE names
-/// excluded), before the system tables are registered.
-pub fn reads_system_tables(ctx: &SessionContext, spec: &MartSpec) -> Result<bool> {
-    Ok(referenced_tables(ctx, spec)?
-        .iter()
-        .any(|r| SYSTEM_TABLES.contains(&r.as_str())))
-}
-
 /// The names of the tables `spec`'s SQL refers to (CTE names excluded),
 /// from the parsed SQL: nothing needs to be registered.
 pub fn referenced_tables(ctx: &SessionContext, spec: &MartSpec) -> Result<BTreeSet<String>> {
@@ -601,44 +591,5 @@ mod tests {
     fn date_literals() {
         assert_eq!(date_literal(0), "1970-01-01");
         assert_eq!(date_literal(19_723), "2024-01-01");
-    }
-
-    fn mart(sql: &str) -> MartSpec {
-        MartSpec {
-            name: "m".into(),
-            file: "m.toml".into(),
-            sql_file: "m.sql".into(),
-            description: None,
-            sql: sql.into(),
-            keys: vec!["k".into()],
-            partition_by: None,
-            incremental_by: None,
-            indexes: Vec::new(),
-            incremental: Default::default(),
-            publish: false,
-            zorder: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn system_table_readers_are_found_from_the_sql_references() {
-        // Nothing needs to be registered: the references come from the parse.
-        let ctx = SessionContext::new();
-        let reads = |sql: &str| reads_system_tables(&ctx, &mart(sql)).unwrap();
-        assert!(reads("SELECT job FROM lakehouse_runs"));
-        assert!(reads(
-            "WITH c AS (SELECT * FROM lakehouse_commits) SELECT * FROM c JOIN fact_sales USING (k)"
-        ));
-        assert!(reads(
-            "SELECT * FROM t WHERE k IN (SELECT k FROM lakehouse_watermarks)"
-        ));
-        assert!(!reads("SELECT * FROM fact_sales"));
-        // A mention that is not a table reference does not count.
-        assert!(!reads("SELECT 'lakehouse_runs' AS k FROM fact_sales"));
-        assert!(!reads(
-            "WITH lakehouse_tables AS (SELECT 1 AS k) SELECT * FROM lakehouse_tables"
-        ));
-        let error = reads_system_tables(&ctx, &mart("SELEC nothing")).unwrap_err();
-        assert!(error.to_string().contains("m.sql"), "{error}");
     }
 }

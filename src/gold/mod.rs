@@ -7,9 +7,10 @@
 //! once, so all marts see the same silver versions, builds each mart
 //! ([`build`]: incremental by date partition when the spec allows, atomic),
 //! and hands the session and catalog back, so that the orchestration can
-//! publish them ([`crate::publish`]). Marts reading the system tables run
-//! last, after the catalog is rebuilt, so pipeline health includes this
-//! run's commits.
+//! publish them ([`crate::publish`]). Marts run in dependency order
+//! ([`order`]): a mart after the marts it reads, and marts reading the
+//! system tables last, after the catalog is rebuilt, so pipeline health
+//! includes this run's commits.
 //! [`adhoc`] is `lakehouse query`; [`bench`] is `lakehouse bench gold`.
 
 pub mod adhoc;
@@ -17,6 +18,7 @@ pub mod build;
 pub mod catalog;
 pub mod changes;
 pub mod config;
+pub mod order;
 pub mod spec;
 pub mod telemetry;
 
@@ -101,19 +103,15 @@ pub async fn run(
         .iter()
         .filter(|m| options.marts.is_empty() || options.marts.contains(&m.name))
         .collect();
-    // Marts over the system tables go last, so they see this run's commits.
-    let mut early = Vec::new();
-    let mut late = Vec::new();
-    for spec in selected {
-        if build::reads_system_tables(&ctx, spec)? {
-            late.push(spec);
-        } else {
-            early.push(spec);
-        }
-    }
+    // Each mart after the marts it reads; marts over the system tables go
+    // last, so they see this run's commits.
+    let order::RunOrder {
+        marts: ordered,
+        early,
+    } = order::run_order(&ctx, &selected)?;
     let mut summary = RunSummary::default();
-    for (i, spec) in early.iter().chain(late.iter()).enumerate() {
-        if i == early.len() && !late.is_empty() {
+    for (i, spec) in ordered.iter().enumerate() {
+        if i == early && i < ordered.len() {
             catalog.register_system(&ctx).await?;
         }
         let full = options
@@ -127,7 +125,7 @@ pub async fn run(
             catalog.refresh(root, &spec.name).await?;
             catalog.register_one(&ctx, &spec.name).await?;
             // Later system-table marts see this commit too.
-            if i >= early.len() && i + 1 < early.len() + late.len() {
+            if i >= early && i + 1 < ordered.len() {
                 catalog.register_system(&ctx).await?;
             }
         }
@@ -146,11 +144,7 @@ pub async fn run(
     )
     .await?;
     summary.build_elapsed = started.elapsed();
-    let order = early
-        .iter()
-        .chain(late.iter())
-        .map(|m| (*m).clone())
-        .collect();
+    let order = ordered.iter().map(|m| (*m).clone()).collect();
     Ok(GoldRun {
         summary,
         session: ctx,

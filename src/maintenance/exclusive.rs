@@ -11,59 +11,27 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::storage::StorageRoot;
-use crate::storage::lease::{Acquire, LeaseStore, owner_id};
+pub use crate::storage::lease::Exclusive;
 
 /// Lifetime of a compaction lease without renewal; renewed every third.
 const LEASE_TTL: Duration = Duration::from_secs(60);
 
-/// What [`exclusively`] did.
-#[derive(Debug)]
-pub enum Exclusive<T> {
-    /// The work ran under the lease.
-    Done(T),
-    /// Another compaction of the table holds the lease; nothing ran.
-    Busy {
-        /// The holder.
-        owner: String,
-    },
-}
-
 /// Runs `work`, a compaction of `table` (`layer.name`), while holding the
-/// table's compaction lease, renewing it; returns [`Exclusive::Busy`]
-/// without running `work` when someone else holds it. If the lease is lost
-/// (this process stalled past its lifetime), `work` is dropped before it
-/// commits and the error says so.
+/// table's compaction lease (see [`crate::storage::lease::exclusively`]);
+/// returns [`Exclusive::Busy`] without running `work` when another
+/// compaction holds it.
 pub async fn exclusively<T, F>(root: &StorageRoot, table: &str, work: F) -> Result<Exclusive<T>>
 where
     F: std::future::Future<Output = Result<T>>,
 {
-    let leases = LeaseStore::open(root, &owner_id(), LEASE_TTL)?;
-    let lease = match leases.acquire(&format!("compact-{table}")).await? {
-        Acquire::Held(lease) => lease,
-        Acquire::Busy { owner, .. } => {
-            tracing::info!(table, %owner, "another process is compacting the table; skipped");
-            return Ok(Exclusive::Busy { owner });
-        }
-    };
-    tokio::pin!(work);
-    let result = loop {
-        tokio::select! {
-            done = &mut work => break done.map(Exclusive::Done),
-            _ = tokio::time::sleep(LEASE_TTL / 3) => match lease.renew().await {
-                Ok(true) => {}
-                Ok(false) => break Err(Error::Condition(format!(
-                    "the compaction lease of {table} lapsed and was taken over; \
-                     this compaction was abandoned before committing"
-                ))),
-                Err(e) => break Err(e),
-            },
-        }
-    };
-    if let Err(error) = lease.release().await {
-        // It lapses by itself after LEASE_TTL.
-        tracing::warn!(table, %error, "cannot release the compaction lease");
-    }
-    result
+    crate::storage::lease::exclusively(
+        root,
+        &format!("compact-{table}"),
+        &format!("the compaction of {table}"),
+        LEASE_TTL,
+        work,
+    )
+    .await
 }

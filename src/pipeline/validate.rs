@@ -287,21 +287,36 @@ async fn check_gold(
         report.errors.push(e);
         return;
     }
-    // The run order of `run gold`: marts over the system tables last.
-    let mut early: Vec<&MartSpec> = Vec::new();
-    let mut late: Vec<&MartSpec> = Vec::new();
-    for mart in &marts {
-        match gold::build::reads_system_tables(ctx, mart) {
-            Ok(true) => late.push(mart),
-            Ok(false) => early.push(mart),
-            Err(e) => report.errors.push(e),
+    // The run order of `run gold`: each mart after the marts it reads, the
+    // marts over the system tables last. A mart whose SQL does not parse
+    // is reported and left out.
+    let parsed: Vec<&MartSpec> = marts
+        .iter()
+        .filter(|mart| match gold::build::referenced_tables(ctx, mart) {
+            Ok(_) => true,
+            Err(e) => {
+                report.errors.push(e);
+                false
+            }
+        })
+        .collect();
+    let ordered = match gold::order::run_order(ctx, &parsed) {
+        Ok(order) => order.marts,
+        Err(e) => {
+            report.errors.push(e);
+            return;
         }
-    }
-    for mart in early.into_iter().chain(late) {
-        // A mart over a silver table that did not plan would only repeat its error.
-        let over_broken = gold::build::referenced_tables(ctx, mart)
-            .is_ok_and(|refs| refs.iter().any(|r| broken_silver.contains(r)));
+    };
+    let mut failed: BTreeSet<&String> = BTreeSet::new();
+    for mart in ordered {
+        // A mart over a silver table or a mart that did not plan would only
+        // repeat its error.
+        let over_broken = gold::build::referenced_tables(ctx, mart).is_ok_and(|refs| {
+            refs.iter()
+                .any(|r| broken_silver.contains(r) || failed.contains(r))
+        });
         if over_broken {
+            failed.insert(&mart.name);
             continue;
         }
         match gold::build::plan_mart(ctx, mart).await {
@@ -320,7 +335,10 @@ async fn check_gold(
                     report.errors.push(e);
                 }
             }
-            Err(e) => report.errors.push(e),
+            Err(e) => {
+                report.errors.push(e);
+                failed.insert(&mart.name);
+            }
         }
     }
 }

@@ -265,6 +265,63 @@ impl Lease {
     }
 }
 
+/// What [`exclusively`] did.
+#[derive(Debug)]
+pub enum Exclusive<T> {
+    /// The work ran under the lease.
+    Done(T),
+    /// Another process holds the lease; nothing ran.
+    Busy {
+        /// The holder.
+        owner: String,
+    },
+}
+
+/// Runs `work` (`what`, for logs and errors: "the compaction of
+/// bronze.bronze_events") while holding lease `name`, renewing it every
+/// third of `ttl`; returns [`Exclusive::Busy`] without running `work` when
+/// someone else holds it. If the lease is lost (this process stalled past
+/// its lifetime and another took it over), `work` is dropped before it
+/// commits and the error says so.
+pub async fn exclusively<T, F>(
+    root: &StorageRoot,
+    name: &str,
+    what: &str,
+    ttl: Duration,
+    work: F,
+) -> Result<Exclusive<T>>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let leases = LeaseStore::open(root, &owner_id(), ttl)?;
+    let lease = match leases.acquire(name).await? {
+        Acquire::Held(lease) => lease,
+        Acquire::Busy { owner, .. } => {
+            tracing::info!(lease = name, %owner, "another process holds the lease of {what}; skipped");
+            return Ok(Exclusive::Busy { owner });
+        }
+    };
+    tokio::pin!(work);
+    let result = loop {
+        tokio::select! {
+            done = &mut work => break done.map(Exclusive::Done),
+            _ = tokio::time::sleep(ttl / 3) => match lease.renew().await {
+                Ok(true) => {}
+                Ok(false) => break Err(Error::Condition(format!(
+                    "the lease of {what} lapsed and was taken over; \
+                     {what} was abandoned before committing"
+                ))),
+                Err(e) => break Err(e),
+            },
+        }
+    };
+    if let Err(error) = lease.release().await {
+        // It lapses by itself after the ttl.
+        tracing::warn!(lease = name, %error, "cannot release the lease of {what}");
+    }
+    result
+}
+
 /// An owner id for this process: host, pid and a random suffix.
 pub fn owner_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -184,3 +184,57 @@ async fn replay_of_a_lake_without_dead_letters_does_nothing() {
     assert_eq!(summary.pending, 0);
     assert_eq!(summary.version, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replays_land_each_dead_letter_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let wrong = config(&lake, "int64");
+    let summary = jobs::bronze(
+        &wrong,
+        BronzeSource::Files(vec![FIXTURE.into()]),
+        StopCondition::default(),
+        no_shutdown(),
+    )
+    .await
+    .unwrap();
+    let failed = summary.counts.dead_letters;
+    assert!(failed >= 2, "{summary:?}");
+
+    // Two replays at once (two operators, or a retried job): both would
+    // find the same dead letters pending; one writes, the other is refused
+    // naming the replay that runs (or, started after its commit, finds
+    // nothing left).
+    let fixed = config(&lake, "decimal(2)");
+    let replay = || {
+        let fixed = fixed.clone();
+        tokio::spawn(
+            async move { jobs::replay_dead_letters(&fixed, &ReplayOptions::default()).await },
+        )
+    };
+    let (first, second) = (replay(), replay());
+    let mut replayed = 0;
+    let mut refused = 0;
+    for outcome in [first.await.unwrap(), second.await.unwrap()] {
+        match outcome {
+            Ok(summary) => replayed += summary.replayed,
+            Err(error) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains("another dead-letter replay is running"),
+                    "{message}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(replayed, failed, "one replay wrote every dead letter");
+    assert!(refused <= 1);
+    let lines = format!("SELECT count(*) FROM bronze_events WHERE topic = '{TOPIC}'");
+    assert_eq!(count(&fixed, &lines).await, failed as i64);
+    // The lease is free again: a later replay runs and finds nothing.
+    let later = jobs::replay_dead_letters(&fixed, &ReplayOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((later.pending, later.replayed), (0, 0));
+}

@@ -177,6 +177,77 @@ fn validate_passes_on_the_shipped_pipeline_and_prints_every_table() {
 }
 
 #[test]
+fn a_mart_over_another_mart_runs_after_it_and_a_cycle_is_refused() {
+    let (tmp, dir) = project();
+    // `a_totals` sorts before `daily_revenue`, the mart it reads.
+    std::fs::write(
+        dir.join("layers/gold/a_totals.toml"),
+        "description = \"Revenue over all days.\"\nkeys = [\"period\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sql/gold/a_totals.sql"),
+        "SELECT 'all' AS period, CAST(count(*) AS BIGINT) AS days,\n\
+         CAST(sum(revenue) AS DECIMAL(18,2)) AS revenue FROM daily_revenue\n",
+    )
+    .unwrap();
+    let config = dir.join("lakehouse.toml");
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str], what: &str| {
+        let mut all = vec!["--config", config];
+        all.extend_from_slice(args);
+        ok(&lakehouse(tmp.path(), &all), what)
+    };
+    let graph = run(&["validate"], "validate");
+    assert!(graph.contains("1. daily_revenue\n"), "{graph}");
+    assert!(
+        graph.contains("2. a_totals\n       <- daily_revenue"),
+        "{graph}"
+    );
+
+    // On the first run, the mart it reads does not exist before this run.
+    let sample = dir.join("data/sample.jsonl");
+    run(
+        &["run", "bronze", "--from-file", sample.to_str().unwrap()],
+        "bronze",
+    );
+    run(&["run", "silver"], "silver");
+    let gold = run(&["run", "gold", "--no-publish"], "gold");
+    let at = |s: &str| gold.find(s).unwrap_or_else(|| panic!("{s}:\n{gold}"));
+    assert!(at("gold daily_revenue:") < at("gold a_totals:"), "{gold}");
+    let totals = run(
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT period, days, revenue FROM a_totals",
+        ],
+        "query",
+    );
+    assert_eq!(totals, "period,days,revenue\nall,2,15.00\n");
+
+    // Marts reading each other: refused by validate and by the run, naming the cycle.
+    edit(
+        &dir.join("sql/gold/daily_revenue.sql"),
+        "WHERE status",
+        "WHERE order_date NOT IN (SELECT CAST(NULL AS DATE) FROM a_totals) AND status",
+    );
+    let err = validate_fails(&dir);
+    assert!(
+        err.contains(
+            "a_totals.sql: marts read each other in a cycle: a_totals -> daily_revenue -> a_totals"
+        ),
+        "{err}"
+    );
+    let out = lakehouse(
+        tmp.path(),
+        &["--config", config, "run", "gold", "--no-publish"],
+    );
+    assert!(!out.status.success(), "gold ran a cycle");
+    assert!(text(&out.stderr).contains("in a cycle: a_totals -> daily_revenue -> a_totals"));
+}
+
+#[test]
 fn a_toml_typo_names_the_spec_file_and_line() {
     let (_tmp, dir) = project();
     edit(
