@@ -118,12 +118,23 @@ pub async fn publish_mart(
     let schema = config.schema.as_str();
     let mart = spec.name;
     let mut conn = connect(config).await?;
-    exec(
-        &mut conn,
-        mart,
-        &format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)),
-    )
-    .await?;
+    // Postgres checks the database's CREATE privilege for `CREATE SCHEMA IF
+    // NOT EXISTS` even when the schema exists: a role given only its own
+    // schema (`CREATE SCHEMA gold AUTHORIZATION lakehouse`) must not need it.
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| Error::postgres(format!("{mart}: looking up schema {schema}"), e))?;
+    if !schema_exists {
+        exec(
+            &mut conn,
+            mart,
+            &format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)),
+        )
+        .await?;
+    }
     exec(
         &mut conn,
         mart,

@@ -260,3 +260,58 @@ async fn failed_publish_is_retried_reported_and_done_by_the_next_run() {
         "{replaced}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_owning_only_its_schema_publishes() {
+    let Some(url) = postgres_url() else { return };
+    // The least privilege docs/debezium.md gives the publishing role: its
+    // own schema, no CREATE on the database (PUBLIC has none by default).
+    let schema = test_schema("gold_owned_");
+    let role = format!("{schema}_writer");
+    let mut admin = connect(&url).await;
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("CREATE SCHEMA {schema} AUTHORIZATION {role}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .expect("set up the role");
+    }
+    let mut as_role = url::Url::parse(&url).expect("test url");
+    as_role.set_username(&role).expect("user");
+    let can_create: bool =
+        sqlx::query_scalar("SELECT has_database_privilege($1, current_database(), 'CREATE')")
+            .bind(&role)
+            .fetch_one(&mut admin)
+            .await
+            .expect("privilege");
+    assert!(!can_create, "the role must not have CREATE on the database");
+
+    let mut lake = shipped_lake();
+    lake.config.postgres.url = Some(as_role.to_string());
+    lake.config.postgres.schema = schema.clone();
+    let rounds = shop_records(7, 1, 20);
+    lake.feed(&rounds[0]).await;
+    lake.silver().await;
+    let options = GoldOptions {
+        marts: vec!["daily_sales".into()],
+        ..Default::default()
+    };
+    let summary = gold_run(&lake, options.clone()).await;
+    assert!(summary.failed_publishes().is_empty(), "{summary}");
+    // Published again after a change: the swap replaces the role's table.
+    lake.feed(&rounds[1]).await;
+    lake.silver().await;
+    let again = gold_run(&lake, options).await;
+    assert!(again.failed_publishes().is_empty(), "{again}");
+    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {schema}.daily_sales"
+    )))
+    .fetch_one(&mut admin)
+    .await
+    .expect("count");
+    let delta = crate::gold_marts::mart_rows(&lake, "SELECT count(*) FROM daily_sales").await;
+    assert!(rows > 0);
+    assert_eq!(rows.to_string(), delta[0][0]);
+}
