@@ -42,6 +42,9 @@ pub enum CommitMode {
     Update,
     /// Replaces the whole table: a `WRITE` in overwrite mode.
     Overwrite,
+    /// Replaces files by files holding the same rows (their `dataChange`
+    /// is false): an `OPTIMIZE`.
+    Optimize,
 }
 
 impl CommitMode {
@@ -146,6 +149,10 @@ impl TableCommit {
                 predicate: None,
             },
             CommitMode::Update => DeltaOperation::Update { predicate: None },
+            CommitMode::Optimize => DeltaOperation::Optimize {
+                predicate: None,
+                target_size: 0,
+            },
             CommitMode::Overwrite => DeltaOperation::Write {
                 mode: SaveMode::Overwrite,
                 partition_by,

@@ -28,6 +28,12 @@ pub struct MaintenanceConfig {
     /// than this, into files of up to this size, so each compaction rewrites
     /// at most about this much per topic whatever the table's size.
     pub auto_compact_target_size: u64,
+    /// `optimize`: a file whose deletion vector marks more than this share
+    /// of its rows deleted is rewritten without them, even where the
+    /// compaction leaves it (alone in its bin, or above the target size);
+    /// 0 purges every deleted row, 1 never rewrites for deleted rows. Delta
+    /// Lake's `optimize.maxDeletedRowsRatio` default.
+    pub purge_deleted_ratio: f64,
 }
 
 impl Default for MaintenanceConfig {
@@ -39,6 +45,7 @@ impl Default for MaintenanceConfig {
             target_file_size: 128 * 1024 * 1024,
             auto_compact_files: 50,
             auto_compact_target_size: 32 * 1024 * 1024,
+            purge_deleted_ratio: 0.05,
         }
     }
 }
@@ -51,6 +58,12 @@ impl MaintenanceConfig {
         }
         if self.auto_compact_target_size == 0 {
             return Err("maintenance.auto_compact_target_size must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.purge_deleted_ratio) {
+            return Err(format!(
+                "maintenance.purge_deleted_ratio must be between 0 and 1, not {}",
+                self.purge_deleted_ratio
+            ));
         }
         if self.auto_compact_files == 1 {
             return Err(

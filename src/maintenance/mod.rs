@@ -1,5 +1,6 @@
-//! Table maintenance: `lakehouse optimize`, `lakehouse vacuum`, Delta
-//! checkpoints ([`crate::delta::checkpoint`]) and bronze's automatic compaction ([`compact`]).
+//! Table maintenance: `lakehouse optimize` (compaction, Z-order, and the
+//! purge of deleted rows, [`purge`]), `lakehouse vacuum`, Delta checkpoints
+//! ([`crate::delta::checkpoint`]) and bronze's automatic compaction ([`compact`]).
 //!
 //! Why this is safe for the incremental readers:
 //! - Silver reads the bronze files `add`ed with `dataChange = true` after its
@@ -15,6 +16,7 @@
 pub mod compact;
 mod config;
 pub mod exclusive;
+pub mod purge;
 
 use std::num::NonZeroU64;
 
@@ -107,6 +109,8 @@ pub struct OptimizeReport {
     pub missing: bool,
     /// Another process was compacting the table (its owner id): skipped.
     pub skipped_for: Option<String>,
+    /// Files rewritten without their deleted rows, and those rows.
+    pub purged: purge::Purged,
 }
 
 impl std::fmt::Display for OptimizeReport {
@@ -125,7 +129,15 @@ impl std::fmt::Display for OptimizeReport {
             self.files_removed,
             self.files_added,
             self.version.map_or("-".into(), |v| v.to_string())
-        )
+        )?;
+        if self.purged.files > 0 {
+            write!(
+                f,
+                "; purged {} deleted rows from {} files",
+                self.purged.rows, self.purged.files
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -181,16 +193,20 @@ pub async fn optimize_table(
         Error::Condition("maintenance.target_file_size must be at least 1".into())
     })?;
     let properties = writer_properties()?;
+    let ratio = config.purge_deleted_ratio;
     let work = async {
-        table
+        let (table, metrics) = table
             .optimize()
             .with_type(optimize_type)
             .with_target_size(size)
             .with_writer_properties(properties)
             .await
-            .map_err(|e| Error::delta(&qualified, e))
+            .map_err(|e| Error::delta(&qualified, e))?;
+        // The files the compaction left that still hold many deleted rows.
+        let (table, purged) = purge::purge_deleted(table, &qualified, ratio).await?;
+        Ok((table, metrics, purged))
     };
-    let (table, metrics) = match exclusive::exclusively(root, &qualified, work).await? {
+    let (table, metrics, purged) = match exclusive::exclusively(root, &qualified, work).await? {
         exclusive::Exclusive::Done(done) => done,
         exclusive::Exclusive::Busy { owner } => {
             report.skipped_for = Some(owner);
@@ -199,6 +215,7 @@ pub async fn optimize_table(
     };
     report.files_removed = metrics.num_files_removed;
     report.files_added = metrics.num_files_added;
+    report.purged = purged;
     report.version = crate::delta::version(&table);
     crate::delta::checkpoint::checkpoint_if_due(&table, &qualified, config.checkpoint_interval)
         .await?;

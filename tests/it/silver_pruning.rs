@@ -389,3 +389,141 @@ async fn chunks_marking_the_same_files_lose_and_double_nothing() {
         "45 closed by the truncate, 5 and 97 opened again after it"
     );
 }
+
+/// The data files of `dim_c`'s latest snapshot: (path, rows as written,
+/// rows its deletion vector marks deleted).
+async fn live_files(lake: &Lake) -> Vec<(String, usize, i64)> {
+    let root = lakehouse::storage::StorageRoot::from_config(&lake.config.storage).unwrap();
+    let table = root.open_table("silver", "dim_c").await.unwrap();
+    let mut files: Vec<(String, usize, i64)> = lakehouse::delta::files(&table, "dim_c")
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let deleted = f.remove.deletion_vector.map_or(0, |v| v.cardinality);
+            (f.path, f.num_records.unwrap_or_default(), deleted)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `optimize` rewrites, with only its live rows, a file whose deletion
+/// vector marks more than `purge_deleted_ratio` of its rows deleted, even
+/// where the compaction leaves it (here every file is above the target
+/// size); a file with fewer deleted rows keeps its vector. The table reads
+/// the same, and later runs change the rewritten file's rows as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_purges_files_with_many_deleted_rows() {
+    let (mut lake, d, ranges) = loaded().await;
+    let (mut rewriting, _, _) = loaded().await;
+    rewriting.config.silver.deletion_vectors = false;
+    let file_of = |key: i64| {
+        ranges
+            .iter()
+            .find(|(_, min, max)| (*min..=*max).contains(&key))
+            .map(|(p, _, _)| p.clone())
+            .expect("a file holds the key")
+    };
+    assert_eq!(file_of(5), file_of(6));
+    assert_ne!(file_of(5), file_of(45));
+    // Two of ten rows of one file replaced (20 %), one of another (10 %).
+    let changes = vec![
+        customer(&d, "u", 5, "Oslo", 200),
+        customer(&d, "u", 6, "Lima", 201),
+        customer(&d, "u", 45, "Rome", 202),
+    ];
+    for lake in [&lake, &rewriting] {
+        lake.feed(&changes).await;
+        lake.silver().await;
+    }
+    let before = live_files(&lake).await;
+    let deleted_in = |files: &[(String, usize, i64)], path: &str| {
+        files.iter().find(|f| f.0 == path).map(|f| f.2)
+    };
+    assert_eq!(deleted_in(&before, &file_of(5)), Some(2), "{before:?}");
+    assert_eq!(deleted_in(&before, &file_of(45)), Some(1), "{before:?}");
+    let all = "SELECT customer_id, customer_key, city FROM dim_c";
+    let rows = lake.rows(&["dim_c"], all).await;
+
+    // Every file is larger than the target: the compaction skips them all.
+    lake.config.maintenance.target_file_size = 1;
+    lake.config.maintenance.purge_deleted_ratio = 0.15;
+    let reports = lakehouse::pipeline::jobs::optimize(
+        &lake.config,
+        &lakehouse::maintenance::Selection::default(),
+    )
+    .await
+    .unwrap();
+    let report = reports
+        .iter()
+        .find(|r| r.table == "silver.dim_c")
+        .expect("dim_c optimized");
+    assert_eq!((report.files_removed, report.files_added), (0, 0));
+    assert_eq!(
+        (report.purged.files, report.purged.rows),
+        (1, 2),
+        "{report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("purged 2 deleted rows from 1 files")
+    );
+    let version = lake.version("silver", "dim_c").await.expect("table");
+    let operation = log_actions(&lake, "dim_c", version)
+        .iter()
+        .find_map(|a| a.get("commitInfo").map(|c| c["operation"].clone()));
+    assert_eq!(operation, Some(serde_json::json!("OPTIMIZE")));
+    for action in log_actions(&lake, "dim_c", version) {
+        for kind in ["add", "remove"] {
+            if let Some(file) = action.get(kind) {
+                assert_eq!(file["dataChange"], serde_json::json!(false), "{action}");
+            }
+        }
+    }
+
+    let after = live_files(&lake).await;
+    assert_eq!(after.len(), before.len(), "one file replaced by one");
+    assert_eq!(
+        deleted_in(&after, &file_of(5)),
+        None,
+        "the purged file left"
+    );
+    assert_eq!(deleted_in(&after, &file_of(45)), Some(1), "below the ratio");
+    let fresh: Vec<_> = after
+        .iter()
+        .filter(|f| !before.iter().any(|b| b.0 == f.0))
+        .collect();
+    assert_eq!(fresh.len(), 1, "{after:?}");
+    assert_eq!((fresh[0].1, fresh[0].2), (8, 0), "its eight live rows");
+    assert_eq!(
+        lake.rows(&["dim_c"], all).await,
+        rows,
+        "the rows are the same"
+    );
+
+    // A second optimize finds nothing to purge.
+    let again = lakehouse::pipeline::jobs::optimize(
+        &lake.config,
+        &lakehouse::maintenance::Selection::default(),
+    )
+    .await
+    .unwrap();
+    let report = again.iter().find(|r| r.table == "silver.dim_c").unwrap();
+    assert_eq!(report.purged.files, 0);
+
+    // Later changes to the purged file's keys apply as to any file.
+    let later = vec![
+        customer(&d, "u", 7, "Bern", 300),
+        customer(&d, "d", 5, "Oslo", 301),
+    ];
+    for lake in [&lake, &rewriting] {
+        lake.feed(&later).await;
+        lake.silver().await;
+    }
+    assert_eq!(
+        lake.rows(&["dim_c"], all).await,
+        rewriting.rows(&["dim_c"], all).await,
+        "the table reads as if every change had rewritten its files"
+    );
+}
