@@ -100,6 +100,24 @@ async fn loaded() -> (Lake, Dbz, Vec<(String, i64, i64)>) {
     (lake, d, ranges)
 }
 
+/// [`loaded`], and a second such lake that rewrites files instead of
+/// writing deletion vectors (what the first must read like).
+async fn loaded_twice() -> (Lake, Lake, Dbz, Vec<(String, i64, i64)>) {
+    let (lake, d, ranges) = loaded().await;
+    let (mut rewriting, _, _) = loaded().await;
+    rewriting.config.silver.deletion_vectors = false;
+    (lake, rewriting, d, ranges)
+}
+
+/// The file of `ranges` whose key range holds `key`.
+fn file_holding(ranges: &[(String, i64, i64)], key: i64) -> String {
+    ranges
+        .iter()
+        .find(|(_, min, max)| (*min..=*max).contains(&key))
+        .map(|(p, _, _)| p.clone())
+        .expect("a file holds the key")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_run_rewrites_only_the_files_holding_its_keys() {
     let (lake, d, ranges) = loaded().await;
@@ -232,16 +250,8 @@ fn deletion_vectors(lake: &Lake, table: &str, version: u64) -> Vec<(String, i64)
 /// same as with copy-on-write rewrites.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scattered_updates_mark_rows_deleted_instead_of_rewriting_files() {
-    let (lake, d, ranges) = loaded().await;
-    let (mut rewriting, _, _) = loaded().await;
-    rewriting.config.silver.deletion_vectors = false;
-    let file_of = |key: i64| {
-        ranges
-            .iter()
-            .find(|(_, min, max)| (*min..=*max).contains(&key))
-            .map(|(p, _, _)| p.clone())
-            .expect("a file holds the key")
-    };
+    let (lake, rewriting, d, ranges) = loaded_twice().await;
+    let file_of = |key: i64| file_holding(&ranges, key);
 
     let first = vec![
         customer(&d, "u", 5, "Oslo", 200),
@@ -414,16 +424,8 @@ async fn live_files(lake: &Lake) -> Vec<(String, usize, i64)> {
 /// the same, and later runs change the rewritten file's rows as any other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimize_purges_files_with_many_deleted_rows() {
-    let (mut lake, d, ranges) = loaded().await;
-    let (mut rewriting, _, _) = loaded().await;
-    rewriting.config.silver.deletion_vectors = false;
-    let file_of = |key: i64| {
-        ranges
-            .iter()
-            .find(|(_, min, max)| (*min..=*max).contains(&key))
-            .map(|(p, _, _)| p.clone())
-            .expect("a file holds the key")
-    };
+    let (mut lake, rewriting, d, ranges) = loaded_twice().await;
+    let file_of = |key: i64| file_holding(&ranges, key);
     assert_eq!(file_of(5), file_of(6));
     assert_ne!(file_of(5), file_of(45));
     // Two of ten rows of one file replaced (20 %), one of another (10 %).
