@@ -22,12 +22,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -419,9 +418,6 @@ pub async fn run(
     let mut next_backlog_check = Instant::now();
     // The generation whose backlog was committed as soon as it was read.
     let mut backlog_committed = None;
-    // One stream for the whole run: each `recv` would register and drop a
-    // waker of its own.
-    let mut messages = consumer.stream();
 
     loop {
         // Pick up rebalances that happened inside the last poll.
@@ -478,43 +474,43 @@ pub async fn run(
             .time_to_flush()
             .min(idle_timeout)
             .max(Duration::from_millis(10));
-        let received = tokio::select! {
+        tokio::select! {
             biased;
             _ = shutdown.changed() => {
                 tracing::info!("shutdown requested; committing what is buffered");
                 break;
             }
-            received = tokio::time::timeout(wait, messages.next()) => received,
-        };
-        match received {
-            Err(_elapsed) => {}
-            Ok(None) => return Err(Error::Internal("the Kafka message stream ended".into())),
-            Ok(Some(Err(e))) => check_consumer_error(e, &state, brokers)?,
-            Ok(Some(Ok(message))) => {
-                last_message = Instant::now();
-                let mut assignment = Assignment {
-                    state: &state,
-                    generation: &mut generation,
-                    partitions: &mut partitions,
-                    backlog: backlog.as_ref(),
-                };
-                taken += u64::from(assignment.take(&message, &mut ingestor).await?);
-                // The messages librdkafka already holds are taken without a
-                // timer and a select each, which cost more than the copy of
-                // a message: a burst ends when none is ready or a batch is due.
-                for _ in 0..MESSAGE_BURST {
-                    if ingestor.should_flush() || stop.max_records.is_some_and(|max| taken >= max) {
-                        break;
-                    }
-                    match messages.next().now_or_never() {
-                        Some(Some(Ok(message))) => {
-                            taken += u64::from(assignment.take(&message, &mut ingestor).await?);
-                        }
-                        Some(Some(Err(e))) => {
-                            check_consumer_error(e, &state, brokers)?;
-                            break;
-                        }
-                        Some(None) | None => break,
+            received = tokio::time::timeout(wait, consumer.recv()) => match received {
+                Err(_elapsed) => {}
+                Ok(Err(e)) => check_consumer_error(e, &state, brokers)?,
+                Ok(Ok(message)) => {
+                    last_message = Instant::now();
+                    // The poll that returned this message may also have run a
+                    // rebalance: apply it first, then take the message only if
+                    // its partition is (still) ours.
+                    sync_assignment(
+                        &state,
+                        &mut generation,
+                        &mut ingestor,
+                        &mut partitions,
+                        backlog.as_ref(),
+                    )?;
+                    let key = (message.topic().to_string(), message.partition());
+                    if let Some(progress) = partitions.get(&key) {
+                        let meta = RecordMeta {
+                            stream: progress.stream,
+                            position: message.offset(),
+                            topic: message.topic(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            timestamp_ms: message.timestamp().to_millis(),
+                            key: message.key(),
+                            value: message.payload(),
+                        };
+                        // Copied into a chunk that is decoded on another
+                        // thread: this one only receives and commits.
+                        ingestor.queue(&meta).await?;
+                        taken += 1;
                     }
                 }
             }
@@ -540,55 +536,6 @@ pub async fn run(
     let summary = ingestor.finish().await?;
     tracing::info!(elapsed = ?started.elapsed(), "bronze consumer stopped");
     Ok(summary)
-}
-
-/// Messages taken at most per wake-up of the consumer loop, after the one
-/// that woke it (a few MB: the loop's other checks still run often).
-const MESSAGE_BURST: usize = 1024;
-
-/// The consumer loop's view of the group assignment, for taking messages.
-struct Assignment<'a> {
-    state: &'a Mutex<AssignmentState>,
-    generation: &'a mut u64,
-    partitions: &'a mut HashMap<(String, i32), PartitionProgress>,
-    backlog: Option<&'a Backlog>,
-}
-
-impl Assignment<'_> {
-    /// Queues `message` for the batch when its partition is (still) ours;
-    /// whether it did. The poll that returned it may also have run a
-    /// rebalance: that is applied first.
-    async fn take(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        ingestor: &mut Ingestor,
-    ) -> Result<bool> {
-        sync_assignment(
-            self.state,
-            self.generation,
-            ingestor,
-            self.partitions,
-            self.backlog,
-        )?;
-        let key = (message.topic().to_string(), message.partition());
-        let Some(progress) = self.partitions.get(&key) else {
-            return Ok(false);
-        };
-        let meta = RecordMeta {
-            stream: progress.stream,
-            position: message.offset(),
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
-            key: message.key(),
-            value: message.payload(),
-        };
-        // Copied into a chunk that is decoded on another thread: the
-        // consumer's thread only receives and commits.
-        ingestor.queue(&meta).await?;
-        Ok(true)
-    }
 }
 
 /// Applies the latest assignment left by the rebalance callback: a changed
