@@ -108,10 +108,11 @@ pub async fn run(
     let order::RunOrder {
         marts: ordered,
         early,
+        ..
     } = order::run_order(&ctx, &selected)?;
     let mut summary = RunSummary::default();
     for (i, spec) in ordered.iter().enumerate() {
-        if i == early && i < ordered.len() {
+        if i == early {
             catalog.register_system(&ctx).await?;
         }
         let full = options

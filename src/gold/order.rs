@@ -25,6 +25,8 @@ pub struct RunOrder<'a> {
     /// through another mart, and run after the catalog is rebuilt with this
     /// run's commits.
     pub early: usize,
+    /// Per mart, the tables its SQL refers to (CTE names excluded).
+    pub references: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Orders `marts` (in spec file order) by what their SQL reads; see the
@@ -35,6 +37,7 @@ pub fn run_order<'a>(ctx: &SessionContext, marts: &[&'a MartSpec]) -> Result<Run
     let names: BTreeSet<&str> = marts.iter().map(|m| m.name.as_str()).collect();
     let mut reads: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut late: BTreeSet<&str> = BTreeSet::new();
+    let mut references = BTreeMap::new();
     for mart in marts {
         let referenced = referenced_tables(ctx, mart)?;
         if referenced
@@ -44,10 +47,12 @@ pub fn run_order<'a>(ctx: &SessionContext, marts: &[&'a MartSpec]) -> Result<Run
             late.insert(&mart.name);
         }
         let of_marts = referenced
-            .into_iter()
-            .filter(|r| r != &mart.name && names.contains(r.as_str()))
+            .iter()
+            .filter(|r| *r != &mart.name && names.contains(r.as_str()))
+            .cloned()
             .collect();
         reads.insert(&mart.name, of_marts);
+        references.insert(mart.name.clone(), referenced);
     }
     // A mart over a late mart is late too.
     loop {
@@ -88,6 +93,7 @@ pub fn run_order<'a>(ctx: &SessionContext, marts: &[&'a MartSpec]) -> Result<Run
     Ok(RunOrder {
         marts: ordered,
         early,
+        references,
     })
 }
 

@@ -300,18 +300,18 @@ async fn check_gold(
             }
         })
         .collect();
-    let ordered = match gold::order::run_order(ctx, &parsed) {
-        Ok(order) => order.marts,
+    let order = match gold::order::run_order(ctx, &parsed) {
+        Ok(order) => order,
         Err(e) => {
             report.errors.push(e);
             return;
         }
     };
     let mut failed: BTreeSet<&String> = BTreeSet::new();
-    for mart in ordered {
+    for mart in order.marts {
         // A mart over a silver table or a mart that did not plan would only
         // repeat its error.
-        let over_broken = gold::build::referenced_tables(ctx, mart).is_ok_and(|refs| {
+        let over_broken = order.references.get(&mart.name).is_some_and(|refs| {
             refs.iter()
                 .any(|r| broken_silver.contains(r) || failed.contains(r))
         });
